@@ -1,0 +1,351 @@
+//! `cargo xtask <task>`: the project's developer tasks.
+//!
+//! - `deps`: build the pinned Go programs (kcp, OpenFGA, helm) into the machine-wide cache.
+//! - `crds`: regenerate `crds/generated/` from the Rust API types.
+//! - `ci`:   what CI runs: deps, format check, clippy with `-D warnings`, every test.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use xtask::{ALL, COMPLETE_MARKER, KCP, Tool, cache_root, repo_root};
+
+const USAGE: &str = "usage: cargo xtask <deps|crds|ci>
+  deps  build kcp, OpenFGA and helm from the Go module proxy into the machine-wide cache
+  crds  regenerate crds/generated/ from the Rust API types
+  ci    deps, cargo fmt --check, cargo clippy -D warnings, cargo test (what .ci/run runs)";
+
+type TaskResult = Result<(), String>;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("deps") => deps(),
+        Some("crds") => crds(),
+        Some("ci") => ci(),
+        Some("-h" | "--help" | "help") => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        Some(other) => Err(format!("unknown task {other:?}\n{USAGE}")),
+        None => Err(USAGE.to_owned()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("xtask: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn ci() -> TaskResult {
+    let started = Instant::now();
+    step("build the pinned Go programs", deps)?;
+    step("cargo fmt --check", || {
+        cargo(&["fmt", "--all", "--", "--check"])
+    })?;
+    step("cargo clippy -D warnings", || {
+        cargo(&[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--locked",
+            "--",
+            "-D",
+            "warnings",
+        ])
+    })?;
+    step("cargo test", || cargo(&["test", "--workspace", "--locked"]))?;
+    println!("xtask ci: all steps passed in {}", human(started.elapsed()));
+    Ok(())
+}
+
+fn crds() -> TaskResult {
+    cargo(&[
+        "run",
+        "--quiet",
+        "-p",
+        "platform-mesh-crds",
+        "--bin",
+        "crdgen",
+        "--",
+        "write",
+    ])
+}
+
+fn step(name: &str, run: impl FnOnce() -> TaskResult) -> TaskResult {
+    println!("==> {name}");
+    let started = Instant::now();
+    let result = run();
+    let verdict = if result.is_ok() { "ok" } else { "FAILED" };
+    println!("<== {name}: {verdict} in {}", human(started.elapsed()));
+    result.map_err(|e| format!("{name}: {e}"))
+}
+
+fn cargo(args: &[&str]) -> TaskResult {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    run(Command::new(cargo).args(args).current_dir(repo_root()))
+}
+
+fn run(command: &mut Command) -> TaskResult {
+    let status = command
+        .status()
+        .map_err(|e| format!("cannot start {:?}: {e}", command.get_program()))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{:?} failed: {status}", command.get_program()))
+    }
+}
+
+fn deps() -> TaskResult {
+    check_go()?;
+    for tool in ALL {
+        build_tool(tool)?;
+    }
+    Ok(())
+}
+
+fn check_go() -> TaskResult {
+    let output = Command::new("go").arg("version").output().map_err(|e| {
+        format!(
+            "`go` is not on PATH ({e}); install Go 1.26 or newer (https://go.dev/doc/install, \
+             or your distribution's package), then run `cargo xtask deps` again"
+        )
+    })?;
+    println!("using {}", String::from_utf8_lossy(&output.stdout).trim());
+    Ok(())
+}
+
+fn build_tool(tool: &Tool) -> TaskResult {
+    let version = tool.version().map_err(|e| e.to_string())?;
+    let dir = tool.install_dir().map_err(|e| e.to_string())?;
+    if dir.join(COMPLETE_MARKER).is_file() {
+        print_binaries(tool, &version, &dir, "up to date");
+        return Ok(());
+    }
+    let started = Instant::now();
+    println!("{} {version}: building into {}", tool.name, dir.display());
+    let work = cache_root()
+        .join("build")
+        .join(dir.file_name().unwrap_or_default());
+    let partial = dir.with_extension("partial");
+    for stale in [&work, &partial] {
+        if stale.exists() {
+            std::fs::remove_dir_all(stale)
+                .map_err(|e| format!("removing {}: {e}", stale.display()))?;
+        }
+    }
+    std::fs::create_dir_all(&work).map_err(|e| format!("creating {}: {e}", work.display()))?;
+
+    let module_dir = tool.module_dir();
+    println!(
+        "{}: downloading modules (the first kcp build fetches about 1 GB)",
+        tool.name
+    );
+    run(go(&module_dir).args(["mod", "download"]))?;
+
+    let mut flags = Vec::new();
+    if tool.name == KCP.name {
+        flags.push(format!(
+            "-modfile={}",
+            patched_kcp_modfile(tool, &work)?.display()
+        ));
+        flags.push(format!("-ldflags={}", kcp_version_ldflags(tool, &version)?));
+    }
+
+    let total = count_packages(tool, &module_dir, &flags)?;
+    let mut build = go(&module_dir);
+    build
+        .arg("build")
+        .args(&flags)
+        .arg("-v")
+        .arg("-trimpath")
+        .arg("-o")
+        .arg(format!("{}/", partial.display()))
+        .args(tool.packages);
+    run_with_progress(tool.name, build, total)?;
+
+    std::fs::write(partial.join(COMPLETE_MARKER), format!("{version}\n"))
+        .map_err(|e| format!("writing the completion marker: {e}"))?;
+    std::fs::rename(&partial, &dir).map_err(|e| format!("moving the build into place: {e}"))?;
+    let _ = std::fs::remove_dir_all(&work);
+    print_binaries(
+        tool,
+        &version,
+        &dir,
+        &format!("built in {}", human(started.elapsed())),
+    );
+    Ok(())
+}
+
+fn print_binaries(tool: &Tool, version: &str, dir: &Path, what: &str) {
+    for package in tool.packages {
+        let name = package.rsplit('/').next().unwrap_or(package);
+        println!(
+            "{} {version} ({what}): {}",
+            tool.name,
+            dir.join(name).display()
+        );
+    }
+}
+
+/// A `go` command in the pinning module, built statically and checked against `go.sum`.
+fn go(module_dir: &Path) -> Command {
+    let mut command = Command::new("go");
+    command.current_dir(module_dir).env("CGO_ENABLED", "0");
+    // The checksum database does not know every kcp-dev module version the proxy serves;
+    // go.sum pins each hash, and is what `go` checks downloads against.
+    let nosumdb = match std::env::var("GONOSUMDB") {
+        Ok(existing) if !existing.is_empty() => format!("{existing},github.com/kcp-dev/*"),
+        _ => "github.com/kcp-dev/*".to_owned(),
+    };
+    command.env("GONOSUMDB", nosumdb);
+    command
+}
+
+/// kcp v0.32.3 needs `forwardingregistry.ValidatePathSegmentName` from its staging module
+/// virtual-workspace-framework, whose v0.32 tags the module proxy does not serve. This copies
+/// the pinned v0.31.2 out of the module cache (checked against go.sum by `go mod download`)
+/// into the build directory, adds the one-line shim from `tools/kcp/shim/`, and returns a
+/// build-time copy of go.mod that points the module at that copy. See tools/README.md.
+fn patched_kcp_modfile(tool: &Tool, work: &Path) -> Result<PathBuf, String> {
+    const VWF: &str = "github.com/kcp-dev/virtual-workspace-framework";
+    let module_dir = tool.module_dir();
+    let output = go(&module_dir)
+        .args(["mod", "download", "-json", VWF])
+        .output()
+        .map_err(|e| format!("go mod download {VWF}: {e}"))?;
+    let json = String::from_utf8_lossy(&output.stdout);
+    let source = json_string_field(&json, "Dir")
+        .ok_or_else(|| format!("go mod download {VWF} gave no directory: {json}"))?;
+    let copy = work.join("virtual-workspace-framework");
+    run(Command::new("cp").arg("-R").arg(&source).arg(&copy))?;
+    run(Command::new("chmod").arg("-R").arg("u+w").arg(&copy))?;
+    std::fs::copy(
+        module_dir.join("shim/forwardingregistry_validate_name.go"),
+        copy.join("pkg/forwardingregistry/zz_platform_mesh_rs_shim.go"),
+    )
+    .map_err(|e| format!("adding the shim: {e}"))?;
+
+    let modfile = work.join("build.mod");
+    for (from, to) in [("go.mod", "build.mod"), ("go.sum", "build.sum")] {
+        std::fs::copy(module_dir.join(from), work.join(to))
+            .map_err(|e| format!("copying {from}: {e}"))?;
+    }
+    run(go(&module_dir).args([
+        "mod".to_owned(),
+        "edit".to_owned(),
+        format!("-modfile={}", modfile.display()),
+        format!("-replace={VWF}={}", copy.display()),
+    ]))?;
+    Ok(modfile)
+}
+
+/// The version stamp kcp's Makefile sets, so `kcp --version` and `/version` tell the truth.
+fn kcp_version_ldflags(tool: &Tool, kcp_version: &str) -> Result<String, String> {
+    // The Kubernetes version kcp is built on (kcp's require of k8s.io/kubernetes, e.g.
+    // v1.36.0), asked of the module graph rather than parsed from kcp's go.mod by hand.
+    let output = go(&tool.module_dir())
+        .args(["list", "-m", "-f", "{{.Version}}", "k8s.io/kubernetes"])
+        .output()
+        .map_err(|e| format!("go list k8s.io/kubernetes: {e}"))?;
+    let kube = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    let mut parts = kube.trim_start_matches('v').split('.');
+    let (major, minor) = (parts.next().unwrap_or("1"), parts.next().unwrap_or("0"));
+    let git_version = format!("v{major}.{minor}.0+kcp-{kcp_version}");
+    let flags = [
+        "k8s.io/component-base/version",
+        "k8s.io/client-go/pkg/version",
+    ]
+    .iter()
+    .map(|pkg| {
+        format!(
+            "-X {pkg}.gitVersion={git_version} -X {pkg}.gitMajor={major} -X {pkg}.gitMinor={minor}"
+        )
+    })
+    .collect::<Vec<_>>()
+    .join(" ");
+    Ok(flags)
+}
+
+fn count_packages(tool: &Tool, module_dir: &Path, flags: &[String]) -> Result<usize, String> {
+    let output = go(module_dir)
+        .arg("list")
+        .args(flags.iter().filter(|f| f.starts_with("-modfile")))
+        .arg("-deps")
+        .args(tool.packages)
+        .output()
+        .map_err(|e| format!("go list: {e}"))?;
+    if !output.status.success() {
+        return Err(format!(
+            "go list -deps failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    Ok(output.stdout.iter().filter(|b| **b == b'\n').count())
+}
+
+/// Runs `go build -v`, turning its one-line-per-compiled-package output into a progress line
+/// every few seconds (a cold kcp build compiles a few thousand packages).
+fn run_with_progress(name: &str, mut command: Command, total: usize) -> TaskResult {
+    let started = Instant::now();
+    let mut child = command
+        .stdout(Stdio::inherit())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot start go build: {e}"))?;
+    let stderr = child.stderr.take().ok_or("go build has no stderr")?;
+    let mut compiled = 0usize;
+    let mut last_report = Instant::now();
+    let mut errors = Vec::new();
+    for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+        // Package paths have no spaces; anything else is a diagnostic worth keeping.
+        if line.contains(' ') || line.starts_with('#') {
+            eprintln!("{line}");
+            errors.push(line);
+            continue;
+        }
+        compiled += 1;
+        if last_report.elapsed() >= Duration::from_secs(10) {
+            last_report = Instant::now();
+            println!(
+                "{name}: compiled {compiled} of at most {total} packages ({})",
+                human(started.elapsed())
+            );
+        }
+    }
+    let status = child
+        .wait()
+        .map_err(|e| format!("waiting for go build: {e}"))?;
+    if status.success() {
+        println!(
+            "{name}: compiled {compiled} packages in {}",
+            human(started.elapsed())
+        );
+        Ok(())
+    } else {
+        Err(format!(
+            "go build of {name} failed ({status}): {}",
+            errors.join("\n")
+        ))
+    }
+}
+
+/// The string value of `"field": "..."` in `go ... -json` output (no escapes in paths here).
+fn json_string_field(json: &str, field: &str) -> Option<String> {
+    let key = format!("\"{field}\":");
+    let rest = json.split_once(&key)?.1.trim_start().strip_prefix('"')?;
+    Some(rest.split_once('"')?.0.to_owned())
+}
+
+fn human(elapsed: Duration) -> String {
+    let secs = elapsed.as_secs();
+    if secs >= 60 {
+        format!("{}m{:02}s", secs / 60, secs % 60)
+    } else {
+        format!("{:.1}s", elapsed.as_secs_f64())
+    }
+}
