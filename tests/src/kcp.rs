@@ -1,0 +1,248 @@
+//! One real kcp per test binary, and private workspaces for tests.
+
+use std::fmt::Debug;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use kcp::types::tenancy::{Workspace, WorkspaceSpec, WorkspaceTypeReference};
+use kcp::{ClientFactory, ClusterName, ClusterPath};
+use kube::api::{Api, PostParams};
+use kube::core::ObjectMeta;
+use kube::runtime::wait::await_condition;
+use kube::{Client, Resource};
+use serde::de::DeserializeOwned;
+use tokio::sync::OnceCell;
+
+use crate::process::{ServerProcess, free_port};
+
+/// How long kcp may take to become ready (a cold start on two cores takes about 25 s).
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(180);
+/// How long a test waits for kcp to reconcile something (a workspace to turn Ready …).
+const WAIT_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// A running kcp (`kcp start`, embedded etcd, in-process virtual workspaces).
+#[derive(Debug)]
+pub struct Kcp {
+    process: ServerProcess,
+    kubeconfig: PathBuf,
+    /// Time from spawn to the first successful `/readyz`.
+    pub startup: Duration,
+    _state: tempfile::TempDir,
+}
+
+static SHARED: OnceCell<Kcp> = OnceCell::const_new();
+
+impl Kcp {
+    /// The kcp of this test binary, started on first use. Panics, with the command that builds
+    /// it, when the kcp binary is missing, and with kcp's log when it does not start.
+    pub async fn shared() -> &'static Kcp {
+        SHARED.get_or_init(Self::start).await
+    }
+
+    async fn start() -> Kcp {
+        let binary = xtask::binary("kcp").unwrap_or_else(|e| panic!("{e}"));
+        // The state directory outlives no test binary: the watchdog removes it, and TempDir
+        // would too if the value were ever dropped.
+        let state = tempfile::Builder::new()
+            .prefix("pm-kcp-")
+            .tempdir()
+            .unwrap_or_else(|e| panic!("creating kcp's state directory: {e}"));
+        let root = state.path().join("root");
+        let kubeconfig = root.join("admin.kubeconfig");
+        let args = vec![
+            "start".to_owned(),
+            format!("--root-directory={}", root.display()),
+            "--bind-address=127.0.0.1".to_owned(),
+            format!("--secure-port={}", free_port()),
+            format!("--embedded-etcd-client-port={}", free_port()),
+            format!("--embedded-etcd-peer-port={}", free_port()),
+            // As Platform Mesh runs its root shard.
+            "--feature-gates=WorkspaceAuthentication=true,CacheAPIs=true".to_owned(),
+        ];
+        let process = ServerProcess::start("kcp", &binary, &args, state.path(), true)
+            .unwrap_or_else(|e| panic!("starting {}: {e}", binary.display()));
+
+        let started = process.started();
+        loop {
+            if started.elapsed() > STARTUP_TIMEOUT {
+                panic!("{}", process.failed_to_start(STARTUP_TIMEOUT, "timeout"));
+            }
+            if !process.is_running() && process.pid().is_some() {
+                panic!(
+                    "{}",
+                    process.failed_to_start(started.elapsed(), "kcp exited")
+                );
+            }
+            if kubeconfig.is_file() && readyz(&kubeconfig).await {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        Kcp {
+            startup: started.elapsed(),
+            process,
+            kubeconfig,
+            _state: state,
+        }
+    }
+
+    /// The admin kubeconfig kcp wrote.
+    pub fn kubeconfig(&self) -> &std::path::Path {
+        &self.kubeconfig
+    }
+
+    /// kcp's resident memory now, in MiB.
+    pub fn rss_mib(&self) -> Option<f64> {
+        self.process.rss_mib()
+    }
+
+    /// Clients as `kcp-admin` (the `root` context): any workspace by path or name, and the
+    /// virtual workspaces.
+    pub async fn admin(&self) -> ClientFactory {
+        self.factory("root").await
+    }
+
+    /// Clients as the shard admin (`shard-base`, group `system:masters`), the one identity that
+    /// may list and watch across all logical clusters with `/clusters/*` on the shard.
+    pub async fn shard_admin(&self) -> ClientFactory {
+        self.factory("shard-base").await
+    }
+
+    async fn factory(&self, context: &str) -> ClientFactory {
+        ClientFactory::from_kubeconfig(&self.kubeconfig, Some(context))
+            .await
+            .unwrap_or_else(|e| panic!("kcp {context} context: {e}"))
+    }
+
+    /// A fresh workspace `root:<hint>-<unique>` of type `universal`, Ready, for one test.
+    pub async fn private_workspace(&self, hint: &str) -> TestWorkspace {
+        let admin = self.admin().await;
+        let name = format!("{hint}-{}", crate::unique_suffix());
+        let workspace = create_workspace(&admin, &ClusterPath::root(), &name, universal()).await;
+        TestWorkspace::new(
+            admin,
+            ClusterPath::root()
+                .join(&name)
+                .unwrap_or_else(|e| panic!("{e}")),
+            &workspace,
+        )
+    }
+}
+
+async fn readyz(kubeconfig: &std::path::Path) -> bool {
+    let Ok(factory) = ClientFactory::from_kubeconfig(kubeconfig, Some("root")).await else {
+        return false;
+    };
+    let Ok(client) = factory.for_server() else {
+        return false;
+    };
+    let Ok(request) = http::Request::get("/readyz").body(Vec::new()) else {
+        return false;
+    };
+    client
+        .request_text(request)
+        .await
+        .is_ok_and(|body| body.trim() == "ok")
+}
+
+/// The `universal` WorkspaceType in `root`.
+pub fn universal() -> WorkspaceTypeReference {
+    WorkspaceTypeReference {
+        name: "universal".to_owned(),
+        path: "root".to_owned(),
+    }
+}
+
+/// A workspace a test owns, with clients for it.
+#[derive(Debug, Clone)]
+pub struct TestWorkspace {
+    /// Clients for any workspace.
+    pub factory: ClientFactory,
+    /// The workspace path.
+    pub path: ClusterPath,
+    /// The workspace's logical-cluster name.
+    pub cluster: ClusterName,
+}
+
+impl TestWorkspace {
+    fn new(factory: ClientFactory, path: ClusterPath, workspace: &Workspace) -> Self {
+        let cluster = workspace
+            .spec
+            .cluster
+            .as_deref()
+            .and_then(|c| c.parse().ok())
+            .unwrap_or_else(|| panic!("Ready workspace {path} has no spec.cluster"));
+        Self {
+            factory,
+            path,
+            cluster,
+        }
+    }
+
+    /// A client for this workspace.
+    pub fn client(&self) -> Client {
+        self.factory
+            .for_path(&self.path)
+            .unwrap_or_else(|e| panic!("client for {}: {e}", self.path))
+    }
+
+    /// Creates a child workspace and waits until it is Ready.
+    pub async fn child(&self, name: &str, type_: WorkspaceTypeReference) -> TestWorkspace {
+        let workspace = create_workspace(&self.factory, &self.path, name, type_).await;
+        let path = self.path.join(name).unwrap_or_else(|e| panic!("{e}"));
+        TestWorkspace::new(self.factory.clone(), path, &workspace)
+    }
+}
+
+/// Creates workspace `name` under `parent` (or takes the existing one) and waits, with a
+/// watch, until kcp reports it Ready.
+pub async fn create_workspace(
+    factory: &ClientFactory,
+    parent: &ClusterPath,
+    name: &str,
+    type_: WorkspaceTypeReference,
+) -> Workspace {
+    let client = factory
+        .for_path(parent)
+        .unwrap_or_else(|e| panic!("client for {parent}: {e}"));
+    let api: Api<Workspace> = Api::all(client);
+    let workspace = Workspace {
+        metadata: ObjectMeta {
+            name: Some(name.to_owned()),
+            ..Default::default()
+        },
+        spec: WorkspaceSpec {
+            type_: Some(type_),
+            ..Default::default()
+        },
+        status: None,
+    };
+    match api.create(&PostParams::default(), &workspace).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(status)) if status.code == 409 => {}
+        Err(e) => panic!("creating workspace {name} in {parent}: {e}"),
+    }
+    wait_for(&api, name, "to be Ready", Workspace::is_ready).await
+}
+
+/// Waits, with a watch, until object `name` satisfies `ready`; panics after a timeout with
+/// the object's last state.
+pub async fn wait_for<K>(api: &Api<K>, name: &str, what: &str, ready: impl Fn(&K) -> bool) -> K
+where
+    K: Resource + Clone + Debug + DeserializeOwned + Send + 'static,
+{
+    let started = Instant::now();
+    let condition = |object: Option<&K>| object.is_some_and(&ready);
+    match tokio::time::timeout(WAIT_TIMEOUT, await_condition(api.clone(), name, condition)).await {
+        Ok(Ok(Some(object))) => object,
+        Ok(Ok(None)) => panic!("{name} disappeared while waiting for it {what}"),
+        Ok(Err(e)) => panic!("watching {name}: {e}"),
+        Err(_) => {
+            let last = api.get_opt(name).await;
+            panic!(
+                "{name} did not become {what} within {:?}; last state: {last:#?}",
+                started.elapsed()
+            )
+        }
+    }
+}

@@ -1,0 +1,28 @@
+//! End-to-end test harness: a real `kcp start` and a real `openfga run`, each started once per
+//! test binary as a child process on free loopback ports, and stopped when the test binary
+//! exits, whether the tests passed, panicked, or the binary was killed.
+//!
+//! Tests share the servers and isolate themselves: each kcp test works in its own private
+//! workspace subtree ([`Kcp::private_workspace`]), each OpenFGA test in its own store.
+
+mod kcp;
+mod openfga;
+mod process;
+
+pub use kcp::{Kcp, TestWorkspace, create_workspace, wait_for};
+pub use openfga::OpenFga;
+pub use process::{ServerProcess, free_port};
+
+/// A unique suffix for names of objects a test creates (lowercase, DNS-safe).
+pub fn unique_suffix() -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!(
+        "{:x}{:x}",
+        nanos ^ std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}

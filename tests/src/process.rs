@@ -1,0 +1,157 @@
+//! Server processes that cannot outlive the test binary.
+//!
+//! The server runs under a small `bash` watchdog whose stdin is a pipe from the test binary.
+//! Shared servers live in statics, which Rust never drops, so cleanup cannot rely on `Drop`:
+//! when the test binary exits for any reason (pass, panic, SIGKILL) the kernel closes the pipe,
+//! the watchdog's `read` returns, and it stops the server's whole process group and removes
+//! its state directory.
+
+use std::io::Write;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+const WATCHDOG: &str = r#"
+# setsid: the server leads its own process group, so the whole group can be stopped.
+setsid "$@" >"$SERVER_LOG" 2>&1 &
+server=$!
+echo "$server" >"$SERVER_PID_FILE"
+read -r _ || true           # returns when the test binary closes the pipe (exit or drop)
+kill -TERM -- "-$server" 2>/dev/null
+i=0
+while kill -0 "$server" 2>/dev/null && [ "$i" -lt 50 ]; do sleep 0.1; i=$((i+1)); done
+kill -KILL -- "-$server" 2>/dev/null
+[ -n "$SERVER_CLEANUP_DIR" ] && rm -rf "$SERVER_CLEANUP_DIR"
+"#;
+
+/// A server process under a watchdog; see the module docs.
+#[derive(Debug)]
+pub struct ServerProcess {
+    name: String,
+    watchdog: Mutex<Child>,
+    lifeline: Mutex<Option<ChildStdin>>,
+    log: PathBuf,
+    pid_file: PathBuf,
+    started: Instant,
+}
+
+impl ServerProcess {
+    /// Starts `program args…`, logging to `state_dir/<name>.log`. With `remove_state_dir`, the
+    /// watchdog deletes `state_dir` after stopping the server.
+    pub fn start(
+        name: &str,
+        program: &Path,
+        args: &[String],
+        state_dir: &Path,
+        remove_state_dir: bool,
+    ) -> std::io::Result<Self> {
+        let log = state_dir.join(format!("{name}.log"));
+        let pid_file = state_dir.join(format!("{name}.pid"));
+        let cleanup = if remove_state_dir {
+            state_dir.as_os_str()
+        } else {
+            "".as_ref()
+        };
+        let watchdog = Command::new("bash")
+            .arg("-c")
+            .arg(WATCHDOG)
+            .arg("watchdog")
+            .arg(program)
+            .args(args)
+            .env("SERVER_LOG", &log)
+            .env("SERVER_PID_FILE", &pid_file)
+            .env("SERVER_CLEANUP_DIR", cleanup)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()?;
+        let mut watchdog = watchdog;
+        let lifeline = watchdog.stdin.take();
+        Ok(Self {
+            name: name.to_owned(),
+            watchdog: Mutex::new(watchdog),
+            lifeline: Mutex::new(lifeline),
+            log,
+            pid_file,
+            started: Instant::now(),
+        })
+    }
+
+    /// When the process was started.
+    pub fn started(&self) -> Instant {
+        self.started
+    }
+
+    /// The server's process id, once the watchdog has started it.
+    pub fn pid(&self) -> Option<u32> {
+        std::fs::read_to_string(&self.pid_file)
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    /// Resident memory of the server in MiB, from `/proc`.
+    pub fn rss_mib(&self) -> Option<f64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()?)).ok()?;
+        let kib: f64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()?;
+        Some(kib / 1024.0)
+    }
+
+    /// Whether the server is still running.
+    pub fn is_running(&self) -> bool {
+        self.pid()
+            .is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists())
+    }
+
+    /// The last `lines` lines of the server's log, for failure messages.
+    pub fn log_tail(&self, lines: usize) -> String {
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let all: Vec<&str> = log.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+
+    /// A panic message for a server that did not come up.
+    pub fn failed_to_start(&self, waited: Duration, why: &str) -> String {
+        format!(
+            "{} did not become ready within {waited:?} ({why}); log {}:\n{}",
+            self.name,
+            self.log.display(),
+            self.log_tail(40)
+        )
+    }
+
+    /// Stops the server now and waits for the watchdog to finish.
+    pub fn stop(&self) {
+        let lifeline = self.lifeline.lock().map(|mut l| l.take());
+        if let Ok(Some(mut stdin)) = lifeline {
+            let _ = stdin.write_all(b"stop\n");
+        }
+        if let Ok(mut watchdog) = self.watchdog.lock() {
+            let _ = watchdog.wait();
+        }
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A free TCP port on 127.0.0.1. The port is released before the server binds it, so another
+/// process could take it in between; the servers fail loudly if that happens.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("no free loopback port: {e}"))
+}
