@@ -52,8 +52,17 @@ pub const HELM: Tool = Tool {
     extra_inputs: &[],
 };
 
+/// The official OpenFGA DSL transformer (openfga/language), wrapped in a small command; the
+/// oracle of the fga crate's differential tests.
+pub const OPENFGA_LANGUAGE: Tool = Tool {
+    name: "openfga-language",
+    module: "github.com/openfga/language/pkg/go",
+    packages: &["github.com/platform-mesh-rs/tools/openfga-language"],
+    extra_inputs: &["main.go"],
+};
+
 /// Every tool `cargo xtask deps` builds, in build order (the slow one first).
-pub const ALL: &[Tool] = &[KCP, OPENFGA, HELM];
+pub const ALL: &[Tool] = &[KCP, OPENFGA, HELM, OPENFGA_LANGUAGE];
 
 /// Why a tool cannot be located.
 #[derive(Debug)]

@@ -3,6 +3,7 @@
 //! - `deps`: build the pinned Go programs (kcp, OpenFGA, helm) into the machine-wide cache.
 //! - `crds`: regenerate `crds/generated/` from the Rust API types.
 //! - `ci`:   what CI runs: deps, format check, clippy with `-D warnings`, every test.
+//! - `bench`: the benchmarks, in release mode; they print figures and assert nothing.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -11,10 +12,11 @@ use std::time::{Duration, Instant};
 
 use xtask::{ALL, COMPLETE_MARKER, KCP, Tool, cache_root, repo_root};
 
-const USAGE: &str = "usage: cargo xtask <deps|crds|ci>
+const USAGE: &str = "usage: cargo xtask <deps|crds|ci|bench>
   deps  build kcp, OpenFGA and helm from the Go module proxy into the machine-wide cache
   crds  regenerate crds/generated/ from the Rust API types
-  ci    deps, cargo fmt --check, cargo clippy -D warnings, cargo test (what .ci/run runs)";
+  ci    deps, cargo fmt --check, cargo clippy -D warnings, cargo test (what .ci/run runs)
+  bench the benchmarks, in release mode (they print figures)";
 
 type TaskResult = Result<(), String>;
 
@@ -24,6 +26,7 @@ fn main() -> ExitCode {
         Some("deps") => deps(),
         Some("crds") => crds(),
         Some("ci") => ci(),
+        Some("bench") => bench(),
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");
             Ok(())
@@ -57,9 +60,86 @@ fn ci() -> TaskResult {
             "warnings",
         ])
     })?;
-    step("cargo test", || cargo(&["test", "--workspace", "--locked"]))?;
+    let mut totals = TestTotals::default();
+    step("cargo test", || cargo_test(&mut totals))?;
     println!("xtask ci: all steps passed in {}", human(started.elapsed()));
+    println!("{}", totals.summary());
     Ok(())
+}
+
+/// Passed, failed and ignored counts over every test binary of a `cargo test` run.
+#[derive(Debug, Default)]
+struct TestTotals {
+    passed: u64,
+    failed: u64,
+    ignored: u64,
+}
+
+impl TestTotals {
+    /// Adds the counts of a libtest line `test result: ok. 3 passed; 0 failed; 1 ignored; …`.
+    fn add_result_line(&mut self, line: &str) {
+        let Some(counts) = line.trim().strip_prefix("test result: ") else {
+            return;
+        };
+        for part in counts.split(';') {
+            let mut words = part.split_whitespace().rev();
+            let (Some(what), Some(n)) = (words.next(), words.next()) else {
+                continue;
+            };
+            let Ok(n) = n.parse::<u64>() else { continue };
+            match what {
+                "passed" => self.passed += n,
+                "failed" => self.failed += n,
+                "ignored" => self.ignored += n,
+                _ => {}
+            }
+        }
+    }
+
+    /// The closing line CI reads: `tests: N passed, N failed, N skipped`.
+    fn summary(&self) -> String {
+        format!(
+            "tests: {} passed, {} failed, {} skipped",
+            self.passed, self.failed, self.ignored
+        )
+    }
+}
+
+/// `cargo test --workspace`, echoing its output and adding up the results.
+fn cargo_test(totals: &mut TestTotals) -> TaskResult {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let mut child = Command::new(cargo)
+        .args(["test", "--workspace", "--locked"])
+        .current_dir(repo_root())
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot start cargo test: {e}"))?;
+    let stdout = child.stdout.take().ok_or("cargo test has no stdout")?;
+    for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+        println!("{line}");
+        totals.add_result_line(&line);
+    }
+    let status = child
+        .wait()
+        .map_err(|e| format!("waiting for cargo test: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        println!("{}", totals.summary());
+        Err(format!("cargo test failed: {status}"))
+    }
+}
+
+fn bench() -> TaskResult {
+    cargo(&[
+        "run",
+        "--release",
+        "--quiet",
+        "-p",
+        "platform-mesh-fga",
+        "--example",
+        "parse_speed",
+    ])
 }
 
 fn crds() -> TaskResult {
@@ -142,7 +222,7 @@ fn build_tool(tool: &Tool) -> TaskResult {
 
     let module_dir = tool.module_dir();
     println!(
-        "{}: downloading modules (the first kcp build fetches about 1 GB)",
+        "{}: downloading Go modules (kcp's first build fetches about 1 GB)",
         tool.name
     );
     run(go(&module_dir).args(["mod", "download"]))?;
@@ -347,5 +427,21 @@ fn human(elapsed: Duration) -> String {
         format!("{}m{:02}s", secs / 60, secs % 60)
     } else {
         format!("{:.1}s", elapsed.as_secs_f64())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn totals_add_up_libtest_result_lines() {
+        let mut totals = TestTotals::default();
+        totals.add_result_line("test result: ok. 16 passed; 0 failed; 2 ignored; 0 measured; 0 filtered out; finished in 0.01s");
+        totals.add_result_line(
+            "test result: FAILED. 1 passed; 2 failed; 0 ignored; 0 measured; 0 filtered out",
+        );
+        totals.add_result_line("running 3 tests");
+        assert_eq!(totals.summary(), "tests: 17 passed, 2 failed, 2 skipped");
     }
 }
