@@ -7,10 +7,12 @@
 
 mod kcp;
 mod openfga;
+mod platform_mesh;
 mod process;
 
-pub use kcp::{Kcp, TestWorkspace, create_workspace, wait_for};
+pub use kcp::{Kcp, TestWorkspace, create_workspace, universal, wait_for};
 pub use openfga::OpenFga;
+pub use platform_mesh::{CoreExport, SYSTEM_PATH};
 pub use process::{ServerProcess, free_port};
 
 /// A unique suffix for names of objects a test creates (lowercase, DNS-safe).

@@ -6,27 +6,12 @@
 
 use std::collections::BTreeSet;
 
-use crds::export::{CORE_EXPORT, api_export, core_export_crds, schemas};
 use crds::{Account, AccountSpec};
-use harness::{Kcp, TestWorkspace, create_workspace, wait_for};
-use kcp::types::apis::{
-    AcceptablePermissionClaim, ApiBinding, ApiBindingSpec, ApiExport, ApiExportEndpointSlice,
-    BindingReference, ExportBindingReference,
-};
+use harness::{CoreExport, Kcp, create_workspace, universal};
 use kcp::types::core::{LOGICAL_CLUSTER_NAME, LogicalCluster};
-use kcp::types::tenancy::WorkspaceTypeReference;
-use kcp::{CLUSTER_ANNOTATION, ClientFactory, ClusterPath, PATH_ANNOTATION};
+use kcp::{CLUSTER_ANNOTATION, ClusterPath, PATH_ANNOTATION};
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
-use kube::core::ObjectMeta;
 use kube::{Resource, ResourceExt};
-use tokio::sync::OnceCell;
-
-fn universal() -> WorkspaceTypeReference {
-    WorkspaceTypeReference {
-        name: "universal".into(),
-        path: "root".into(),
-    }
-}
 
 #[tokio::test]
 async fn workspace_tree_reports_path_and_cluster() {
@@ -98,80 +83,6 @@ async fn workspace_tree_reports_path_and_cluster() {
     assert!(as_kcp_admin.list(&ListParams::default()).await.is_err());
 }
 
-/// `root:platform-mesh-system` with the generated schemas and the `core.platform-mesh.io`
-/// export applied, once per test binary.
-async fn platform_mesh_system(kcp: &Kcp) -> &'static ClusterPath {
-    static SYSTEM: OnceCell<ClusterPath> = OnceCell::const_new();
-    SYSTEM
-        .get_or_init(|| async {
-            let admin = kcp.admin().await;
-            create_workspace(
-                &admin,
-                &ClusterPath::root(),
-                "platform-mesh-system",
-                universal(),
-            )
-            .await;
-            let path: ClusterPath = "root:platform-mesh-system".parse().unwrap();
-            let tenancy: Api<ApiExport> = Api::all(admin.for_path(&ClusterPath::root()).unwrap());
-            let identity = tenancy
-                .get("tenancy.kcp.io")
-                .await
-                .unwrap()
-                .status
-                .and_then(|s| s.identity_hash)
-                .expect("root's tenancy.kcp.io export has an identity hash");
-
-            let client = admin.for_path(&path).unwrap();
-            let schemas = schemas(&core_export_crds());
-            let apply = PatchParams::apply("platform-mesh-rs-tests").force();
-            let schema_api: Api<kcp::types::apis::ApiResourceSchema> = Api::all(client.clone());
-            for schema in &schemas {
-                schema_api
-                    .patch(&schema.name_any(), &apply, &Patch::Apply(schema))
-                    .await
-                    .unwrap();
-            }
-            let export = api_export(CORE_EXPORT, &schemas, &identity);
-            let exports: Api<ApiExport> = Api::all(client);
-            exports
-                .patch(CORE_EXPORT, &apply, &Patch::Apply(&export))
-                .await
-                .unwrap();
-            path
-        })
-        .await
-}
-
-/// Binds the core export into `workspace`, accepting every claim, and waits until Ready.
-async fn bind_core_export(workspace: &TestWorkspace, export: &ApiExport) {
-    let binding = ApiBinding {
-        metadata: ObjectMeta {
-            name: Some(CORE_EXPORT.to_owned()),
-            ..Default::default()
-        },
-        spec: ApiBindingSpec {
-            reference: BindingReference {
-                export: Some(ExportBindingReference {
-                    path: "root:platform-mesh-system".to_owned(),
-                    name: CORE_EXPORT.to_owned(),
-                }),
-            },
-            permission_claims: export
-                .spec
-                .permission_claims
-                .iter()
-                .cloned()
-                .map(AcceptablePermissionClaim::accept_all)
-                .collect(),
-        },
-        status: None,
-    };
-    let api: Api<ApiBinding> = Api::all(workspace.client());
-    api.create(&PostParams::default(), &binding).await.unwrap();
-    wait_for(&api, CORE_EXPORT, "Ready", ApiBinding::is_ready).await;
-}
-
 fn org_account(name: &str, display_name: &str) -> Account {
     Account::new(
         name,
@@ -183,30 +94,17 @@ fn org_account(name: &str, display_name: &str) -> Account {
     )
 }
 
-async fn endpoint_url(admin: &ClientFactory, system: &ClusterPath) -> String {
-    let slices: Api<ApiExportEndpointSlice> = Api::all(admin.for_path(system).unwrap());
-    let slice = wait_for(&slices, CORE_EXPORT, "to publish an endpoint", |s| {
-        s.endpoint_urls().next().is_some()
-    })
-    .await;
-    slice.endpoint_urls().next().unwrap().to_owned()
-}
-
 #[tokio::test]
 async fn bound_workspaces_are_listed_together_through_the_virtual_workspace() {
     let kcp = Kcp::shared().await;
-    let system = platform_mesh_system(kcp).await;
+    let core = CoreExport::shared(kcp).await;
     let admin = kcp.admin().await;
-    let export: ApiExport = Api::all(admin.for_path(system).unwrap())
-        .get(CORE_EXPORT)
-        .await
-        .unwrap();
 
     let tenant = kcp.private_workspace("export").await;
     let a = tenant.child("consumer-a", universal()).await;
     let b = tenant.child("consumer-b", universal()).await;
     for consumer in [&a, &b] {
-        bind_core_export(consumer, &export).await;
+        core.bind(consumer).await;
         let accounts: Api<Account> = Api::all(consumer.client());
         let account = org_account("same-name", &format!("in {}", consumer.path));
         accounts
@@ -215,7 +113,7 @@ async fn bound_workspaces_are_listed_together_through_the_virtual_workspace() {
             .unwrap();
     }
 
-    let url = endpoint_url(&admin, system).await;
+    let url = core.endpoint_url(kcp).await;
     assert!(url.contains("/services/apiexport/"), "{url}");
     let all: Api<Account> = Api::all(admin.for_virtual_wildcard(&url).unwrap());
     let listed = all.list(&ListParams::default()).await.unwrap();
@@ -253,14 +151,8 @@ async fn bound_workspaces_are_listed_together_through_the_virtual_workspace() {
 #[tokio::test]
 async fn changing_an_account_type_is_refused_by_kcp() {
     let kcp = Kcp::shared().await;
-    let system = platform_mesh_system(kcp).await;
-    let admin = kcp.admin().await;
-    let export: ApiExport = Api::all(admin.for_path(system).unwrap())
-        .get(CORE_EXPORT)
-        .await
-        .unwrap();
     let tenant = kcp.private_workspace("immutable").await;
-    bind_core_export(&tenant, &export).await;
+    CoreExport::shared(kcp).await.bind(&tenant).await;
 
     let accounts: Api<Account> = Api::all(tenant.client());
     accounts

@@ -1,0 +1,125 @@
+//! `root:platform-mesh-system` with the generated schemas and the `core.platform-mesh.io`
+//! export, as platform-mesh-operator would set it up, and bindings of it.
+
+use crds::export::{CORE_EXPORT, api_export, core_export_crds, schemas};
+use kcp::ClusterPath;
+use kcp::types::apis::{
+    AcceptablePermissionClaim, ApiBinding, ApiBindingSpec, ApiExport, ApiExportEndpointSlice,
+    ApiResourceSchema, BindingReference, ExportBindingReference,
+};
+use kube::ResourceExt;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::core::ObjectMeta;
+use tokio::sync::OnceCell;
+
+use crate::kcp::{Kcp, TestWorkspace, create_workspace, universal, wait_for};
+
+/// The path of the workspace holding the Platform Mesh exports.
+pub const SYSTEM_PATH: &str = "root:platform-mesh-system";
+
+/// The `core.platform-mesh.io` export in `root:platform-mesh-system`, set up once per test
+/// binary (schemas and export applied with server-side apply, so reruns are harmless).
+#[derive(Debug, Clone)]
+pub struct CoreExport {
+    /// The workspace holding the export.
+    pub system: ClusterPath,
+    /// The export as kcp stored it.
+    pub export: ApiExport,
+}
+
+impl CoreExport {
+    /// Sets up the export on first use.
+    pub async fn shared(kcp: &Kcp) -> &'static CoreExport {
+        static SHARED: OnceCell<CoreExport> = OnceCell::const_new();
+        SHARED.get_or_init(|| Self::set_up(kcp)).await
+    }
+
+    async fn set_up(kcp: &Kcp) -> CoreExport {
+        let admin = kcp.admin().await;
+        let system: ClusterPath = SYSTEM_PATH.parse().unwrap_or_else(|e| panic!("{e}"));
+        create_workspace(&admin, &ClusterPath::root(), system.base(), universal()).await;
+        let root = admin
+            .for_path(&ClusterPath::root())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let identity = Api::<ApiExport>::all(root)
+            .get("tenancy.kcp.io")
+            .await
+            .unwrap_or_else(|e| panic!("reading root's tenancy.kcp.io export: {e}"))
+            .status
+            .and_then(|s| s.identity_hash)
+            .unwrap_or_else(|| panic!("root's tenancy.kcp.io export has no identity hash"));
+
+        let client = admin.for_path(&system).unwrap_or_else(|e| panic!("{e}"));
+        let apply = PatchParams::apply("platform-mesh-rs-tests").force();
+        let schemas = schemas(&core_export_crds());
+        let schema_api: Api<ApiResourceSchema> = Api::all(client.clone());
+        for schema in &schemas {
+            schema_api
+                .patch(&schema.name_any(), &apply, &Patch::Apply(schema))
+                .await
+                .unwrap_or_else(|e| panic!("applying {}: {e}", schema.name_any()));
+        }
+        let exports: Api<ApiExport> = Api::all(client);
+        let export = exports
+            .patch(
+                CORE_EXPORT,
+                &apply,
+                &Patch::Apply(&api_export(CORE_EXPORT, &schemas, &identity)),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("applying the {CORE_EXPORT} export: {e}"));
+        CoreExport { system, export }
+    }
+
+    /// Binds the export into `workspace`, accepting every claim, and waits until Ready.
+    pub async fn bind(&self, workspace: &TestWorkspace) -> ApiBinding {
+        let binding = ApiBinding {
+            metadata: ObjectMeta {
+                name: Some(CORE_EXPORT.to_owned()),
+                ..Default::default()
+            },
+            spec: ApiBindingSpec {
+                reference: BindingReference {
+                    export: Some(ExportBindingReference {
+                        path: self.system.to_string(),
+                        name: CORE_EXPORT.to_owned(),
+                    }),
+                },
+                permission_claims: self
+                    .export
+                    .spec
+                    .permission_claims
+                    .iter()
+                    .cloned()
+                    .map(AcceptablePermissionClaim::accept_all)
+                    .collect(),
+            },
+            status: None,
+        };
+        let api: Api<ApiBinding> = Api::all(workspace.client());
+        match api.create(&PostParams::default(), &binding).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(status)) if status.code == 409 => {}
+            Err(e) => panic!("binding {CORE_EXPORT} in {}: {e}", workspace.path),
+        }
+        wait_for(&api, CORE_EXPORT, "Ready", ApiBinding::is_ready).await
+    }
+
+    /// Waits until the export's endpoint slice publishes a URL, and returns the first.
+    pub async fn endpoint_url(&self, kcp: &Kcp) -> String {
+        let admin = kcp.admin().await;
+        let client = admin
+            .for_path(&self.system)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let slices: Api<ApiExportEndpointSlice> = Api::all(client);
+        let slice = wait_for(&slices, CORE_EXPORT, "to publish an endpoint", |s| {
+            s.endpoint_urls().next().is_some()
+        })
+        .await;
+        slice
+            .endpoint_urls()
+            .next()
+            .map(str::to_owned)
+            .unwrap_or_default()
+    }
+}
