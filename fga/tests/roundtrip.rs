@@ -143,7 +143,11 @@ fn model() -> impl Strategy<Value = Model> {
     )
         .prop_map(|(types, conditions)| {
             let model = types.into_iter().fold(Model::new(), Model::type_def);
-            conditions.into_values().fold(model, Model::condition)
+            // The map key is the name, so names are unique (as the DSL requires).
+            conditions
+                .into_iter()
+                .map(|(name, condition)| ConditionDef { name, ..condition })
+                .fold(model, Model::condition)
         })
 }
 

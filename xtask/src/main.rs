@@ -139,6 +139,16 @@ fn bench() -> TaskResult {
         "platform-mesh-fga",
         "--example",
         "parse_speed",
+    ])?;
+    // Tuple-sync throughput against a real OpenFGA (started by the test harness).
+    cargo(&[
+        "run",
+        "--release",
+        "--quiet",
+        "-p",
+        "platform-mesh-fga",
+        "--example",
+        "sync_throughput",
     ])
 }
 
