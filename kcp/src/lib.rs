@@ -5,9 +5,12 @@
 //! - [`client`]: a factory that hands out `kube::Client`s for a workspace path, a logical
 //!   cluster, or a virtual-workspace URL, all sharing one connection pool per server.
 //! - [`schema`]: turning a CustomResourceDefinition into the APIResourceSchema kcp serves.
+//! - [`runtime`]: the multi-cluster controller runtime over virtual workspaces.
 
 pub mod client;
+pub mod initialization;
 pub mod name;
+pub mod runtime;
 pub mod schema;
 pub mod types;
 

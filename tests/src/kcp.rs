@@ -36,6 +36,7 @@ impl Kcp {
     /// The kcp of this test binary, started on first use. Panics, with the command that builds
     /// it, when the kcp binary is missing, and with kcp's log when it does not start.
     pub async fn shared() -> &'static Kcp {
+        crate::init_logging();
         SHARED.get_or_init(Self::start).await
     }
 
@@ -223,6 +224,23 @@ pub async fn create_workspace(
         Err(e) => panic!("creating workspace {name} in {parent}: {e}"),
     }
     wait_for(&api, name, "to be Ready", Workspace::is_ready).await
+}
+
+/// Waits, with a watch, until object `name` no longer exists (finalizers done).
+pub async fn wait_gone<K>(api: &Api<K>, name: &str)
+where
+    K: Resource + Clone + Debug + DeserializeOwned + Send + 'static,
+{
+    let gone = |object: Option<&K>| object.is_none();
+    match tokio::time::timeout(WAIT_TIMEOUT * 2, await_condition(api.clone(), name, gone)).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => panic!("watching {name}: {e}"),
+        Err(_) => panic!(
+            "{name} still exists after {:?}: {:#?}",
+            WAIT_TIMEOUT * 2,
+            api.get_opt(name).await
+        ),
+    }
 }
 
 /// Waits, with a watch, until object `name` satisfies `ready`; panics after a timeout with

@@ -10,10 +10,21 @@ mod openfga;
 mod platform_mesh;
 mod process;
 
-pub use kcp::{Kcp, TestWorkspace, create_workspace, universal, wait_for};
+pub use kcp::{Kcp, TestWorkspace, create_workspace, universal, wait_for, wait_gone};
 pub use openfga::OpenFga;
 pub use platform_mesh::{CoreExport, SYSTEM_PATH};
 pub use process::{ServerProcess, free_port};
+
+/// Sends the code under test's logs to the test output, filtered by `RUST_LOG` (default:
+/// warnings). Called by the server fixtures; harmless to call again.
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_test_writer()
+        .try_init();
+}
 
 /// A unique suffix for names of objects a test creates (lowercase, DNS-safe).
 pub fn unique_suffix() -> String {

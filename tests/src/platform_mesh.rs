@@ -102,7 +102,19 @@ impl CoreExport {
             Err(kube::Error::Api(status)) if status.code == 409 => {}
             Err(e) => panic!("binding {CORE_EXPORT} in {}: {e}", workspace.path),
         }
-        wait_for(&api, CORE_EXPORT, "Ready", ApiBinding::is_ready).await
+        let ready = wait_for(&api, CORE_EXPORT, "Ready", ApiBinding::is_ready).await;
+        // A Ready binding's resources can take a moment to be served (404 until then).
+        let accounts: Api<crds::Account> = Api::all(workspace.client());
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+        while let Err(e) = accounts.list(&Default::default()).await {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "accounts not served in {} after its binding turned Ready: {e}",
+                workspace.path
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        ready
     }
 
     /// Waits until the export's endpoint slice publishes a URL, and returns the first.

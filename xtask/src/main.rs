@@ -140,6 +140,16 @@ fn bench() -> TaskResult {
         "--example",
         "parse_speed",
     ])?;
+    // Change-to-reconcile latency of the multi-cluster runtime on a real kcp.
+    cargo(&[
+        "run",
+        "--release",
+        "--quiet",
+        "-p",
+        "platform-mesh-tests",
+        "--example",
+        "reconcile_latency",
+    ])?;
     // Tuple-sync throughput against a real OpenFGA (started by the test harness).
     cargo(&[
         "run",

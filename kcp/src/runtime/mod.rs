@@ -1,0 +1,31 @@
+//! A multi-cluster controller runtime over kcp virtual workspaces.
+//!
+//! ```text
+//! EndpointSource (APIExportEndpointSlice | WorkspaceType), watched by name
+//!    │ its URLs: one virtual-workspace endpoint per shard, added and removed live
+//!    ▼
+//! per endpoint: one wildcard watch per kind at <url>/clusters/*
+//!    │ every object carries kcp.io/cluster
+//!    ▼
+//! ClusterSet (engaged clusters, endpoint per cluster, path index) + Store<K> keyed by
+//! ObjectKey { cluster, namespace, name } ◄── related kinds map to primary keys
+//!    ▼
+//! WorkQueue<ObjectKey>: dedupe, per-key backoff, one run per key at a time, N workers
+//!    ▼
+//! reconcile(object, Context) ── writes through <endpoint>/clusters/<cluster>
+//! ```
+
+mod clusters;
+mod controller;
+mod metrics;
+mod queue;
+mod source;
+mod store;
+mod watch;
+
+pub use clusters::ClusterSet;
+pub use controller::{Action, Context, Controller, ControllerConfig, Readiness};
+pub use metrics::RuntimeMetrics;
+pub use queue::{Backoff, Outcome as QueueOutcome, WorkQueue};
+pub use source::{EndpointSource, VirtualWorkspaceKind};
+pub use store::{ObjectKey, Store};

@@ -1,0 +1,113 @@
+//! Where a controller's virtual-workspace endpoints come from.
+
+use std::collections::BTreeSet;
+
+use kube::runtime::watcher;
+use kube::{Api, Client};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use super::watch::{Seen, run};
+use crate::types::apis::ApiExportEndpointSlice;
+use crate::types::tenancy::WorkspaceType;
+
+/// Which of a WorkspaceType's virtual workspaces a controller uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VirtualWorkspaceKind {
+    /// `…/services/initializingworkspaces/<initializer>`: workspaces waiting for us.
+    Initializing,
+    /// `…/services/terminatingworkspaces/<terminator>`: deleted workspaces waiting for us.
+    Terminating,
+}
+
+impl VirtualWorkspaceKind {
+    fn type_name(self) -> &'static str {
+        match self {
+            Self::Initializing => "initializing",
+            Self::Terminating => "terminating",
+        }
+    }
+}
+
+/// The object whose status lists the endpoint URLs, one per shard. It is watched by name in
+/// the workspace `client` points at; endpoints are added and removed as it changes, an empty
+/// list is normal, and its deletion stops every endpoint.
+#[derive(Clone)]
+pub enum EndpointSource {
+    /// `APIExportEndpointSlice` `name`: apiexport virtual workspaces. Clusters engage while
+    /// they hold a Ready APIBinding to the export.
+    ApiExport { client: Client, slice: String },
+    /// `WorkspaceType` `name`: initializing or terminating virtual workspaces. Clusters engage
+    /// while the virtual workspace lists their LogicalCluster.
+    WorkspaceType {
+        client: Client,
+        name: String,
+        kind: VirtualWorkspaceKind,
+    },
+}
+
+impl std::fmt::Debug for EndpointSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::ApiExport { slice, .. } => write!(f, "APIExportEndpointSlice {slice}"),
+            Self::WorkspaceType { name, kind, .. } => write!(f, "WorkspaceType {name} ({kind:?})"),
+        }
+    }
+}
+
+impl EndpointSource {
+    /// Whether clusters engage through APIBindings (apiexport flavour) rather than through
+    /// the primary objects themselves (initializing and terminating flavours).
+    pub(crate) fn engages_by_bindings(&self) -> bool {
+        matches!(self, Self::ApiExport { .. })
+    }
+
+    /// Watches the source until `stop`, publishing its endpoint URLs (and whether the first
+    /// list arrived) on `urls`.
+    pub(crate) async fn watch(
+        self,
+        urls: watch::Sender<(bool, BTreeSet<String>)>,
+        stop: CancellationToken,
+    ) {
+        let publish = |set: BTreeSet<String>| {
+            urls.send_modify(|(synced, current)| {
+                *synced = true;
+                *current = set;
+            });
+        };
+        match self {
+            Self::ApiExport { client, slice } => {
+                let config = watcher::Config::default().fields(&format!("metadata.name={slice}"));
+                let api: Api<ApiExportEndpointSlice> = Api::all(client);
+                run(
+                    api,
+                    config,
+                    "apiexportendpointslice",
+                    stop,
+                    |seen| match seen {
+                        Seen::Apply(_, s) => {
+                            publish(s.endpoint_urls().map(str::to_owned).collect())
+                        }
+                        Seen::Delete(..) => publish(BTreeSet::new()),
+                        Seen::Synced => urls.send_modify(|(synced, _)| *synced = true),
+                    },
+                )
+                .await;
+            }
+            Self::WorkspaceType { client, name, kind } => {
+                let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
+                let api: Api<WorkspaceType> = Api::all(client);
+                run(api, config, "workspacetype", stop, |seen| match seen {
+                    Seen::Apply(_, wt) => publish(
+                        wt.virtual_workspace_urls(kind.type_name())
+                            .map(str::to_owned)
+                            .collect(),
+                    ),
+                    Seen::Delete(..) => publish(BTreeSet::new()),
+                    Seen::Synced => urls.send_modify(|(synced, _)| *synced = true),
+                })
+                .await;
+            }
+        }
+    }
+}
