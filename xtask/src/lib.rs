@@ -23,7 +23,8 @@ pub struct Tool {
     pub extra_inputs: &'static [&'static str],
 }
 
-/// kcp, with the sharding helpers a later multi-shard test needs (same module, shared build).
+/// kcp, with the sharding helpers a later multi-shard test needs, and kubectl from kcp's
+/// Kubernetes fork (the same module graph, so they cost little more than kcp alone).
 pub const KCP: Tool = Tool {
     name: "kcp",
     module: "github.com/kcp-dev/kcp",
@@ -32,6 +33,7 @@ pub const KCP: Tool = Tool {
         "github.com/kcp-dev/kcp/cmd/kcp-front-proxy",
         "github.com/kcp-dev/kcp/cmd/cache-server",
         "github.com/kcp-dev/kcp/cmd/sharded-test-server",
+        "k8s.io/kubernetes/cmd/kubectl",
     ],
     extra_inputs: &["shim/forwardingregistry_validate_name.go"],
 };
