@@ -100,6 +100,15 @@ pub struct ClientInfo {
     pub client_id: String,
 }
 
-/// AccountInfo has no observed state; the empty status keeps the status subresource.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
-pub struct AccountInfoStatus {}
+/// The observed state of an AccountInfo. Upstream's status is empty; the conditions are an
+/// addition that shows why an AccountInfo is held (Accounts still exist in its workspace).
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AccountInfoStatus {
+    /// One condition per reconcile step plus the summary `Ready`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition>,
+    /// The `metadata.generation` the conditions describe.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}

@@ -45,6 +45,9 @@ pub fn install_crypto_provider() {
 }
 
 /// Hands out clients for workspace paths, logical clusters and virtual-workspace URLs.
+///
+/// Like every `kube::Client`, the clients (and the factory's shared base clients) belong to
+/// the Tokio runtime they were first used on: make a factory per runtime.
 #[derive(Clone)]
 pub struct ClientFactory {
     config: Config,

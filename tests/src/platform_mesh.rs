@@ -71,38 +71,71 @@ impl CoreExport {
         CoreExport { system, export }
     }
 
-    /// Binds the export into `workspace`, accepting every claim, and waits until Ready.
+    /// Binds the export into `workspace`, accepting every claim, and waits until Ready. A
+    /// binding of the export that already exists (a WorkspaceType's default binding) is
+    /// adopted: its claims are accepted instead of creating a second, conflicting binding.
     pub async fn bind(&self, workspace: &TestWorkspace) -> ApiBinding {
-        let binding = ApiBinding {
-            metadata: ObjectMeta {
-                name: Some(CORE_EXPORT.to_owned()),
-                ..Default::default()
-            },
-            spec: ApiBindingSpec {
-                reference: BindingReference {
-                    export: Some(ExportBindingReference {
-                        path: self.system.to_string(),
-                        name: CORE_EXPORT.to_owned(),
-                    }),
-                },
-                permission_claims: self
-                    .export
-                    .spec
-                    .permission_claims
-                    .iter()
-                    .cloned()
-                    .map(AcceptablePermissionClaim::accept_all)
-                    .collect(),
-            },
-            status: None,
-        };
         let api: Api<ApiBinding> = Api::all(workspace.client());
-        match api.create(&PostParams::default(), &binding).await {
-            Ok(_) => {}
-            Err(kube::Error::Api(status)) if status.code == 409 => {}
-            Err(e) => panic!("binding {CORE_EXPORT} in {}: {e}", workspace.path),
-        }
-        let ready = wait_for(&api, CORE_EXPORT, "Ready", ApiBinding::is_ready).await;
+        let accepted: Vec<AcceptablePermissionClaim> = self
+            .export
+            .spec
+            .permission_claims
+            .iter()
+            .cloned()
+            .map(AcceptablePermissionClaim::accept_all)
+            .collect();
+        let existing = api
+            .list(&Default::default())
+            .await
+            .unwrap_or_else(|e| panic!("listing bindings in {}: {e}", workspace.path))
+            .items
+            .into_iter()
+            .find(|b| {
+                b.spec
+                    .reference
+                    .export
+                    .as_ref()
+                    .is_some_and(|e| e.name == CORE_EXPORT && e.path == self.system.as_str())
+            });
+        let name = match existing {
+            Some(binding) => {
+                let name = binding.name_any();
+                if binding.spec.permission_claims != accepted {
+                    let patch = serde_json::json!({"spec": {"permissionClaims": accepted}});
+                    api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                        .await
+                        .unwrap_or_else(|e| {
+                            panic!("accepting claims of {name} in {}: {e}", workspace.path)
+                        });
+                }
+                name
+            }
+            None => {
+                let binding = ApiBinding {
+                    metadata: ObjectMeta {
+                        name: Some(CORE_EXPORT.to_owned()),
+                        ..Default::default()
+                    },
+                    spec: ApiBindingSpec {
+                        reference: BindingReference {
+                            export: Some(ExportBindingReference {
+                                path: self.system.to_string(),
+                                name: CORE_EXPORT.to_owned(),
+                            }),
+                        },
+                        permission_claims: accepted,
+                    },
+                    status: None,
+                };
+                match api.create(&PostParams::default(), &binding).await {
+                    Ok(_) => {}
+                    Err(kube::Error::Api(status)) if status.code == 409 => {}
+                    Err(e) => panic!("binding {CORE_EXPORT} in {}: {e}", workspace.path),
+                }
+                CORE_EXPORT.to_owned()
+            }
+        };
+        let ready = wait_for(&api, &name, "Ready", ApiBinding::is_ready).await;
         // A Ready binding's resources can take a moment to be served (404 until then).
         let accounts: Api<crds::Account> = Api::all(workspace.client());
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);

@@ -116,6 +116,15 @@ impl ClusterSet {
         self.read().paths.get(path).cloned()
     }
 
+    /// The workspace path of an engaged cluster, as kcp annotated its binding.
+    pub fn path_of(&self, cluster: &ClusterName) -> Option<ClusterPath> {
+        self.read()
+            .paths
+            .iter()
+            .find(|(_, c)| *c == cluster)
+            .map(|(path, _)| path.clone())
+    }
+
     /// The engaged clusters.
     pub fn clusters(&self) -> Vec<ClusterName> {
         self.read().endpoint.keys().cloned().collect()
@@ -160,6 +169,7 @@ mod tests {
         let path: ClusterPath = "root:orgs".parse().unwrap();
         set.hold(&c, "b", "https://s1", Some(path.clone()));
         assert_eq!(set.cluster_for_path(&path), Some(c.clone()));
+        assert_eq!(set.path_of(&c), Some(path.clone()));
         assert_eq!(set.endpoint_of(&c).as_deref(), Some("https://s1"));
         assert_eq!(set.drop_endpoint("https://s1"), vec![c]);
         assert_eq!(set.cluster_for_path(&path), None);

@@ -492,12 +492,11 @@ where
             shared
                 .watch::<ApiBinding>(client, stop, move |shared, seen| match seen {
                     // Only Ready bindings of this export engage (an export that claims
-                    // apibindings also sees the workspace's other bindings, tenancy.kcp.io …);
-                    // a binding being deleted no longer does: its workspace is leaving.
+                    // apibindings also sees the workspace's other bindings, tenancy.kcp.io …).
+                    // A binding being deleted still engages while Ready: kcp deletes the
+                    // workspace's content meanwhile, and its objects' finalizers need us.
                     Seen::Apply(key, binding)
-                        if export.is_bound_by(binding)
-                            && binding.is_ready()
-                            && binding.metadata.deletion_timestamp.is_none() =>
+                        if export.is_bound_by(binding) && binding.is_ready() =>
                     {
                         let path = path_of(binding);
                         if shared.clusters.hold(&key.cluster, &key.name, &url, path)
