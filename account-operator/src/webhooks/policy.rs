@@ -1,0 +1,668 @@
+//! The admission decisions for Accounts, without any I/O: what the mutating webhook patches and
+//! what the validating webhook refuses.
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::review::{AdmissionRequest, AdmissionResponse};
+
+/// The API group of `Account`.
+pub const ACCOUNT_GROUP: &str = "core.platform-mesh.io";
+/// The kind the webhooks act on.
+pub const ACCOUNT_KIND: &str = "Account";
+
+/// The operation label of a validation, as in `account_operator_webhook_validations_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Operation {
+    /// A CREATE request.
+    Create,
+    /// An UPDATE request.
+    Update,
+}
+
+impl Operation {
+    /// `create` or `update`, the metric's label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operation::Create => "create",
+            Operation::Update => "update",
+        }
+    }
+}
+
+/// The outcome of a validation that ran (CREATE or UPDATE of an Account), for the metric.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Validation {
+    /// CREATE or UPDATE.
+    pub operation: Operation,
+    /// Whether the Account was admitted.
+    pub allowed: bool,
+    /// The Account's `spec.type` (empty if absent).
+    pub account_type: String,
+}
+
+/// The rules both webhooks apply, built from the operator's flags.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Policy {
+    allowed_types: Vec<String>,
+    deny_list: Vec<String>,
+    creator_only_when_empty: bool,
+}
+
+impl Policy {
+    /// The rules for these flag values. The allow-list is `org` plus `additional_account_types`;
+    /// list items are trimmed and empty items dropped (as the comma-separated flags are parsed
+    /// upstream).
+    pub fn new(
+        deny_list: &[String],
+        additional_account_types: &[String],
+        creator_only_when_empty: bool,
+    ) -> Self {
+        let clean = |items: &[String]| -> Vec<String> {
+            items
+                .iter()
+                .map(|s| s.trim())
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect()
+        };
+        let mut allowed_types = vec![crds::account::TYPE_ORG.to_owned()];
+        allowed_types.extend(clean(additional_account_types));
+        Self {
+            allowed_types,
+            deny_list: clean(deny_list),
+            creator_only_when_empty,
+        }
+    }
+
+    /// The account types the validating webhook admits.
+    pub fn allowed_types(&self) -> &[String] {
+        &self.allowed_types
+    }
+
+    /// The mutating webhook: on CREATE of an Account, set `spec.creator` to the requesting
+    /// user (overwriting any value, or only when empty with `creator_only_when_empty`). Other
+    /// requests are admitted unchanged.
+    pub fn mutate(&self, request: &AdmissionRequest) -> AdmissionResponse {
+        let uid = request.uid.as_str();
+        if !is_account(request) || request.operation != "CREATE" {
+            return AdmissionResponse::allow(uid);
+        }
+        let Some(object) = &request.object else {
+            return AdmissionResponse::bad_request(uid, "CREATE request without an object");
+        };
+        let Some(username) = request
+            .user_info
+            .username
+            .as_deref()
+            .filter(|u| !u.is_empty())
+        else {
+            // Nothing to record; an authenticated request always has a user name.
+            return AdmissionResponse::allow(uid);
+        };
+        match creator_patch(object, username, self.creator_only_when_empty) {
+            Ok(patch) => AdmissionResponse::patch(uid, &patch),
+            Err(message) => AdmissionResponse::bad_request(uid, message),
+        }
+    }
+
+    /// The validating webhook: on CREATE and UPDATE of an Account, check the new object's type
+    /// against the allow-list and, for organisations, the name's length and the deny-list.
+    /// Returns the answer and, when a validation ran, its outcome for the metric.
+    pub fn validate(&self, request: &AdmissionRequest) -> (AdmissionResponse, Option<Validation>) {
+        let uid = request.uid.as_str();
+        let operation = match request.operation.as_str() {
+            "CREATE" => Operation::Create,
+            "UPDATE" => Operation::Update,
+            _ => return (AdmissionResponse::allow(uid), None),
+        };
+        if !is_account(request) {
+            return (AdmissionResponse::allow(uid), None);
+        }
+        let Some(object) = &request.object else {
+            let message = format!("{} request without an object", request.operation);
+            return (AdmissionResponse::bad_request(uid, message), None);
+        };
+        let account = match AccountView::deserialize(object) {
+            Ok(account) => account,
+            Err(e) => {
+                let message = format!("decoding the Account: {e}");
+                return (AdmissionResponse::bad_request(uid, message), None);
+            }
+        };
+        let name = account
+            .metadata
+            .name
+            .or_else(|| request.name.clone())
+            .unwrap_or_default();
+        let account_type = account.spec.type_.unwrap_or_default();
+        let refusal = self.refusal(&name, &account_type);
+        let validation = Validation {
+            operation,
+            allowed: refusal.is_none(),
+            account_type,
+        };
+        let response = match refusal {
+            None => AdmissionResponse::allow(uid),
+            Some(message) => AdmissionResponse::deny(uid, message),
+        };
+        (response, Some(validation))
+    }
+
+    /// Why an Account named `name` of type `account_type` is refused, if it is.
+    pub fn refusal(&self, name: &str, account_type: &str) -> Option<String> {
+        if !self.allowed_types.iter().any(|t| t == account_type) {
+            return Some(format!("account type {account_type} not in allowlist"));
+        }
+        if account_type != crds::account::TYPE_ORG {
+            return None;
+        }
+        if name.trim().chars().count() < 3 {
+            return Some(format!(
+                "organization name {name:?} is too short, must be at least 3 characters"
+            ));
+        }
+        if self.deny_list.iter().any(|denied| denied == name) {
+            return Some(format!("organization name {name:?} is not allowed"));
+        }
+        None
+    }
+}
+
+fn is_account(request: &AdmissionRequest) -> bool {
+    request.kind.group == ACCOUNT_GROUP && request.kind.kind == ACCOUNT_KIND
+}
+
+/// The JSON patch setting `spec.creator` on `object` (empty when nothing changes).
+fn creator_patch(object: &Value, username: &str, only_when_empty: bool) -> Result<Value, String> {
+    let Some(object) = object.as_object() else {
+        return Err("the object is not a JSON object".to_owned());
+    };
+    let spec = match object.get("spec") {
+        None | Some(Value::Null) => {
+            let op = if object.contains_key("spec") {
+                "replace"
+            } else {
+                "add"
+            };
+            return Ok(json!([{ "op": op, "path": "/spec", "value": { "creator": username } }]));
+        }
+        Some(Value::Object(spec)) => spec,
+        Some(_) => return Err("decoding the Account: spec is not an object".to_owned()),
+    };
+    let current = match spec.get("creator") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(creator)) => Some(creator.as_str()),
+        Some(_) => return Err("decoding the Account: spec.creator is not a string".to_owned()),
+    };
+    let keep = match current {
+        Some(creator) => creator == username || (only_when_empty && !creator.trim().is_empty()),
+        None => false,
+    };
+    if keep {
+        return Ok(json!([]));
+    }
+    let op = if spec.contains_key("creator") {
+        "replace"
+    } else {
+        "add"
+    };
+    Ok(json!([{ "op": op, "path": "/spec/creator", "value": username }]))
+}
+
+/// The fields of an Account the validator reads; everything else is ignored, so an Account
+/// with fields this version does not know still validates.
+#[derive(Deserialize)]
+struct AccountView {
+    #[serde(default)]
+    metadata: MetadataView,
+    #[serde(default, deserialize_with = "null_as_default")]
+    spec: SpecView,
+}
+
+#[derive(Default, Deserialize)]
+struct MetadataView {
+    #[serde(default)]
+    name: Option<String>,
+}
+
+#[derive(Default, Deserialize)]
+struct SpecView {
+    #[serde(default, rename = "type")]
+    type_: Option<String>,
+}
+
+fn null_as_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::webhooks::review::GroupVersionKind;
+
+    fn policy(deny: &[&str], extra: &[&str]) -> Policy {
+        let owned = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        Policy::new(&owned(deny), &owned(extra), false)
+    }
+
+    fn upstream_policy(deny: &[&str]) -> Policy {
+        // The upstream tests allow `org` and `account`, as the chart does.
+        policy(deny, &["account"])
+    }
+
+    fn account(name: &str, type_: &str) -> Value {
+        json!({
+            "apiVersion": "core.platform-mesh.io/v1alpha1",
+            "kind": "Account",
+            "metadata": { "name": name },
+            "spec": { "type": type_, "displayName": name },
+        })
+    }
+
+    fn request(operation: &str, object: Option<Value>, old: Option<Value>) -> AdmissionRequest {
+        AdmissionRequest {
+            uid: "uid-1".to_owned(),
+            kind: GroupVersionKind {
+                group: ACCOUNT_GROUP.to_owned(),
+                version: "v1alpha1".to_owned(),
+                kind: ACCOUNT_KIND.to_owned(),
+            },
+            operation: operation.to_owned(),
+            user_info: crate::webhooks::review::UserInfo {
+                username: Some("alice@example.com".to_owned()),
+                ..Default::default()
+            },
+            object,
+            old_object: old,
+            ..Default::default()
+        }
+    }
+
+    fn create(name: &str, type_: &str) -> AdmissionRequest {
+        request("CREATE", Some(account(name, type_)), None)
+    }
+
+    fn update(old: (&str, &str), new: (&str, &str)) -> AdmissionRequest {
+        request(
+            "UPDATE",
+            Some(account(new.0, new.1)),
+            Some(account(old.0, old.1)),
+        )
+    }
+
+    fn message(response: &AdmissionResponse) -> &str {
+        response
+            .status
+            .as_ref()
+            .map_or("", |status| status.message.as_str())
+    }
+
+    const DENY: &[&str] = &["admin", "root", "system"];
+
+    // The upstream webhook tests (api/v1alpha1/account_webhook_test.go), create cases.
+
+    #[test]
+    fn create_denied_organization_name() {
+        let (response, _) = upstream_policy(DENY).validate(&create("admin", "org"));
+        assert!(!response.allowed);
+        assert_eq!(
+            message(&response),
+            r#"organization name "admin" is not allowed"#
+        );
+        assert_eq!(response.status.as_ref().unwrap().code, 403);
+        assert_eq!(response.uid, "uid-1");
+    }
+
+    #[test]
+    fn create_allowed_organization_name() {
+        let (response, _) = upstream_policy(DENY).validate(&create("my-org", "org"));
+        assert!(response.allowed, "{response:?}");
+        assert_eq!(response.status, None);
+    }
+
+    #[test]
+    fn create_non_organization_account_with_denied_name() {
+        let (response, _) = upstream_policy(DENY).validate(&create("admin", "account"));
+        assert!(response.allowed, "{response:?}");
+    }
+
+    #[test]
+    fn create_empty_deny_list() {
+        let (response, _) = upstream_policy(&[]).validate(&create("admin", "org"));
+        assert!(response.allowed, "{response:?}");
+    }
+
+    #[test]
+    fn create_deny_less_than_3_characters() {
+        let (response, _) = upstream_policy(DENY).validate(&create("ab", "org"));
+        assert!(!response.allowed);
+        assert_eq!(
+            message(&response),
+            r#"organization name "ab" is too short, must be at least 3 characters"#
+        );
+    }
+
+    // Update cases: the checks apply to the new object only.
+
+    #[test]
+    fn update_organization_name_in_deny_list() {
+        let (response, _) =
+            upstream_policy(DENY).validate(&update(("admin", "org"), ("admin", "org")));
+        assert!(!response.allowed);
+        assert_eq!(
+            message(&response),
+            r#"organization name "admin" is not allowed"#
+        );
+    }
+
+    #[test]
+    fn update_allowed_organization_name() {
+        let (response, _) =
+            upstream_policy(DENY).validate(&update(("my-org", "org"), ("my-org", "org")));
+        assert!(response.allowed, "{response:?}");
+    }
+
+    #[test]
+    fn update_changing_from_account_to_organization_with_denied_name() {
+        let (response, _) =
+            upstream_policy(DENY).validate(&update(("admin", "account"), ("admin", "org")));
+        assert!(!response.allowed);
+        assert_eq!(
+            message(&response),
+            r#"organization name "admin" is not allowed"#
+        );
+    }
+
+    #[test]
+    fn update_changing_from_account_to_organization_with_allowed_name() {
+        let (response, _) =
+            upstream_policy(DENY).validate(&update(("my-org", "account"), ("my-org", "org")));
+        assert!(response.allowed, "{response:?}");
+    }
+
+    #[test]
+    fn update_changing_from_organization_to_account_with_denied_name() {
+        let (response, _) =
+            upstream_policy(DENY).validate(&update(("admin", "org"), ("admin", "account")));
+        assert!(response.allowed, "{response:?}");
+    }
+
+    #[test]
+    fn update_account_with_denied_name() {
+        let (response, _) =
+            upstream_policy(DENY).validate(&update(("admin", "account"), ("admin", "account")));
+        assert!(response.allowed, "{response:?}");
+    }
+
+    #[test]
+    fn update_empty_deny_list() {
+        let (response, _) =
+            upstream_policy(&[]).validate(&update(("admin", "org"), ("admin", "org")));
+        assert!(response.allowed, "{response:?}");
+    }
+
+    #[test]
+    fn update_deny_less_than_3_characters() {
+        let (response, _) = upstream_policy(DENY).validate(&update(("ab", "org"), ("ab", "org")));
+        assert!(!response.allowed);
+        assert_eq!(
+            message(&response),
+            r#"organization name "ab" is too short, must be at least 3 characters"#
+        );
+    }
+
+    // The allow-list.
+
+    #[test]
+    fn only_org_is_allowed_without_additional_types() {
+        let policy = policy(&[], &[]);
+        assert_eq!(policy.allowed_types(), ["org"]);
+        let (response, validation) = policy.validate(&create("team", "account"));
+        assert!(!response.allowed);
+        assert_eq!(message(&response), "account type account not in allowlist");
+        assert_eq!(
+            validation,
+            Some(Validation {
+                operation: Operation::Create,
+                allowed: false,
+                account_type: "account".to_owned(),
+            })
+        );
+    }
+
+    #[test]
+    fn additional_types_are_allowed_and_trimmed() {
+        let policy = policy(&[], &[" account ", "", "project"]);
+        assert_eq!(policy.allowed_types(), ["org", "account", "project"]);
+        assert!(policy.validate(&create("x", "project")).0.allowed);
+        let (response, _) = policy.validate(&create("x", "Project"));
+        assert_eq!(message(&response), "account type Project not in allowlist");
+    }
+
+    #[test]
+    fn type_is_checked_before_the_name() {
+        let (response, _) = upstream_policy(DENY).validate(&create("ab", "team"));
+        assert_eq!(message(&response), "account type team not in allowlist");
+    }
+
+    #[test]
+    fn missing_type_is_not_in_the_allowlist() {
+        let object = json!({ "metadata": { "name": "acme" }, "spec": { "displayName": "A" } });
+        let (response, validation) =
+            upstream_policy(DENY).validate(&request("CREATE", Some(object), None));
+        assert_eq!(message(&response), "account type  not in allowlist");
+        assert_eq!(validation.unwrap().account_type, "");
+    }
+
+    #[test]
+    fn deny_list_is_exact_and_case_sensitive() {
+        let policy = upstream_policy(&[" admin ", "www"]);
+        assert!(!policy.validate(&create("admin", "org")).0.allowed);
+        assert!(policy.validate(&create("Admin", "org")).0.allowed);
+        assert!(policy.validate(&create("admins", "org")).0.allowed);
+        assert!(policy.validate(&create("wwww", "org")).0.allowed);
+    }
+
+    #[test]
+    fn name_length_is_measured_after_trimming() {
+        let policy = upstream_policy(&[]);
+        let (response, _) = policy.validate(&create(" ab ", "org"));
+        assert_eq!(
+            message(&response),
+            r#"organization name " ab " is too short, must be at least 3 characters"#
+        );
+        assert!(policy.validate(&create("abc", "org")).0.allowed);
+    }
+
+    #[test]
+    fn delete_and_connect_are_allowed_without_a_validation() {
+        let policy = upstream_policy(DENY);
+        let delete = request("DELETE", None, Some(account("admin", "org")));
+        assert_eq!(
+            policy.validate(&delete),
+            (AdmissionResponse::allow("uid-1"), None)
+        );
+        let connect = request("CONNECT", None, None);
+        assert_eq!(
+            policy.validate(&connect),
+            (AdmissionResponse::allow("uid-1"), None)
+        );
+        assert_eq!(policy.mutate(&delete), AdmissionResponse::allow("uid-1"));
+    }
+
+    #[test]
+    fn other_kinds_are_allowed_untouched() {
+        let policy = upstream_policy(DENY);
+        let mut other = create("admin", "org");
+        other.kind.kind = "AccountInfo".to_owned();
+        assert_eq!(
+            policy.validate(&other),
+            (AdmissionResponse::allow("uid-1"), None)
+        );
+        assert_eq!(policy.mutate(&other), AdmissionResponse::allow("uid-1"));
+        let mut other_group = create("admin", "org");
+        other_group.kind.group = "example.com".to_owned();
+        assert_eq!(policy.validate(&other_group).1, None);
+    }
+
+    #[test]
+    fn undecodable_objects_are_a_bad_request() {
+        let policy = upstream_policy(DENY);
+        let object = json!({ "metadata": { "name": "acme" }, "spec": { "type": 7 } });
+        let (response, validation) = policy.validate(&request("CREATE", Some(object), None));
+        assert!(!response.allowed);
+        let status = response.status.unwrap();
+        assert_eq!(status.code, 400);
+        assert!(
+            status.message.starts_with("decoding the Account:"),
+            "{status:?}"
+        );
+        assert_eq!(validation, None);
+
+        let (response, _) = policy.validate(&request("UPDATE", None, None));
+        assert_eq!(
+            response.status.unwrap().message,
+            "UPDATE request without an object"
+        );
+
+        let response = policy.mutate(&request("CREATE", Some(json!("text")), None));
+        assert_eq!(response.status.unwrap().code, 400);
+        let response = policy.mutate(&request("CREATE", Some(json!({ "spec": [] })), None));
+        assert_eq!(response.status.unwrap().code, 400);
+        let object = json!({ "spec": { "creator": 1 } });
+        let response = policy.mutate(&request("CREATE", Some(object), None));
+        assert_eq!(response.status.unwrap().code, 400);
+    }
+
+    #[test]
+    fn validation_outcomes_carry_operation_and_type() {
+        let policy = upstream_policy(DENY);
+        let (_, validation) = policy.validate(&update(("acme", "org"), ("acme", "org")));
+        assert_eq!(
+            validation,
+            Some(Validation {
+                operation: Operation::Update,
+                allowed: true,
+                account_type: "org".to_owned(),
+            })
+        );
+    }
+
+    // The mutating webhook.
+
+    fn patch_of(response: &AdmissionResponse) -> Value {
+        assert!(response.allowed, "{response:?}");
+        match &response.patch {
+            Some(patch) => {
+                assert_eq!(response.patch_type.as_deref(), Some("JSONPatch"));
+                serde_json::from_slice(&patch.0).unwrap()
+            }
+            None => json!([]),
+        }
+    }
+
+    fn with_creator(creator: Value) -> Value {
+        let mut object = account("acme", "org");
+        object["spec"]["creator"] = creator;
+        object
+    }
+
+    #[test]
+    fn create_sets_the_creator_when_absent() {
+        for only_when_empty in [false, true] {
+            let policy = Policy::new(&[], &[], only_when_empty);
+            let response = policy.mutate(&create("acme", "org"));
+            assert_eq!(
+                patch_of(&response),
+                json!([{ "op": "add", "path": "/spec/creator", "value": "alice@example.com" }])
+            );
+        }
+    }
+
+    #[test]
+    fn create_overwrites_the_creator_by_default() {
+        let policy = Policy::new(&[], &[], false);
+        let request = request("CREATE", Some(with_creator(json!("mallory"))), None);
+        assert_eq!(
+            patch_of(&policy.mutate(&request)),
+            json!([{ "op": "replace", "path": "/spec/creator", "value": "alice@example.com" }])
+        );
+    }
+
+    #[test]
+    fn create_keeps_a_given_creator_when_only_defaulting() {
+        let policy = Policy::new(&[], &[], true);
+        let request = request("CREATE", Some(with_creator(json!("bob"))), None);
+        let response = policy.mutate(&request);
+        assert!(response.allowed);
+        assert_eq!(response.patch, None);
+        assert_eq!(response.patch_type, None);
+    }
+
+    #[test]
+    fn create_fills_an_empty_creator_when_only_defaulting() {
+        let policy = Policy::new(&[], &[], true);
+        for empty in [json!(""), json!("  "), Value::Null] {
+            let request = request("CREATE", Some(with_creator(empty.clone())), None);
+            assert_eq!(
+                patch_of(&policy.mutate(&request)),
+                json!([{ "op": "replace", "path": "/spec/creator", "value": "alice@example.com" }]),
+                "creator {empty}"
+            );
+        }
+    }
+
+    #[test]
+    fn create_with_the_same_creator_needs_no_patch() {
+        let policy = Policy::new(&[], &[], false);
+        let request = request(
+            "CREATE",
+            Some(with_creator(json!("alice@example.com"))),
+            None,
+        );
+        assert_eq!(policy.mutate(&request).patch, None);
+    }
+
+    #[test]
+    fn create_without_spec_adds_it() {
+        let policy = Policy::new(&[], &[], false);
+        let object = json!({ "metadata": { "name": "acme" } });
+        assert_eq!(
+            patch_of(&policy.mutate(&request("CREATE", Some(object), None))),
+            json!([{ "op": "add", "path": "/spec", "value": { "creator": "alice@example.com" } }])
+        );
+    }
+
+    #[test]
+    fn update_is_not_mutated() {
+        let policy = Policy::new(&[], &[], false);
+        let request = request(
+            "UPDATE",
+            Some(with_creator(json!("bob"))),
+            Some(with_creator(json!("bob"))),
+        );
+        assert_eq!(policy.mutate(&request), AdmissionResponse::allow("uid-1"));
+    }
+
+    #[test]
+    fn create_without_a_username_is_left_alone() {
+        let policy = Policy::new(&[], &[], false);
+        let mut request = request("CREATE", Some(with_creator(json!("bob"))), None);
+        request.user_info.username = None;
+        assert_eq!(policy.mutate(&request), AdmissionResponse::allow("uid-1"));
+    }
+
+    #[test]
+    fn mutation_does_not_validate() {
+        // The mutating webhook admits what the validating webhook refuses: they are separate.
+        let policy = upstream_policy(DENY);
+        assert!(policy.mutate(&create("admin", "team")).allowed);
+    }
+}

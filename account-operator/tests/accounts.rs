@@ -1,0 +1,299 @@
+//! The account-operator against a real kcp: org and account trees, AccountInfo contents and
+//! propagation, deletion order, waits explained in conditions, and many accounts at once.
+
+// A failed unwrap in a scenario is a failed test that shows the error.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use account_operator::config::Config;
+use clap::Parser;
+use crds::Account;
+use crds::account_info::{ACCOUNT_INFO_NAME, AccountInfo, ClientInfo, OidcInfo};
+use futures::future::join_all;
+use harness::{Kcp, TestWorkspace, wait_for, wait_gone};
+use kcp::types::tenancy::{
+    Workspace, WorkspaceType, WorkspaceTypeExtension, WorkspaceTypeReference, WorkspaceTypeSpec,
+};
+use kube::ResourceExt;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::core::ObjectMeta;
+use support::{account_info, condition, is_ready, new_account, ready_account};
+use tokio::sync::OnceCell;
+use tokio_util::sync::CancellationToken;
+
+/// The test platform, with an account-operator running in-process, once per test binary.
+/// Only plain data is kept: clients belong to the Tokio runtime that made them, and every
+/// test has its own runtime, so each test builds its clients itself.
+struct Platform {
+    orgs_path: kcp::ClusterPath,
+    orgs_cluster: kcp::ClusterName,
+}
+
+impl Platform {
+    /// `root:orgs`, with clients for the calling test.
+    async fn orgs(&self) -> TestWorkspace {
+        TestWorkspace {
+            factory: Kcp::shared().await.admin().await,
+            path: self.orgs_path.clone(),
+            cluster: self.orgs_cluster.clone(),
+        }
+    }
+}
+
+async fn platform() -> &'static Platform {
+    static PLATFORM: OnceCell<Platform> = OnceCell::const_new();
+    PLATFORM
+        .get_or_init(|| async {
+            let kcp = Kcp::shared().await;
+            let (orgs, kubeconfig) = support::set_up(kcp).await;
+            let mut args = vec!["account-operator".to_owned()];
+            args.extend(support::operator_args(&kubeconfig));
+            let config = Config::try_parse_from(args).unwrap();
+            // Its own thread and runtime, so it outlives the test that started it; it stops
+            // with the test binary.
+            std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                runtime
+                    .block_on(account_operator::app::run(config, CancellationToken::new()))
+                    .unwrap();
+            });
+            Platform {
+                orgs_path: orgs.path,
+                orgs_cluster: orgs.cluster,
+            }
+        })
+        .await
+}
+
+#[tokio::test]
+async fn an_org_and_a_four_level_tree_become_ready_with_their_account_infos() {
+    let platform = platform().await;
+    let org = format!("tree{}", harness::unique_suffix());
+    let (account, org_ws) = ready_account(&platform.orgs().await, &org, "org").await;
+    assert_eq!(
+        account.status.as_ref().unwrap().observed_generation,
+        account.metadata.generation
+    );
+    for step in [
+        "WorkspaceTypeSubroutine",
+        "WorkspaceSubroutine",
+        "ManageAccountInfoSubroutine",
+        "WorkspaceReadySubroutine",
+    ] {
+        let c = condition(&account, step).unwrap();
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_str()),
+            ("True", "Complete"),
+            "{step}"
+        );
+    }
+    let mut finalizers = account.finalizers().to_vec();
+    finalizers.sort();
+    assert_eq!(
+        finalizers,
+        [
+            "account.core.platform-mesh.io/finalizer",
+            "workspacetype.core.platform-mesh.io/finalizer"
+        ]
+    );
+
+    // The org's WorkspaceTypes exist in root:orgs, labelled with the org.
+    let types: Api<WorkspaceType> = Api::all(platform.orgs().await.client());
+    for name in [format!("{org}-org"), format!("{org}-account")] {
+        let wt = types.get(&name).await.unwrap();
+        assert_eq!(wt.labels().get("core.platform-mesh.io/org"), Some(&org));
+    }
+    let info = account_info(&org_ws).await;
+    assert_eq!(info.spec.account.path, format!("root:orgs:{org}"));
+    assert_eq!(info.spec.account.type_, "org");
+    assert_eq!(
+        info.spec.account.generated_cluster_id,
+        org_ws.cluster.to_string()
+    );
+    assert_eq!(
+        info.spec.account.origin_cluster_id,
+        platform.orgs_cluster.to_string()
+    );
+    assert_eq!(info.spec.organization, info.spec.account);
+    assert!(info.spec.parent_account.is_none());
+    assert!(info.spec.cluster_info.ca.contains("BEGIN CERTIFICATE"));
+
+    // Three more levels below the org.
+    let mut parent = org_ws;
+    let mut parent_info = info;
+    for name in ["team", "squad", "pair"] {
+        let (_, ws) = ready_account(&parent, name, "account").await;
+        let info = account_info(&ws).await;
+        assert_eq!(info.spec.account.path, format!("{}:{name}", parent.path));
+        assert_eq!(
+            info.spec.parent_account.as_ref(),
+            Some(&parent_info.spec.account)
+        );
+        assert_eq!(info.spec.organization.name, org);
+        let ws_type = Api::<Workspace>::all(parent.client())
+            .get(name)
+            .await
+            .unwrap()
+            .spec
+            .type_
+            .unwrap();
+        assert_eq!(
+            (ws_type.name, ws_type.path),
+            (format!("{org}-account"), "root:orgs".to_owned())
+        );
+        parent = ws;
+        parent_info = info;
+    }
+}
+
+#[tokio::test]
+async fn an_oidc_change_on_the_org_reaches_a_grandchild() {
+    let platform = platform().await;
+    let org = format!("oidc{}", harness::unique_suffix());
+    let (_, org_ws) = ready_account(&platform.orgs().await, &org, "org").await;
+    let (_, child) = ready_account(&org_ws, "child", "account").await;
+    let (_, grandchild) = ready_account(&child, "grandchild", "account").await;
+    assert_eq!(account_info(&grandchild).await.spec.oidc, None);
+
+    // The security-operator writes OIDC clients on the org's AccountInfo; nobody touches the
+    // Accounts.
+    let oidc = OidcInfo {
+        issuer_url: "https://idp.example.com/realms/acme".into(),
+        clients: [(
+            "portal".to_owned(),
+            ClientInfo {
+                client_id: "abc-123".into(),
+            },
+        )]
+        .into(),
+    };
+    let patch = serde_json::json!({"spec": {"oidc": oidc}});
+    Api::<AccountInfo>::all(org_ws.client())
+        .patch(
+            ACCOUNT_INFO_NAME,
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+        .unwrap();
+    let infos: Api<AccountInfo> = Api::all(grandchild.client());
+    let expected = oidc.clone();
+    wait_for(
+        &infos,
+        ACCOUNT_INFO_NAME,
+        "to carry the org's OIDC clients",
+        move |i| i.spec.oidc.as_ref() == Some(&expected),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn deleting_an_org_removes_every_workspace_below_and_then_its_workspace_types() {
+    let platform = platform().await;
+    let org = format!("gone{}", harness::unique_suffix());
+    let (_, org_ws) = ready_account(&platform.orgs().await, &org, "org").await;
+    let (_, child) = ready_account(&org_ws, "child", "account").await;
+    ready_account(&child, "grandchild", "account").await;
+
+    let accounts: Api<Account> = Api::all(platform.orgs().await.client());
+    accounts
+        .delete(&org, &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_gone(&accounts, &org).await;
+    let workspaces: Api<Workspace> = Api::all(platform.orgs().await.client());
+    assert!(
+        workspaces.get_opt(&org).await.unwrap().is_none(),
+        "the org workspace is gone"
+    );
+    let types: Api<WorkspaceType> = Api::all(platform.orgs().await.client());
+    for name in [format!("{org}-org"), format!("{org}-account")] {
+        assert!(
+            types.get_opt(&name).await.unwrap().is_none(),
+            "{name} is gone"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_custom_type_without_its_workspace_type_says_so_and_proceeds_once_it_exists() {
+    let platform = platform().await;
+    let org = format!("custom{}", harness::unique_suffix());
+    let (_, org_ws) = ready_account(&platform.orgs().await, &org, "org").await;
+    let accounts: Api<Account> = Api::all(org_ws.client());
+    accounts
+        .create(&PostParams::default(), &new_account("box", "folder"))
+        .await
+        .unwrap();
+    let waiting = wait_for(
+        &accounts,
+        "box",
+        "to explain the missing WorkspaceType",
+        |a| {
+            condition(a, "WorkspaceSubroutine")
+                .is_some_and(|c| c.reason == "Pending" && c.message.contains("does not exist"))
+        },
+    )
+    .await;
+    let message = &condition(&waiting, "WorkspaceSubroutine").unwrap().message;
+    assert!(
+        message.contains(&format!("root:orgs:{org}-folder")),
+        "{message}"
+    );
+    assert!(!is_ready(&waiting));
+
+    // An administrator creates the type; kcp lets an org workspace hold only children that
+    // implement the org's account type, so it extends `<org>-account`. The Account proceeds
+    // without being touched.
+    let types: Api<WorkspaceType> = Api::all(platform.orgs().await.client());
+    let folder = WorkspaceType {
+        metadata: ObjectMeta {
+            name: Some(format!("{org}-folder")),
+            ..Default::default()
+        },
+        spec: WorkspaceTypeSpec {
+            extend: Some(WorkspaceTypeExtension {
+                with: vec![WorkspaceTypeReference {
+                    name: format!("{org}-account"),
+                    path: "root:orgs".into(),
+                }],
+            }),
+            ..Default::default()
+        },
+        status: None,
+    };
+    types.create(&PostParams::default(), &folder).await.unwrap();
+    wait_for(&accounts, "box", "Ready", is_ready).await;
+}
+
+#[tokio::test]
+async fn two_hundred_accounts_created_at_once_all_become_ready() {
+    let platform = platform().await;
+    let org = format!("many{}", harness::unique_suffix());
+    let (_, org_ws) = ready_account(&platform.orgs().await, &org, "org").await;
+    let accounts: Api<Account> = Api::all(org_ws.client());
+    let names: Vec<String> = (0..200).map(|i| format!("a{i}")).collect();
+    join_all(names.iter().map(|name| {
+        let accounts = accounts.clone();
+        async move {
+            accounts
+                .create(&PostParams::default(), &new_account(name, "account"))
+                .await
+                .unwrap()
+        }
+    }))
+    .await;
+    for name in &names {
+        wait_for(&accounts, name, "Ready", is_ready).await;
+    }
+    let workspaces = Api::<Workspace>::all(org_ws.client())
+        .list(&Default::default())
+        .await
+        .unwrap();
+    assert_eq!(workspaces.items.len(), 200);
+}

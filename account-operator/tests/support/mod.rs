@@ -1,0 +1,152 @@
+//! The platform the account-operator scenarios run on, shared by the test binaries.
+
+#![allow(clippy::unwrap_used, dead_code)] // each test binary uses part of it
+
+use crds::account_info::{ACCOUNT_INFO_NAME, AccountInfo};
+use crds::{Account, AccountSpec};
+use harness::{CoreExport, Kcp, SYSTEM_PATH, TestWorkspace, create_workspace, wait_for};
+use kcp::ClusterPath;
+use kcp::types::tenancy::{
+    ApiExportReference, Workspace, WorkspaceType, WorkspaceTypeExtension, WorkspaceTypeReference,
+    WorkspaceTypeSpec,
+};
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::core::ObjectMeta;
+
+pub fn root_type(name: &str) -> WorkspaceTypeReference {
+    WorkspaceTypeReference {
+        name: name.into(),
+        path: "root".into(),
+    }
+}
+
+/// Sets up what platform-mesh-operator would: the `root` WorkspaceTypes orgs, org and account
+/// (without the security initializer), binding `core.platform-mesh.io` by default, and the
+/// `root:orgs` workspace. Returns `root:orgs` and a kubeconfig for the operator.
+pub async fn set_up(kcp: &Kcp) -> (TestWorkspace, std::path::PathBuf) {
+    let core = CoreExport::shared(kcp).await;
+    let admin = kcp.admin().await;
+    let root = admin.for_path(&ClusterPath::root()).unwrap();
+    let types: Api<WorkspaceType> = Api::all(root);
+    let bindings = vec![ApiExportReference {
+        path: SYSTEM_PATH.into(),
+        export: crds::export::CORE_EXPORT.into(),
+    }];
+    for name in ["orgs", "org", "account"] {
+        let wt = WorkspaceType {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                ..Default::default()
+            },
+            spec: WorkspaceTypeSpec {
+                extend: Some(WorkspaceTypeExtension {
+                    with: vec![root_type("universal")],
+                }),
+                default_api_bindings: bindings.clone(),
+                ..Default::default()
+            },
+            status: None,
+        };
+        types
+            .patch(
+                name,
+                &PatchParams::apply("tests").force(),
+                &Patch::Apply(&wt),
+            )
+            .await
+            .unwrap();
+        wait_for(&types, name, "Ready", WorkspaceType::is_ready).await;
+    }
+    let ws = create_workspace(&admin, &ClusterPath::root(), "orgs", root_type("orgs")).await;
+    let orgs = TestWorkspace {
+        factory: admin.clone(),
+        path: "root:orgs".parse().unwrap(),
+        cluster: ws.spec.cluster.unwrap().parse().unwrap(),
+    };
+    core.bind(&orgs).await;
+    (orgs, system_kubeconfig(kcp))
+}
+
+/// kcp's admin kubeconfig with the `root` context pointed at root:platform-mesh-system, as
+/// platform-mesh-operator writes the operator's kubeconfig.
+fn system_kubeconfig(kcp: &Kcp) -> std::path::PathBuf {
+    let text = std::fs::read_to_string(kcp.kubeconfig()).unwrap();
+    let pointed = text.replace("/clusters/root\n", &format!("/clusters/{SYSTEM_PATH}\n"));
+    assert_ne!(text, pointed, "kubeconfig layout changed");
+    let path = kcp
+        .kubeconfig()
+        .with_file_name("account-operator.kubeconfig");
+    std::fs::write(&path, pointed).unwrap();
+    path
+}
+
+/// The operator's flags for the test platform.
+pub fn operator_args(kubeconfig: &std::path::Path) -> Vec<String> {
+    vec![
+        format!("--kubeconfig={}", kubeconfig.display()),
+        "--kubeconfig-context=root".into(),
+        "--metrics-bind-address=127.0.0.1:0".into(),
+        "--health-probe-bind-address=127.0.0.1:0".into(),
+        "--no-json".into(),
+    ]
+}
+
+pub fn new_account(name: &str, account_type: &str) -> Account {
+    Account::new(
+        name,
+        AccountSpec {
+            type_: account_type.into(),
+            display_name: name.into(),
+            creator: Some("alice@example.com".into()),
+            ..Default::default()
+        },
+    )
+}
+
+pub fn condition<'a>(
+    account: &'a Account,
+    type_: &str,
+) -> Option<&'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
+    account
+        .status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+}
+
+pub fn is_ready(account: &Account) -> bool {
+    condition(account, "Ready").is_some_and(|c| c.status == "True")
+}
+
+/// Creates an Account in `parent` and waits for it to be Ready; returns it and its workspace.
+pub async fn ready_account(
+    parent: &TestWorkspace,
+    name: &str,
+    account_type: &str,
+) -> (Account, TestWorkspace) {
+    let accounts: Api<Account> = Api::all(parent.client());
+    accounts
+        .create(&PostParams::default(), &new_account(name, account_type))
+        .await
+        .unwrap();
+    let account = wait_for(&accounts, name, "Ready", is_ready).await;
+    (account, workspace_of(parent, name).await)
+}
+
+/// The workspace of Account `name` in `parent`.
+pub async fn workspace_of(parent: &TestWorkspace, name: &str) -> TestWorkspace {
+    let ws: Workspace = Api::all(parent.client()).get(name).await.unwrap();
+    TestWorkspace {
+        factory: parent.factory.clone(),
+        path: parent.path.join(name).unwrap(),
+        cluster: ws.spec.cluster.unwrap().parse().unwrap(),
+    }
+}
+
+pub async fn account_info(ws: &TestWorkspace) -> AccountInfo {
+    Api::<AccountInfo>::all(ws.client())
+        .get(ACCOUNT_INFO_NAME)
+        .await
+        .unwrap()
+}
