@@ -150,6 +150,16 @@ fn bench() -> TaskResult {
         "--example",
         "reconcile_latency",
     ])?;
+    // Org Account to Ready, next to kcp alone making a workspace of the same type Ready.
+    cargo(&[
+        "run",
+        "--release",
+        "--quiet",
+        "-p",
+        "account-operator",
+        "--example",
+        "org_ready",
+    ])?;
     // Tuple-sync throughput against a real OpenFGA (started by the test harness).
     cargo(&[
         "run",
