@@ -226,6 +226,29 @@ pub async fn create_workspace(
     wait_for(&api, name, "to be Ready", Workspace::is_ready).await
 }
 
+/// Runs `request` until the API it calls is served: a new workspace's APIs (and a new
+/// binding's resources) answer a bare `404 page not found` for a moment after it turns Ready.
+/// Any other result, success or error, is returned as it is.
+pub async fn when_served<T, F, Fut>(mut request: F) -> Result<T, kube::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, kube::Error>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        match request().await {
+            Err(kube::Error::Api(status))
+                if status.code == 404
+                    && status.message.contains("page not found")
+                    && tokio::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Waits, with a watch, until object `name` no longer exists (finalizers done).
 pub async fn wait_gone<K>(api: &Api<K>, name: &str)
 where

@@ -12,7 +12,7 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::core::ObjectMeta;
 use tokio::sync::OnceCell;
 
-use crate::kcp::{Kcp, TestWorkspace, create_workspace, universal, wait_for};
+use crate::kcp::{Kcp, TestWorkspace, create_workspace, universal, wait_for, when_served};
 
 /// The path of the workspace holding the Platform Mesh exports.
 pub const SYSTEM_PATH: &str = "root:platform-mesh-system";
@@ -136,17 +136,12 @@ impl CoreExport {
             }
         };
         let ready = wait_for(&api, &name, "Ready", ApiBinding::is_ready).await;
-        // A Ready binding's resources can take a moment to be served (404 until then).
+        // A Ready binding's resources can take a moment to be served.
         let accounts: Api<crds::Account> = Api::all(workspace.client());
-        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
-        while let Err(e) = accounts.list(&Default::default()).await {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "accounts not served in {} after its binding turned Ready: {e}",
-                workspace.path
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        }
+        let list = kube::api::ListParams::default();
+        when_served(|| accounts.list(&list))
+            .await
+            .unwrap_or_else(|e| panic!("accounts not served in {}: {e}", workspace.path));
         ready
     }
 

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use crds::{Account, AccountSpec};
 use futures::future::join_all;
-use harness::{CoreExport, Kcp, TestWorkspace, universal, wait_for, wait_gone};
+use harness::{CoreExport, Kcp, TestWorkspace, universal, wait_for, wait_gone, when_served};
 use k8s_openapi::api::core::v1::Namespace;
 use kcp::initialization::{Marker, Released, release, release_patch};
 use kcp::runtime::{
@@ -269,7 +269,8 @@ async fn workspace_type(ws: &TestWorkspace, name: &str, spec: WorkspaceTypeSpec)
         spec,
         status: None,
     };
-    api.create(&PostParams::default(), &object).await.unwrap();
+    let params = PostParams::default();
+    when_served(|| api.create(&params, &object)).await.unwrap();
     wait_for(&api, name, "to publish virtual workspaces", |wt| {
         wt.virtual_workspace_urls("initializing").next().is_some()
             && wt.virtual_workspace_urls("terminating").next().is_some()
@@ -485,14 +486,9 @@ async fn a_stale_release_is_refused_and_never_re_adds_another_initializer() {
     // The second controller reads, then the first releases, then the second writes from its
     // stale read: kcp must refuse it (it would re-add the first marker).
     // The virtual workspace serves a new cluster once its informers caught up.
-    let mut stale = via_second.get(LOGICAL_CLUSTER_NAME).await;
-    while let Err(kube::Error::Api(ref s)) = stale
-        && s.code == 404
-    {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        stale = via_second.get(LOGICAL_CLUSTER_NAME).await;
-    }
-    let stale = stale.unwrap();
+    let stale = when_served(|| via_second.get(LOGICAL_CLUSTER_NAME))
+        .await
+        .unwrap();
     let stale_patch = release_patch(&stale, &second_marker).unwrap();
     assert_eq!(
         release(

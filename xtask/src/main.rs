@@ -130,46 +130,44 @@ fn cargo_test(totals: &mut TestTotals) -> TaskResult {
     }
 }
 
-fn bench() -> TaskResult {
-    cargo(&[
-        "run",
-        "--release",
-        "--quiet",
-        "-p",
+/// The benchmarks `cargo xtask bench` runs, in release mode: (package, example, what it shows).
+const BENCHMARKS: &[(&str, &str, &str)] = &[
+    (
         "platform-mesh-fga",
-        "--example",
         "parse_speed",
-    ])?;
-    // Change-to-reconcile latency of the multi-cluster runtime on a real kcp.
-    cargo(&[
-        "run",
-        "--release",
-        "--quiet",
-        "-p",
+        "DSL parse time of the largest models",
+    ),
+    (
         "platform-mesh-tests",
-        "--example",
         "reconcile_latency",
-    ])?;
-    // Org Account to Ready, next to kcp alone making a workspace of the same type Ready.
-    cargo(&[
-        "run",
-        "--release",
-        "--quiet",
-        "-p",
+        "change-to-reconcile latency of the runtime on a real kcp",
+    ),
+    (
         "account-operator",
-        "--example",
         "org_ready",
-    ])?;
-    // Tuple-sync throughput against a real OpenFGA (started by the test harness).
-    cargo(&[
-        "run",
-        "--release",
-        "--quiet",
-        "-p",
+        "org Account to Ready, next to kcp alone making a workspace of that type Ready",
+    ),
+    (
         "platform-mesh-fga",
-        "--example",
         "sync_throughput",
-    ])
+        "tuple-sync throughput on a real OpenFGA, next to a plain write loop",
+    ),
+];
+
+fn bench() -> TaskResult {
+    for (package, example, what) in BENCHMARKS {
+        println!("==> {what}");
+        cargo(&[
+            "run",
+            "--release",
+            "--quiet",
+            "-p",
+            package,
+            "--example",
+            example,
+        ])?;
+    }
+    Ok(())
 }
 
 fn crds() -> TaskResult {

@@ -166,22 +166,25 @@ fn owner_account(lc: &LogicalCluster) -> Option<ObjectKey> {
     ))
 }
 
+/// The Accounts a WorkspaceType `<org>-<type>` may unblock: those of that type whose
+/// workspace step has not completed yet.
 fn waiting_for_type(wt: &WorkspaceType, _: &ObjectKey, store: &Store<Account>) -> Vec<ObjectKey> {
-    let Some((_, account_type)) = wt
-        .name_any()
-        .rsplit_once('-')
-        .map(|(o, t)| (o.to_owned(), t.to_owned()))
-    else {
+    let name = wt.name_any();
+    let Some((_, account_type)) = name.rsplit_once('-') else {
         return Vec::new();
+    };
+    let waiting = |account: &Account| {
+        account.spec.type_ == account_type
+            && !account.status.as_ref().is_some_and(|s| {
+                s.conditions
+                    .iter()
+                    .any(|c| c.type_ == "WorkspaceSubroutine" && c.status == "True")
+            })
     };
     store
         .keys()
         .into_iter()
-        .filter(|key| {
-            store.get(key).is_some_and(|a| {
-                a.spec.type_ == account_type || (account_type == "org" && a.spec.type_ == TYPE_ORG)
-            })
-        })
+        .filter(|key| store.get(key).is_some_and(|a| waiting(&a)))
         .collect()
 }
 
