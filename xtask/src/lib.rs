@@ -227,10 +227,10 @@ mod tests {
 
     #[test]
     fn unknown_binaries_are_named_in_the_error() {
-        let err = binary("kubectl").unwrap_err();
+        let err = binary("terraform").unwrap_err();
         assert_eq!(
             err.to_string(),
-            "no tool named \"kubectl\" is pinned under tools/"
+            "no tool named \"terraform\" is pinned under tools/"
         );
     }
 }
