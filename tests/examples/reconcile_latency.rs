@@ -1,6 +1,7 @@
-//! Benchmark (run by `cargo xtask bench`): on a real kcp, the time from an object's change
-//! (the API server acknowledging the write) to the runtime handing it to the reconciler, over
-//! 100 sequential changes, and the watches 50 bound workspaces cost.
+//! Benchmark (run by `cargo xtask bench`): on a real kcp, the time from sending a change of an
+//! object to the runtime handing the changed object to the reconciler (the write's commit, the
+//! watch event through the virtual workspace, the queue and the dispatch), over 100 sequential
+//! changes, next to the write's own round trip; and the watches 50 bound workspaces cost.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -76,30 +77,35 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     readiness.wait().await;
 
     let mut latencies = Vec::with_capacity(CHANGES);
+    let mut round_trips = Vec::with_capacity(CHANGES);
     for i in 0..CHANGES {
         let change = format!("change-{i}");
         let patch = serde_json::json!({"spec": {"description": change}});
+        let sent = Instant::now();
         accounts
             .patch("bench", &PatchParams::default(), &Patch::Merge(&patch))
             .await?;
-        let written = Instant::now();
+        round_trips.push(sent.elapsed());
         loop {
             let (value, at) = tokio::time::timeout(Duration::from_secs(30), seen.recv())
                 .await?
                 .ok_or("controller stopped")?;
             if value == change {
-                latencies.push(at.saturating_duration_since(written));
+                latencies.push(at.saturating_duration_since(sent));
                 break;
             }
         }
     }
     latencies.sort();
+    round_trips.sort();
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     println!(
-        "runtime bench: change-to-reconcile over {CHANGES} changes: median {:.1} ms, p90 {:.1} ms, worst {:.1} ms",
+        "runtime bench: change sent -> reconcile over {CHANGES} changes: median {:.1} ms, p90 {:.1} ms, \
+         worst {:.1} ms (the write's own round trip: median {:.1} ms)",
         ms(latencies[CHANGES / 2]),
         ms(latencies[CHANGES * 9 / 10]),
-        ms(latencies[CHANGES - 1])
+        ms(latencies[CHANGES - 1]),
+        ms(round_trips[CHANGES / 2])
     );
 
     let mut text = String::new();
