@@ -11,7 +11,7 @@ use clap::Parser;
 use crds::Account;
 use crds::account_info::{ACCOUNT_INFO_NAME, AccountInfo, ClientInfo, OidcInfo};
 use futures::future::join_all;
-use harness::{Kcp, TestWorkspace, wait_for, wait_gone};
+use harness::{Kcp, TestWorkspace, wait_for, wait_for_within, wait_gone};
 use kcp::types::tenancy::{
     Workspace, WorkspaceType, WorkspaceTypeExtension, WorkspaceTypeReference, WorkspaceTypeSpec,
 };
@@ -288,8 +288,12 @@ async fn two_hundred_accounts_created_at_once_all_become_ready() {
         }
     }))
     .await;
+    // kcp initialises the 200 workspaces at its own pace (minutes on two cores, next to the
+    // other tests); the deadline is for the whole set, measured from now.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(600);
     for name in &names {
-        wait_for(&accounts, name, "Ready", is_ready).await;
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        wait_for_within(left, &accounts, name, "Ready", is_ready).await;
     }
     let workspaces = Api::<Workspace>::all(org_ws.client())
         .list(&Default::default())

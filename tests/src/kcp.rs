@@ -272,9 +272,24 @@ pub async fn wait_for<K>(api: &Api<K>, name: &str, what: &str, ready: impl Fn(&K
 where
     K: Resource + Clone + Debug + DeserializeOwned + Send + 'static,
 {
+    wait_for_within(WAIT_TIMEOUT, api, name, what, ready).await
+}
+
+/// [`wait_for`] with its own deadline, for waits on kcp's bulk work (hundreds of workspaces
+/// initialising at once take minutes on two cores).
+pub async fn wait_for_within<K>(
+    timeout: Duration,
+    api: &Api<K>,
+    name: &str,
+    what: &str,
+    ready: impl Fn(&K) -> bool,
+) -> K
+where
+    K: Resource + Clone + Debug + DeserializeOwned + Send + 'static,
+{
     let started = Instant::now();
     let condition = |object: Option<&K>| object.is_some_and(&ready);
-    match tokio::time::timeout(WAIT_TIMEOUT, await_condition(api.clone(), name, condition)).await {
+    match tokio::time::timeout(timeout, await_condition(api.clone(), name, condition)).await {
         Ok(Ok(Some(object))) => object,
         Ok(Ok(None)) => panic!("{name} disappeared while waiting for it {what}"),
         Ok(Err(e)) => panic!("watching {name}: {e}"),

@@ -10,7 +10,10 @@ mod openfga;
 mod platform_mesh;
 mod process;
 
-pub use kcp::{Kcp, TestWorkspace, create_workspace, universal, wait_for, wait_gone, when_served};
+pub use kcp::{
+    Kcp, TestWorkspace, create_workspace, universal, wait_for, wait_for_within, wait_gone,
+    when_served,
+};
 pub use openfga::OpenFga;
 pub use platform_mesh::{CoreExport, SYSTEM_PATH};
 pub use process::{ServerProcess, free_port};
