@@ -1,74 +1,22 @@
 //! The account-operator against a real kcp: org and account trees, AccountInfo contents and
-//! propagation, deletion order, waits explained in conditions, and many accounts at once.
+//! propagation, deletion order, and waits explained in conditions. The
+//! 200-account burst has its own binary (`bulk.rs`).
 
 // A failed unwrap in a scenario is a failed test that shows the error.
 #![allow(clippy::unwrap_used)]
 
 mod support;
 
-use account_operator::config::Config;
-use clap::Parser;
 use crds::Account;
 use crds::account_info::{ACCOUNT_INFO_NAME, AccountInfo, ClientInfo, OidcInfo};
-use futures::future::join_all;
-use harness::{Kcp, TestWorkspace, wait_for, wait_for_within, wait_gone};
+use harness::{wait_for, wait_gone};
 use kcp::types::tenancy::{
     Workspace, WorkspaceType, WorkspaceTypeExtension, WorkspaceTypeReference, WorkspaceTypeSpec,
 };
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::core::ObjectMeta;
-use support::{account_info, condition, is_ready, new_account, ready_account};
-use tokio::sync::OnceCell;
-use tokio_util::sync::CancellationToken;
-
-/// The test platform, with an account-operator running in-process, once per test binary.
-/// Only plain data is kept: clients belong to the Tokio runtime that made them, and every
-/// test has its own runtime, so each test builds its clients itself.
-struct Platform {
-    orgs_path: kcp::ClusterPath,
-    orgs_cluster: kcp::ClusterName,
-}
-
-impl Platform {
-    /// `root:orgs`, with clients for the calling test.
-    async fn orgs(&self) -> TestWorkspace {
-        TestWorkspace {
-            factory: Kcp::shared().await.admin().await,
-            path: self.orgs_path.clone(),
-            cluster: self.orgs_cluster.clone(),
-        }
-    }
-}
-
-async fn platform() -> &'static Platform {
-    static PLATFORM: OnceCell<Platform> = OnceCell::const_new();
-    PLATFORM
-        .get_or_init(|| async {
-            let kcp = Kcp::shared().await;
-            let (orgs, kubeconfig) = support::set_up(kcp).await;
-            let mut args = vec!["account-operator".to_owned()];
-            args.extend(support::operator_args(&kubeconfig));
-            let config = Config::try_parse_from(args).unwrap();
-            // Its own thread and runtime, so it outlives the test that started it; it stops
-            // with the test binary.
-            std::thread::spawn(move || {
-                let runtime = tokio::runtime::Builder::new_multi_thread()
-                    .worker_threads(2)
-                    .enable_all()
-                    .build()
-                    .unwrap();
-                runtime
-                    .block_on(account_operator::app::run(config, CancellationToken::new()))
-                    .unwrap();
-            });
-            Platform {
-                orgs_path: orgs.path,
-                orgs_cluster: orgs.cluster,
-            }
-        })
-        .await
-}
+use support::{account_info, condition, is_ready, new_account, platform, ready_account};
 
 #[tokio::test]
 async fn an_org_and_a_four_level_tree_become_ready_with_their_account_infos() {
@@ -269,35 +217,4 @@ async fn a_custom_type_without_its_workspace_type_says_so_and_proceeds_once_it_e
     };
     types.create(&PostParams::default(), &folder).await.unwrap();
     wait_for(&accounts, "box", "Ready", is_ready).await;
-}
-
-#[tokio::test]
-async fn two_hundred_accounts_created_at_once_all_become_ready() {
-    let platform = platform().await;
-    let org = format!("many{}", harness::unique_suffix());
-    let (_, org_ws) = ready_account(&platform.orgs().await, &org, "org").await;
-    let accounts: Api<Account> = Api::all(org_ws.client());
-    let names: Vec<String> = (0..200).map(|i| format!("a{i}")).collect();
-    join_all(names.iter().map(|name| {
-        let accounts = accounts.clone();
-        async move {
-            accounts
-                .create(&PostParams::default(), &new_account(name, "account"))
-                .await
-                .unwrap()
-        }
-    }))
-    .await;
-    // kcp initialises the 200 workspaces at its own pace (minutes on two cores, next to the
-    // other tests); the deadline is for the whole set, measured from now.
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(600);
-    for name in &names {
-        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        wait_for_within(left, &accounts, name, "Ready", is_ready).await;
-    }
-    let workspaces = Api::<Workspace>::all(org_ws.client())
-        .list(&Default::default())
-        .await
-        .unwrap();
-    assert_eq!(workspaces.items.len(), 200);
 }

@@ -4,6 +4,8 @@
 
 use crds::account_info::{ACCOUNT_INFO_NAME, AccountInfo};
 use crds::{Account, AccountSpec};
+use account_operator::config::Config;
+use clap::Parser;
 use harness::{CoreExport, Kcp, SYSTEM_PATH, TestWorkspace, create_workspace, wait_for};
 use kcp::ClusterPath;
 use kcp::types::tenancy::{
@@ -12,6 +14,8 @@ use kcp::types::tenancy::{
 };
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::core::ObjectMeta;
+use tokio::sync::OnceCell;
+use tokio_util::sync::CancellationToken;
 
 pub fn root_type(name: &str) -> WorkspaceTypeReference {
     WorkspaceTypeReference {
@@ -149,4 +153,52 @@ pub async fn account_info(ws: &TestWorkspace) -> AccountInfo {
         .get(ACCOUNT_INFO_NAME)
         .await
         .unwrap()
+}
+
+/// The test platform, with an account-operator running in-process, once per test binary.
+/// Only plain data is kept: clients belong to the Tokio runtime that made them, and every
+/// test has its own runtime, so each test builds its clients itself.
+pub struct Platform {
+    pub orgs_path: kcp::ClusterPath,
+    pub orgs_cluster: kcp::ClusterName,
+}
+
+impl Platform {
+    /// `root:orgs`, with clients for the calling test.
+    pub async fn orgs(&self) -> TestWorkspace {
+        TestWorkspace {
+            factory: Kcp::shared().await.admin().await,
+            path: self.orgs_path.clone(),
+            cluster: self.orgs_cluster.clone(),
+        }
+    }
+}
+
+pub async fn platform() -> &'static Platform {
+    static PLATFORM: OnceCell<Platform> = OnceCell::const_new();
+    PLATFORM
+        .get_or_init(|| async {
+            let kcp = Kcp::shared().await;
+            let (orgs, kubeconfig) = set_up(kcp).await;
+            let mut args = vec!["account-operator".to_owned()];
+            args.extend(operator_args(&kubeconfig));
+            let config = Config::try_parse_from(args).unwrap();
+            // Its own thread and runtime, so it outlives the test that started it; it stops
+            // with the test binary.
+            std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                runtime
+                    .block_on(account_operator::app::run(config, CancellationToken::new()))
+                    .unwrap();
+            });
+            Platform {
+                orgs_path: orgs.path,
+                orgs_cluster: orgs.cluster,
+            }
+        })
+        .await
 }
