@@ -5,7 +5,7 @@ use std::sync::Arc;
 use kcp::ClientFactory;
 use kcp::runtime::{ControllerConfig, EndpointSource, RuntimeMetrics};
 use kube::{Client, Config as KubeConfig};
-use lifecycle::ops::{OpsServer, Readiness};
+use kit::ops::{OpsServer, Readiness};
 use prometheus_client::registry::Registry;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -39,11 +39,11 @@ pub enum AppError {
     #[error("kube client: {0}")]
     Kube(#[from] kube::Error),
     #[error(transparent)]
-    Ops(#[from] lifecycle::ops::OpsError),
+    Ops(#[from] kit::ops::OpsError),
     #[error(transparent)]
     Webhooks(#[from] crate::webhooks::WebhookError),
     #[error(transparent)]
-    Leader(#[from] lifecycle::leader::LeaderError),
+    Leader(#[from] kit::leader::LeaderError),
 }
 
 /// Loads the kcp connection from `--kubeconfig`/`$KUBECONFIG` and `--kubeconfig-context`.
@@ -201,12 +201,12 @@ pub async fn run(config: Config, stop: CancellationToken) -> Result<(), AppError
             let identity = std::env::var("POD_NAME")
                 .or_else(|_| std::env::var("HOSTNAME"))
                 .unwrap_or_else(|_| format!("account-operator-{}", std::process::id()));
-            let lease = lifecycle::leader::LeaseConfig::new(
+            let lease = kit::leader::LeaseConfig::new(
                 config.leader_election_namespace.clone(),
                 LEADER_ELECTION_ID,
                 identity,
             );
-            let elector = lifecycle::leader::LeaderElector::new(client, lease)?;
+            let elector = kit::leader::LeaderElector::new(client, lease)?;
             elector.run(stop_controllers, work).await?;
         } else {
             work(stop_controllers).await;

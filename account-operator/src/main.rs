@@ -10,12 +10,12 @@ use account_operator::config::Config;
 #[tokio::main]
 async fn main() -> ExitCode {
     let config = Config::parse();
-    if let Err(e) = lifecycle::telemetry::init_tracing(&config.log_level, !config.no_json) {
+    if let Err(e) = kit::telemetry::init_tracing(&config.log_level, !config.no_json) {
         eprintln!("account-operator: {e}");
         return ExitCode::FAILURE;
     }
     let stop = CancellationToken::new();
-    if let Err(e) = lifecycle::shutdown::cancel_on_signal(stop.clone()) {
+    if let Err(e) = kit::shutdown::cancel_on_signal(stop.clone()) {
         eprintln!("account-operator: cannot listen for SIGTERM: {e}");
         return ExitCode::FAILURE;
     }

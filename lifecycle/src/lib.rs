@@ -1,13 +1,11 @@
-//! The subroutine engine every Platform Mesh controller uses, and the process plumbing around
-//! it.
+//! The subroutine engine every Platform Mesh controller uses. The process around it (ops
+//! server, leader election, flags, shutdown) is in the `kit` crate.
 //!
 //! - [`Lifecycle`] runs a chain of [`Subroutine`]s against one object: finalizers first, then
 //!   the subroutines in order (in reverse, `finalize`, while deleting), conditions named after
 //!   the subroutines plus `Ready`, and a status write only when something changed. The
 //!   decisions are pure functions in [`plan`]; [`Lifecycle::reconcile`] only does the I/O.
 //! - [`Metrics`]: engine metrics in a shared prometheus-client registry.
-//! - [`ops`]: `/metrics`, `/healthz`, `/readyz`.
-//! - [`telemetry::init_tracing`], [`shutdown`], [`leader`] election on a Lease.
 //!
 //! # How a reconcile ends
 //!
@@ -34,14 +32,10 @@
 //! `metadata.resourceVersion` as a precondition.
 
 pub mod conditions;
-pub mod leader;
 mod lifecycle;
 pub mod metrics;
-pub mod ops;
 pub mod plan;
-pub mod shutdown;
 mod subroutine;
-pub mod telemetry;
 
 #[cfg(test)]
 mod fake;

@@ -7,7 +7,7 @@
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
 //! let token = tokio_util::sync::CancellationToken::new();
-//! lifecycle::shutdown::cancel_on_signal(token.clone())?;
+//! kit::shutdown::cancel_on_signal(token.clone())?;
 //! let worker = tokio::spawn({
 //!     let token = token.child_token();
 //!     async move { token.cancelled().await /* stop watching, drain the queue */ }

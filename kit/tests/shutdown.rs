@@ -2,7 +2,7 @@
 //! once Tokio handles these signals they no longer kill the process.
 #![allow(clippy::unwrap_used)]
 
-use lifecycle::shutdown::{ShutdownSignal, StopSignal, cancel_on_signal};
+use kit::shutdown::{ShutdownSignal, StopSignal, cancel_on_signal};
 use tokio_util::sync::CancellationToken;
 
 fn send(signal: &str) {

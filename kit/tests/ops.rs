@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use lifecycle::ops::{OpsServer, Readiness};
+use kit::ops::{OpsServer, Readiness};
 use lifecycle::{Action, Metrics, Outcome};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::registry::Registry;

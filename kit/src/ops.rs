@@ -2,9 +2,9 @@
 //! the process serves), `/readyz` (503 until [`Readiness::set_ready`], then 200).
 //!
 //! ```no_run
-//! # async fn demo() -> Result<(), lifecycle::ops::OpsError> {
+//! # async fn demo() -> Result<(), kit::ops::OpsError> {
 //! use std::sync::Arc;
-//! use lifecycle::ops::{OpsServer, Readiness};
+//! use kit::ops::{OpsServer, Readiness};
 //! let mut registry = prometheus_client::registry::Registry::default();
 //! let metrics = lifecycle::Metrics::register(&mut registry);
 //! let readiness = Readiness::default();
