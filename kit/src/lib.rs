@@ -4,7 +4,9 @@
 //! - [`ops`]: `/metrics`, `/healthz`, `/readyz`.
 //! - [`telemetry::init_tracing`], [`shutdown`], [`leader`] election on a Lease.
 
+pub mod admission;
 pub mod leader;
+pub mod net;
 pub mod ops;
 pub mod shutdown;
 pub mod telemetry;

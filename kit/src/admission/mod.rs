@@ -1,0 +1,1 @@
+//! The admission webhook server every webhook binary shares (filled in next).
