@@ -1,5 +1,6 @@
 //! The ops server: `/metrics` (the shared registry, OpenMetrics text), `/healthz` (200 while
-//! the process serves), `/readyz` (503 until [`Readiness::set_ready`], then 200).
+//! the process serves), `/readyz` (200 while [`Readiness::set_ready`] was called and every
+//! check added with [`Readiness::add_check`] passes; 503 with the reason otherwise).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), kit::ops::OpsError> {
@@ -9,7 +10,8 @@
 //! let metrics = lifecycle::Metrics::register(&mut registry);
 //! let readiness = Readiness::default();
 //! let shutdown = tokio_util::sync::CancellationToken::new();
-//! let server = OpsServer::bind("0.0.0.0:8090", Arc::new(registry), readiness.clone()).await?;
+//! let address = kit::net::BindAddress::AnyInterface(8090);
+//! let server = OpsServer::bind(address, Arc::new(registry), readiness.clone()).await?;
 //! tokio::spawn(server.serve(shutdown.clone().cancelled_owned()));
 //! // … once the watches have synced:
 //! readiness.set_ready();
@@ -17,8 +19,8 @@
 //! ```
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use axum::extract::State;
@@ -26,30 +28,65 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use prometheus_client::registry::Registry;
-use tokio::net::{TcpListener, ToSocketAddrs};
+use tokio::net::TcpListener;
+
+use crate::net::BindAddress;
 
 /// The content type of the OpenMetrics text format.
 pub const OPENMETRICS_CONTENT_TYPE: &str =
     "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-/// Whether the process is ready to serve (e.g. its caches have synced). Clones share the flag.
-#[derive(Debug, Clone, Default)]
-pub struct Readiness(Arc<AtomicBool>);
+/// A readiness check: `Err(why)` while its component cannot work.
+type Check = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
+
+/// Whether the process is ready to serve: a flag the process sets once it has started, and
+/// checks of its components (a controller whose watches have not synced or keep failing).
+/// Clones share the flag and the checks.
+#[derive(Clone, Default)]
+pub struct Readiness {
+    started: Arc<AtomicBool>,
+    checks: Arc<Mutex<Vec<Check>>>,
+}
+
+impl std::fmt::Debug for Readiness {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Readiness")
+            .field("started", &self.started)
+            .finish_non_exhaustive()
+    }
+}
 
 impl Readiness {
-    /// Marks the process ready: `/readyz` answers 200.
+    /// Marks the process started: `/readyz` answers 200 while every check passes.
     pub fn set_ready(&self) {
-        self.0.store(true, Ordering::SeqCst);
+        self.started.store(true, Ordering::SeqCst);
     }
 
     /// Marks the process not ready (e.g. while shutting down): `/readyz` answers 503.
     pub fn set_not_ready(&self) {
-        self.0.store(false, Ordering::SeqCst);
+        self.started.store(false, Ordering::SeqCst);
+    }
+
+    /// Adds a check that `/readyz` runs on every request.
+    pub fn add_check(&self, check: impl Fn() -> Result<(), String> + Send + Sync + 'static) {
+        self.checks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(Arc::new(check));
+    }
+
+    /// `Ok` when ready, else why not.
+    pub fn check(&self) -> Result<(), String> {
+        if !self.started.load(Ordering::SeqCst) {
+            return Err("the controllers have not finished starting (caches syncing)".to_owned());
+        }
+        let checks = self.checks.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        checks.iter().try_for_each(|check| check())
     }
 
     /// Whether the process is ready.
     pub fn is_ready(&self) -> bool {
-        self.0.load(Ordering::SeqCst)
+        self.check().is_ok()
     }
 }
 
@@ -107,14 +144,9 @@ async fn metrics(State(state): State<OpsState>) -> Response {
 }
 
 async fn readyz(State(state): State<OpsState>) -> Response {
-    if state.readiness.is_ready() {
-        (StatusCode::OK, "ok").into_response()
-    } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not ready: the controllers have not finished starting (caches syncing)",
-        )
-            .into_response()
+    match state.readiness.check() {
+        Ok(()) => (StatusCode::OK, "ok").into_response(),
+        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}")).into_response(),
     }
 }
 
@@ -127,18 +159,18 @@ pub struct OpsServer {
 }
 
 impl OpsServer {
-    /// Binds `address` (e.g. `:8090` is written `0.0.0.0:8090`; port 0 picks a free port).
+    /// Binds `address` (`:8090` listens on every interface, IPv6 and IPv4; port 0 picks a
+    /// free port).
     pub async fn bind(
-        address: impl ToSocketAddrs + std::fmt::Display,
+        address: BindAddress,
         registry: Arc<Registry>,
         readiness: Readiness,
     ) -> Result<Self, OpsError> {
-        let shown = address.to_string();
         let bind_error = |source| OpsError::Bind {
-            address: shown.clone(),
+            address: address.to_string(),
             source,
         };
-        let listener = TcpListener::bind(address).await.map_err(bind_error)?;
+        let listener = address.listen().await.map_err(bind_error)?;
         let address = listener.local_addr().map_err(bind_error)?;
         Ok(Self {
             listener,

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kit::ops::{OpsServer, Readiness};
-use lifecycle::{Action, Metrics, Outcome};
+use lifecycle::{Method, Metrics, Outcome};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::registry::Registry;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -47,13 +47,17 @@ async fn health_readiness_and_metrics() {
     metrics.observe_subroutine(
         "account",
         "WorkspaceSubroutine",
-        Action::Process,
+        Method::Process,
         &Ok(Outcome::Ok),
         Duration::from_millis(2),
     );
 
     let readiness = Readiness::default();
-    let server = OpsServer::bind("127.0.0.1:0", Arc::new(registry), readiness.clone())
+    let server = OpsServer::bind(
+        "127.0.0.1:0".parse().unwrap(),
+        Arc::new(registry),
+        readiness.clone(),
+    )
         .await
         .unwrap();
     let addr = server.local_addr();
@@ -96,7 +100,7 @@ async fn a_taken_port_is_a_clear_error() {
     let taken = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = taken.local_addr().unwrap().to_string();
     let error = OpsServer::bind(
-        addr.as_str(),
+        addr.parse().unwrap(),
         Arc::new(Registry::default()),
         Readiness::default(),
     )

@@ -42,7 +42,7 @@ mod fake;
 
 pub use lifecycle::{CONFLICT_REQUEUE, Error, Lifecycle, Mode, Reconciled};
 pub use metrics::Metrics;
-pub use subroutine::{Action, BoxError, Outcome, Subroutine, SubroutineError};
+pub use subroutine::{BoxError, Method, Outcome, Subroutine, SubroutineError, Wait};
 
 /// Re-exported so subroutine authors need not depend on it themselves.
 pub use async_trait::async_trait;

@@ -24,7 +24,7 @@ use serde_json::json;
 
 use crate::metrics::Metrics;
 use crate::plan::{self, Snapshot, Step};
-use crate::subroutine::{Action, Outcome, Subroutine, SubroutineError};
+use crate::subroutine::{Method, Outcome, Subroutine, SubroutineError};
 
 /// The requeue after a write conflict.
 pub const CONFLICT_REQUEUE: Duration = Duration::from_secs(1);
@@ -55,6 +55,11 @@ pub struct Reconciled {
     pub completed: bool,
     /// A permanent subroutine error ended the chain (its condition says which and why).
     pub permanent_error: bool,
+    /// A subroutine is waiting for something outside the object (it returned
+    /// [`Outcome::Pending`] or a [`crate::Wait`]). The caller looks again after
+    /// `requeue_after`, or, when that is `None`, on the next watch event and after a bounded
+    /// safety-net recheck in case that event is missed.
+    pub waiting: bool,
     /// The finalizer list was patched.
     pub finalizers_patched: bool,
     /// The status was patched.
@@ -79,7 +84,7 @@ pub enum Error {
         /// The subroutine name.
         subroutine: String,
         /// What it was doing.
-        action: Action,
+        action: Method,
         /// Its error.
         #[source]
         source: SubroutineError,
@@ -167,6 +172,14 @@ where
         self
     }
 
+    /// Sets the field manager of the engine's writes (default: the controller name). A binary
+    /// uses one field manager for all its writes, its own name.
+    #[must_use]
+    pub fn with_field_manager(mut self, field_manager: impl Into<String>) -> Self {
+        self.field_manager = field_manager.into();
+        self
+    }
+
     /// Records engine metrics.
     #[must_use]
     pub fn with_metrics(mut self, metrics: Metrics) -> Self {
@@ -174,9 +187,10 @@ where
         self
     }
 
-    /// The controller name.
-    pub fn controller(&self) -> &str {
-        &self.controller
+    /// The mode: a caller in initializer or terminator mode releases its kcp marker once a
+    /// reconcile [`Reconciled::completed`].
+    pub fn mode(&self) -> Mode {
+        self.mode
     }
 
     /// Reconciles `obj` (as read from the cache). `api` must address the object's scope:
@@ -193,8 +207,9 @@ where
             Mode::Initializer | Mode::Terminator => self.reconcile_marker(&obj, ctx).await,
         };
         if let Some(metrics) = &self.metrics {
+            // The runtime's result labels (`controller_runtime_reconcile_total`): a conflict
+            // is a quick requeue.
             let label = match &result {
-                Ok(r) if r.conflict => "conflict",
                 Ok(r) if r.requeue_after.is_some() => "requeue",
                 Ok(_) => "success",
                 Err(_) => "error",
@@ -255,9 +270,9 @@ where
                 if held.is_empty() {
                     continue;
                 }
-                (Action::Finalize, held)
+                (Method::Finalize, held)
             } else {
-                (Action::Process, Vec::new())
+                (Method::Process, Vec::new())
             };
             let step = self.run(subroutine, action, &obj, ctx, finalizers).await;
             let continues = step.continues();
@@ -279,6 +294,7 @@ where
         let plan = plan::plan(&before, &names, &steps, ran, &crate::conditions::now());
         reconciled.requeue_after = plan.requeue_after;
         reconciled.completed = plan.completed;
+        reconciled.waiting = steps.iter().any(Step::waits);
 
         // 4. Release finalizers.
         let mut exists = true;
@@ -320,7 +336,8 @@ where
                     tracing::warn!(controller = %self.controller, %object, subroutine = %step.subroutine, %reason, %message, "permanent error; not retrying until the object changes");
                     reconciled.permanent_error = true;
                 }
-                Ok(_) => {}
+                // A `Wait` was settled into `Pending` when the subroutine returned.
+                Ok(_) | Err(SubroutineError::Waiting(_)) => {}
             }
         }
         Ok(reconciled)
@@ -329,13 +346,13 @@ where
     /// Initializer and terminator modes: call the hooks, write nothing.
     async fn reconcile_marker(&self, obj: &K, ctx: &C) -> Result<Reconciled, Error> {
         let object = describe(obj);
-        let (action, chain): (Action, Vec<&dyn Subroutine<K, C>>) = match self.mode {
+        let (action, chain): (Method, Vec<&dyn Subroutine<K, C>>) = match self.mode {
             Mode::Terminator => (
-                Action::Terminate,
+                Method::Terminate,
                 self.subroutines.iter().rev().map(|s| s.as_ref()).collect(),
             ),
             _ => (
-                Action::Initialize,
+                Method::Initialize,
                 self.subroutines.iter().map(|s| s.as_ref()).collect(),
             ),
         };
@@ -351,6 +368,7 @@ where
         let mut reconciled = Reconciled {
             requeue_after: plan::min_requeue(&steps),
             completed: plan::completed(&steps, self.subroutines.len()),
+            waiting: steps.iter().any(Step::waits),
             ..Reconciled::default()
         };
         for step in steps {
@@ -372,7 +390,7 @@ where
                 | Ok(Outcome::Stop { message } | Outcome::StopRequeue { message, .. }) => {
                     tracing::info!(controller = %self.controller, %object, subroutine = %step.subroutine, %action, %message, "chain ended early");
                 }
-                Ok(_) => {}
+                Ok(_) | Err(SubroutineError::Waiting(_)) => {}
             }
         }
         Ok(reconciled)
@@ -381,18 +399,18 @@ where
     async fn run(
         &self,
         subroutine: &dyn Subroutine<K, C>,
-        action: Action,
+        action: Method,
         obj: &K,
         ctx: &C,
         finalizers: Vec<String>,
     ) -> Step {
         let started = Instant::now();
-        let result = match action {
-            Action::Process => subroutine.process(obj, ctx).await,
-            Action::Finalize => subroutine.finalize(obj, ctx).await,
-            Action::Initialize => subroutine.initialize(obj, ctx).await,
-            Action::Terminate => subroutine.terminate(obj, ctx).await,
-        };
+        let result = SubroutineError::settle(match action {
+            Method::Process => subroutine.process(obj, ctx).await,
+            Method::Finalize => subroutine.finalize(obj, ctx).await,
+            Method::Initialize => subroutine.initialize(obj, ctx).await,
+            Method::Terminate => subroutine.terminate(obj, ctx).await,
+        });
         tracing::debug!(controller = %self.controller, subroutine = subroutine.name(), %action, ?result, "subroutine ran");
         if let Some(metrics) = &self.metrics {
             metrics.observe_subroutine(
@@ -708,7 +726,7 @@ mod tests {
             .await
             .unwrap_err();
         assert!(
-            matches!(&err, Error::Subroutine { subroutine, action: Action::Process, .. } if subroutine == "A"),
+            matches!(&err, Error::Subroutine { subroutine, action: Method::Process, .. } if subroutine == "A"),
             "{err}"
         );
         assert_eq!(

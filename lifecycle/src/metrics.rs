@@ -11,7 +11,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
 
-use crate::subroutine::{Action, Outcome, SubroutineError};
+use crate::subroutine::{Method, Outcome, SubroutineError};
 
 /// Labels of one subroutine run.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -131,7 +131,7 @@ impl Metrics {
         &self,
         controller: &str,
         subroutine: &str,
-        action: Action,
+        action: Method,
         result: &Result<Outcome, SubroutineError>,
         took: Duration,
     ) {
@@ -193,14 +193,14 @@ mod tests {
         metrics.observe_subroutine(
             "account",
             "WorkspaceSubroutine",
-            Action::Process,
+            Method::Process,
             &Err(SubroutineError::transient("x")),
             Duration::from_millis(3),
         );
         metrics.observe_subroutine(
             "account",
             "WorkspaceSubroutine",
-            Action::Process,
+            Method::Process,
             &Ok(Outcome::pending_for("p", Duration::from_secs(2))),
             Duration::from_millis(3),
         );

@@ -7,7 +7,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use serde_json::{Value, json};
 
 use crate::conditions::{self, reason, status};
-use crate::subroutine::{Action, Outcome, SubroutineError};
+use crate::subroutine::{Method, Outcome, SubroutineError};
 
 /// What the engine needs to know about the object, read generically from its JSON.
 #[derive(Debug, Clone, PartialEq)]
@@ -54,7 +54,7 @@ pub struct Step {
     /// The subroutine's name.
     pub subroutine: String,
     /// The method that ran.
-    pub action: Action,
+    pub action: Method,
     /// Its result.
     pub result: Result<Outcome, SubroutineError>,
     /// The subroutine's finalizers present on the object when it ran (finalize only).
@@ -67,6 +67,11 @@ impl Step {
         self.result.as_ref().is_ok_and(Outcome::continues)
     }
 
+    /// Whether this step waits for something outside the object.
+    pub fn waits(&self) -> bool {
+        matches!(self.result, Ok(Outcome::Pending { .. }))
+    }
+
     /// Status, reason and message of this step's condition.
     fn condition(&self) -> (&'static str, &'static str, String) {
         match &self.result {
@@ -74,7 +79,7 @@ impl Step {
                 status::TRUE,
                 reason::COMPLETE,
                 match self.action {
-                    Action::Finalize => format!("{} finalized", self.subroutine),
+                    Method::Finalize => format!("{} finalized", self.subroutine),
                     _ => format!("{} completed", self.subroutine),
                 },
             ),
@@ -138,7 +143,7 @@ pub fn plan(
     }
     for step in steps {
         let (status, reason, message) = step.condition();
-        let type_ = conditions::condition_type(&step.subroutine, step.action == Action::Finalize);
+        let type_ = conditions::condition_type(&step.subroutine, step.action == Method::Finalize);
         conditions::set(
             &mut conditions,
             &type_,
@@ -167,7 +172,7 @@ pub fn plan(
 
     let mut finalizers = before.finalizers.clone();
     for step in steps {
-        let released = step.action == Action::Finalize
+        let released = step.action == Method::Finalize
             && matches!(step.result, Ok(Outcome::Ok | Outcome::Skip { .. }));
         if released {
             finalizers.retain(|f| !step.finalizers.contains(f));
@@ -269,7 +274,7 @@ mod tests {
     fn step(name: &str, result: Result<Outcome, SubroutineError>) -> Step {
         Step {
             subroutine: name.to_owned(),
-            action: Action::Process,
+            action: Method::Process,
             result,
             finalizers: vec![],
         }
@@ -278,7 +283,7 @@ mod tests {
     fn finalize(name: &str, finalizer: &str, result: Result<Outcome, SubroutineError>) -> Step {
         Step {
             subroutine: name.to_owned(),
-            action: Action::Finalize,
+            action: Method::Finalize,
             result,
             finalizers: vec![finalizer.to_owned()],
         }

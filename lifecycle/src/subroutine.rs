@@ -149,6 +149,37 @@ impl Outcome {
     }
 }
 
+/// A wait for something outside the object, returned through `?` like an error: helpers that
+/// find something missing return `Err(Wait::new("waiting for …"))?` and every caller up to the
+/// subroutine propagates it, instead of nesting `Result<Result<T, Outcome>, _>`. The engine
+/// treats it exactly as [`Outcome::Pending`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Wait {
+    /// What is awaited, e.g. "waiting for workspace acme to become Ready".
+    pub message: String,
+    /// When to look again, if no watch event will arrive.
+    pub requeue_after: Option<Duration>,
+}
+
+impl Wait {
+    /// A wait that a watch event ends.
+    pub fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            requeue_after: None,
+        }
+    }
+}
+
+impl From<Wait> for Outcome {
+    fn from(wait: Wait) -> Self {
+        Self::Pending {
+            message: wait.message,
+            requeue_after: wait.requeue_after,
+        }
+    }
+}
+
 /// A boxed error cause.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
@@ -181,6 +212,16 @@ pub enum SubroutineError {
         /// What is wrong and how to fix it.
         message: String,
     },
+    /// Not a failure: a [`Wait`] on its way up through `?`. The engine turns it into
+    /// [`Outcome::Pending`] as soon as the subroutine returns.
+    #[error("{}", .0.message)]
+    Waiting(Wait),
+}
+
+impl From<Wait> for SubroutineError {
+    fn from(wait: Wait) -> Self {
+        Self::Waiting(wait)
+    }
 }
 
 impl SubroutineError {
@@ -214,9 +255,18 @@ impl SubroutineError {
         matches!(self, Self::Transient { .. })
     }
 
+    /// A subroutine's result with a [`Wait`] turned into the [`Outcome::Pending`] it stands for.
+    pub fn settle(result: Result<Outcome, Self>) -> Result<Outcome, Self> {
+        match result {
+            Err(Self::Waiting(wait)) => Ok(wait.into()),
+            other => other,
+        }
+    }
+
     /// The text the subroutine's condition shows.
     pub fn condition_message(&self) -> String {
         match self {
+            Self::Waiting(wait) => wait.message.clone(),
             Self::Transient { message, .. } => format!("{message} (will retry)"),
             Self::Permanent { reason, message } => {
                 format!("{reason}: {message} (not retried until the object changes)")
@@ -249,7 +299,7 @@ impl From<kube::Error> for SubroutineError {
 
 /// Which subroutine method ran.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Action {
+pub enum Method {
     /// [`Subroutine::process`].
     Process,
     /// [`Subroutine::finalize`].
@@ -260,7 +310,7 @@ pub enum Action {
     Terminate,
 }
 
-impl Action {
+impl Method {
     /// The metric label value (as upstream: process, finalize, initialize, terminate).
     pub fn as_str(self) -> &'static str {
         match self {
@@ -272,7 +322,7 @@ impl Action {
     }
 }
 
-impl fmt::Display for Action {
+impl fmt::Display for Method {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }

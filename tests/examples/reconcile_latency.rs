@@ -60,7 +60,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         ControllerConfig::default(),
         Some(RuntimeMetrics::new(&mut registry)),
     );
-    let mut readiness = controller.readiness();
+    let mut health = controller.health();
     let stop = CancellationToken::new();
     let running = tokio::spawn(controller.run(
         move |account: Arc<Account>, _ctx: Context| {
@@ -74,7 +74,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         },
         stop.clone(),
     ));
-    readiness.wait().await;
+    health.wait_synced().await;
 
     let mut latencies = Vec::with_capacity(CHANGES);
     let mut round_trips = Vec::with_capacity(CHANGES);

@@ -147,10 +147,10 @@ async fn fifty_bound_workspaces_share_one_watch_per_kind_and_writes_reach_their_
 
     let mut registry = Registry::default();
     let controller = account_controller(kcp, core, &mut registry, "fifty").await;
-    let mut readiness = controller.readiness();
+    let mut health = controller.health();
     let stop = CancellationToken::new();
     let running = tokio::spawn(controller.run(stamp_cluster, stop.clone()));
-    assert!(readiness.wait().await);
+    assert!(health.wait_synced().await);
 
     // Every workspace's Account carries that workspace's own cluster name.
     for ws in &consumers {
@@ -595,11 +595,11 @@ async fn a_controller_without_endpoints_is_ready_and_one_whose_watch_never_syncs
     };
     let idle: Controller<Account> =
         Controller::new("idle", admin.clone(), source, config.clone(), None);
-    let mut readiness = idle.readiness();
+    let mut health = idle.health();
     let stop = CancellationToken::new();
     let running = tokio::spawn(idle.run(stamp_cluster, stop.clone()));
     assert!(
-        tokio::time::timeout(SETTLE, readiness.wait())
+        tokio::time::timeout(SETTLE, health.wait_synced())
             .await
             .unwrap()
     );
@@ -617,11 +617,11 @@ async fn a_controller_without_endpoints_is_ready_and_one_whose_watch_never_syncs
         slice: "anything".into(),
     };
     let stuck: Controller<Account> = Controller::new("stuck", admin, source, config, None);
-    let readiness = stuck.readiness();
+    let health = stuck.health();
     let stop = CancellationToken::new();
     let running = tokio::spawn(stuck.run(stamp_cluster, stop.clone()));
     tokio::time::sleep(Duration::from_secs(1)).await;
-    assert!(!readiness.is_ready());
+    assert!(!health.is_synced());
     stop.cancel();
     tokio::time::timeout(Duration::from_secs(5), running)
         .await

@@ -1,35 +1,44 @@
 //! The Account controller: WorkspaceType → Workspace → AccountInfo → WorkspaceReady.
 //!
 //! Every wait is a watch: Workspaces (phase changes) and LogicalClusters (a new workspace
-//! became visible) in the Account's cluster, WorkspaceTypes in `root:orgs` (Ready), and
-//! AccountInfos (the parent's, including OIDC changes, which then flow down the tree).
+//! became visible) in the Account's cluster, WorkspaceTypes in `root:orgs` (Ready),
+//! AccountInfos (the parent's, including OIDC changes, which then flow down the tree), and the
+//! engagement of a new child workspace (it bound the export and is served now).
+//!
+//! Each subroutine dereferences (reads what it needs, a missing piece is a [`Wait`] returned
+//! through `?`), builds what it writes with a pure function below, and applies it.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use crds::Account;
-use crds::account::{ACCOUNT_FINALIZER, TYPE_ORG, WORKSPACE_TYPE_FINALIZER};
+use crds::account::{ACCOUNT_FINALIZER, TYPE_ACCOUNT, TYPE_ORG, WORKSPACE_TYPE_FINALIZER};
 use crds::account_info::{
     ACCOUNT_INFO_NAME, AccountInfo, AccountInfoSpec, AccountLocation, ClusterInfo, FgaInfo,
 };
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-use kcp::runtime::{Context, Controller, ControllerConfig, EndpointSource, ObjectKey, Store};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
+use kcp::runtime::{Cache, ClusterSet, ObjectKey};
 use kcp::types::core::{LogicalCluster, LogicalClusterPhase};
 use kcp::types::tenancy::{
     Workspace, WorkspaceSpec, WorkspaceType, WorkspaceTypeExtension, WorkspaceTypeReference,
     WorkspaceTypeSelector, WorkspaceTypeSpec,
 };
-use kcp::{ClientFactory, ClusterName};
+use kcp::{ClusterName, ClusterPath};
+use kit::controller::{LifecycleController, Setup};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::core::ObjectMeta;
 use kube::{Client, Resource, ResourceExt};
-use lifecycle::{Lifecycle, Outcome, Subroutine, SubroutineError, async_trait};
+use lifecycle::{Outcome, Subroutine, SubroutineError, Wait, async_trait};
+use serde_json::{Value, json};
 
-use super::{Ctx, Settings, reconcile_with};
+use super::metrics::{TypeLabel, WorkspaceTypeOperation};
+use super::{Ctx, Settings};
 
-/// Field manager of the operator's server-side applies.
-const MANAGER: &str = "account-operator";
+/// The controller's name, as upstream.
+pub const ACCOUNT_RECONCILER: &str = "AccountReconciler";
+/// Field manager of the operator's server-side applies: the binary's name, as for every other
+/// write it makes.
+const MANAGER: &str = crate::app::BINARY.name;
 /// Label on an org's WorkspaceTypes naming the org.
 pub const ORG_LABEL: &str = "core.platform-mesh.io/org";
 
@@ -42,29 +51,12 @@ pub struct Steps {
     pub workspace_ready: bool,
 }
 
-/// The Account controller: the runtime controller and the lifecycle it runs.
-pub struct AccountController {
-    controller: Controller<Account>,
-    lifecycle: Arc<Lifecycle<Account, Ctx>>,
-    settings: Arc<Settings>,
-}
-
-impl std::fmt::Debug for AccountController {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AccountController").finish_non_exhaustive()
-    }
-}
-
 /// Builds the Account controller with the subroutines `steps` enables.
 pub fn account_controller(
-    factory: ClientFactory,
-    source: EndpointSource,
-    config: ControllerConfig,
-    runtime_metrics: Option<kcp::runtime::RuntimeMetrics>,
-    lifecycle_metrics: Option<lifecycle::Metrics>,
+    setup: &Setup,
     settings: Arc<Settings>,
     steps: Steps,
-) -> AccountController {
+) -> LifecycleController<Account, Ctx> {
     let mut subroutines: Vec<Box<dyn Subroutine<Account, Ctx>>> = Vec::new();
     if steps.workspace_type {
         subroutines.push(Box::new(WorkspaceTypeSubroutine));
@@ -78,20 +70,15 @@ pub fn account_controller(
     if steps.workspace_ready {
         subroutines.push(Box::new(WorkspaceReadySubroutine));
     }
-    let mut lifecycle = Lifecycle::new("AccountReconciler", subroutines);
-    if let Some(metrics) = lifecycle_metrics {
-        lifecycle = lifecycle.with_metrics(metrics);
-    }
-
-    let controller = Controller::new(
-        "AccountReconciler",
-        factory,
-        source,
-        config,
-        runtime_metrics,
-    )
+    let metrics = settings.metrics.clone();
+    LifecycleController::new(ACCOUNT_RECONCILER, setup, subroutines, move |runtime| Ctx {
+        runtime,
+        settings: settings.clone(),
+    })
     // The Workspace of an Account has the Account's name, in the Account's cluster.
-    .watches::<Workspace>(|ws, key, _| vec![same_name(key, ws.name_any())])
+    .watches::<Workspace>(|ws, key, _| {
+        vec![ObjectKey::cluster_scoped(key.cluster.clone(), ws.name_any())]
+    })
     // A new workspace's LogicalCluster becomes visible once it binds the export: its owner
     // is the Workspace, i.e. the Account, in the parent cluster.
     .watches::<LogicalCluster>(|lc, _, _| owner_account(lc).into_iter().collect())
@@ -99,60 +86,17 @@ pub fn account_controller(
     .watches::<WorkspaceType>(waiting_for_type)
     // An AccountInfo change (the parent's appears, OIDC clients change) reaches every
     // Account in its workspace, which copy it into their own workspaces.
-    .watches::<AccountInfo>(|_, key, store: &Store<Account>| {
-        store
+    .watches::<AccountInfo>(|_, key, cache: &Cache<Account>| {
+        cache
             .in_cluster(&key.cluster)
             .into_iter()
             .map(|(k, _)| k)
             .collect()
-    });
-    AccountController {
-        controller,
-        lifecycle: Arc::new(lifecycle),
-        settings,
-    }
-}
-
-impl AccountController {
-    /// Whether every watch has synced.
-    pub fn readiness(&self) -> kcp::runtime::Readiness {
-        self.controller.readiness()
-    }
-
-    /// The engaged clusters.
-    pub fn clusters(&self) -> kcp::runtime::ClusterSet {
-        self.controller.clusters()
-    }
-
-    /// Runs until `stop` is cancelled.
-    pub async fn run(self, stop: tokio_util::sync::CancellationToken) {
-        let Self {
-            controller,
-            lifecycle,
-            settings,
-        } = self;
-        let reconcile = move |account: Arc<Account>, runtime: Context| {
-            let lifecycle = lifecycle.clone();
-            let settings = settings.clone();
-            async move {
-                let account_type = account.spec.type_.clone();
-                let metrics = settings.metrics.clone();
-                let result = reconcile_with(&lifecycle, account, Ctx { runtime, settings }).await;
-                let label = match &result {
-                    Ok(kcp::runtime::Action::Done) => "success",
-                    Ok(kcp::runtime::Action::RequeueAfter(_)) => "requeue",
-                    Err(_) => "error",
-                };
-                metrics.reconciled(&account_type, label);
-                result
-            }
-        };
-        controller.run(reconcile, stop).await;
-    }
-}
-
-fn same_name(key: &ObjectKey, name: String) -> ObjectKey {
-    ObjectKey::cluster_scoped(key.cluster.clone(), name)
+    })
+    // A child workspace that bound the export is served now: its Account can write the
+    // AccountInfo into it.
+    .on_engage(account_of_workspace)
+    .observe(move |account, result| metrics.reconciled(&account.spec.type_, result.as_str()))
 }
 
 fn owner_account(lc: &LogicalCluster) -> Option<ObjectKey> {
@@ -166,9 +110,32 @@ fn owner_account(lc: &LogicalCluster) -> Option<ObjectKey> {
     ))
 }
 
+/// The Account whose workspace the newly engaged `cluster` is.
+fn account_of_workspace(
+    cluster: &ClusterName,
+    clusters: &ClusterSet,
+    _: &Cache<Account>,
+) -> Vec<ObjectKey> {
+    clusters
+        .path_of(cluster)
+        .and_then(|path| account_at(&path, |parent| clusters.cluster_for_path(parent)))
+        .into_iter()
+        .collect()
+}
+
+/// The Account of the workspace at `path`: `<parent path>:<name>` is Account `<name>` in the
+/// parent's cluster, if the parent's cluster is known.
+fn account_at(
+    path: &ClusterPath,
+    cluster_of: impl Fn(&ClusterPath) -> Option<ClusterName>,
+) -> Option<ObjectKey> {
+    let parent = cluster_of(&path.parent()?)?;
+    Some(ObjectKey::cluster_scoped(parent, path.base()))
+}
+
 /// The Accounts a WorkspaceType `<org>-<type>` may unblock: those of that type whose
 /// workspace step has not completed yet.
-fn waiting_for_type(wt: &WorkspaceType, _: &ObjectKey, store: &Store<Account>) -> Vec<ObjectKey> {
+fn waiting_for_type(wt: &WorkspaceType, _: &ObjectKey, cache: &Cache<Account>) -> Vec<ObjectKey> {
     let name = wt.name_any();
     let Some((_, account_type)) = name.rsplit_once('-') else {
         return Vec::new();
@@ -181,10 +148,10 @@ fn waiting_for_type(wt: &WorkspaceType, _: &ObjectKey, store: &Store<Account>) -
                     .any(|c| c.type_ == "WorkspaceSubroutine" && c.status == "True")
             })
     };
-    store
+    cache
         .keys()
         .into_iter()
-        .filter(|key| store.get(key).is_some_and(|a| waiting(&a)))
+        .filter(|key| cache.get(key).is_some_and(|a| waiting(&a)))
         .collect()
 }
 
@@ -205,26 +172,34 @@ fn account_name(account: &Account) -> Result<String, SubroutineError> {
         .ok_or_else(|| SubroutineError::permanent("InvalidAccount", "the Account has no name"))
 }
 
-/// (1) Orgs only: the org's WorkspaceTypes `<org>-org` and `<org>-account` in `root:orgs`.
-#[derive(Debug)]
-struct WorkspaceTypeSubroutine;
-
-impl WorkspaceTypeSubroutine {
-    fn types(org: &str, orgs_path: &str) -> [(String, &'static str, WorkspaceTypeSpec); 2] {
-        let r = |name: String, path: &str| WorkspaceTypeReference {
-            name,
-            path: path.to_owned(),
-        };
-        let org_type = workspace_type_name(org, "org");
-        let account_type = workspace_type_name(org, "account");
-        let children = WorkspaceTypeSelector {
-            none: false,
-            types: vec![r(account_type.clone(), orgs_path)],
-        };
-        [
-            (
-                org_type.clone(),
-                "org",
+/// The org's WorkspaceTypes `<org>-org` and `<org>-account` in `orgs_path`, with the kind each
+/// is counted under (`org`, `account`): orgs extend `root:org` and hold accounts; accounts
+/// extend `root:account` and hold accounts.
+fn org_workspace_types(org: &str, orgs_path: &str) -> [(&'static str, WorkspaceType); 2] {
+    let r = |name: String, path: &str| WorkspaceTypeReference {
+        name,
+        path: path.to_owned(),
+    };
+    let org_type = workspace_type_name(org, "org");
+    let account_type = workspace_type_name(org, "account");
+    let children = WorkspaceTypeSelector {
+        none: false,
+        types: vec![r(account_type.clone(), orgs_path)],
+    };
+    let labelled = |name: &str, spec: WorkspaceTypeSpec| WorkspaceType {
+        metadata: ObjectMeta {
+            name: Some(name.to_owned()),
+            labels: Some(BTreeMap::from([(ORG_LABEL.to_owned(), org.to_owned())])),
+            ..Default::default()
+        },
+        spec,
+        status: None,
+    };
+    [
+        (
+            "org",
+            labelled(
+                &org_type,
                 WorkspaceTypeSpec {
                     extend: Some(WorkspaceTypeExtension {
                         with: vec![r("org".into(), "root")],
@@ -238,9 +213,11 @@ impl WorkspaceTypeSubroutine {
                     ..Default::default()
                 },
             ),
-            (
-                account_type.clone(),
-                "account",
+        ),
+        (
+            "account",
+            labelled(
+                &account_type,
                 WorkspaceTypeSpec {
                     extend: Some(WorkspaceTypeExtension {
                         with: vec![r("account".into(), "root")],
@@ -248,15 +225,165 @@ impl WorkspaceTypeSubroutine {
                     default_child_workspace_type: Some(r(account_type.clone(), orgs_path)),
                     limit_allowed_parents: Some(WorkspaceTypeSelector {
                         none: false,
-                        types: vec![r(org_type, orgs_path), r(account_type, orgs_path)],
+                        types: vec![r(org_type.clone(), orgs_path), r(account_type.clone(), orgs_path)],
                     }),
                     limit_allowed_children: Some(children),
                     ..Default::default()
                 },
             ),
-        ]
+        ),
+    ]
+}
+
+/// The owner reference that ties a Workspace to its Account.
+fn owner_reference(account: &Account, name: &str) -> OwnerReference {
+    OwnerReference {
+        api_version: Account::api_version(&()).into_owned(),
+        kind: Account::kind(&()).into_owned(),
+        name: name.to_owned(),
+        uid: account.meta().uid.clone().unwrap_or_default(),
+        ..Default::default()
     }
 }
+
+/// The Workspace an Account gets: its name, of `type_name` in `orgs_path`, owned by it.
+fn desired_workspace(name: &str, type_name: &str, orgs_path: &str, owner: OwnerReference) -> Workspace {
+    Workspace {
+        metadata: ObjectMeta {
+            name: Some(name.to_owned()),
+            owner_references: Some(vec![owner]),
+            ..Default::default()
+        },
+        spec: WorkspaceSpec {
+            type_: Some(WorkspaceTypeReference {
+                name: type_name.to_owned(),
+                path: orgs_path.to_owned(),
+            }),
+            ..Default::default()
+        },
+        status: None,
+    }
+}
+
+/// The merge patch that adopts a pre-created Workspace (adds our owner reference, keeps the
+/// others and every other field), or `None` when it is ours already.
+fn adoption_patch(existing: &Workspace, owner: OwnerReference) -> Option<Value> {
+    let mut owners = existing.metadata.owner_references.clone().unwrap_or_default();
+    if owners.iter().any(|o| o.uid == owner.uid) {
+        return None;
+    }
+    owners.push(owner);
+    Some(json!({"metadata": {
+        "ownerReferences": owners,
+        "resourceVersion": existing.metadata.resource_version,
+    }}))
+}
+
+/// Where the account lives: its workspace's cluster and URL, the cluster its Account is in,
+/// and its path under the parent's (from kcp, not from splitting the URL).
+fn account_location(
+    account: &Account,
+    name: &str,
+    workspace: &Workspace,
+    origin: &ClusterName,
+    parent_path: &ClusterPath,
+) -> Result<(ClusterName, AccountLocation), SubroutineError> {
+    let (Some(cluster), Some(url)) = (workspace.spec.cluster.clone(), workspace.spec.url.clone())
+    else {
+        return Err(Wait::new(format!("waiting for Workspace {name} to be scheduled")).into());
+    };
+    let cluster: ClusterName = cluster
+        .parse()
+        .map_err(|e| SubroutineError::permanent("InvalidWorkspace", format!("{e}")))?;
+    let path = parent_path
+        .join(name)
+        .map_err(|e| SubroutineError::permanent("InvalidName", e.to_string()))?;
+    let location = AccountLocation {
+        name: name.to_owned(),
+        generated_cluster_id: cluster.to_string(),
+        origin_cluster_id: origin.to_string(),
+        path: path.to_string(),
+        url,
+        type_: account.spec.type_.clone(),
+    };
+    Ok((cluster, location))
+}
+
+/// An org's AccountInfo: itself as account and organisation, kcp's CA; `fga` and `oidc` are
+/// the security-operator's.
+fn org_account_info(me: AccountLocation, ca: String) -> AccountInfoSpec {
+    AccountInfoSpec {
+        account: me.clone(),
+        parent_account: None,
+        organization: me,
+        fga: FgaInfo::default(),
+        cluster_info: ClusterInfo { ca },
+        oidc: None,
+    }
+}
+
+/// The merge patch that brings an org's existing AccountInfo to `desired`, leaving `fga` and
+/// `oidc` (the security-operator's) alone; `None` when nothing of ours differs.
+fn org_account_info_patch(existing: &AccountInfo, desired: &AccountInfoSpec) -> Option<Value> {
+    let s = &existing.spec;
+    if s.account == desired.account
+        && s.organization == desired.organization
+        && s.parent_account.is_none()
+        && s.cluster_info == desired.cluster_info
+    {
+        return None;
+    }
+    Some(json!({
+        "metadata": {"resourceVersion": existing.metadata.resource_version},
+        "spec": {
+            "account": desired.account,
+            "organization": desired.organization,
+            "parentAccount": null,
+            "clusterInfo": desired.cluster_info,
+        },
+    }))
+}
+
+/// A non-org AccountInfo: itself as account, everything else copied from the parent's.
+fn child_account_info(me: AccountLocation, parent: &AccountInfoSpec, ca: String) -> AccountInfoSpec {
+    AccountInfoSpec {
+        account: me,
+        parent_account: Some(parent.account.clone()),
+        organization: parent.organization.clone(),
+        fga: parent.fga.clone(),
+        cluster_info: ClusterInfo { ca },
+        oidc: parent.oidc.clone(),
+    }
+}
+
+/// The merge patch that makes a child's existing AccountInfo `desired`; `None` when it is.
+fn child_account_info_patch(existing: &AccountInfo, desired: &AccountInfoSpec) -> Option<Value> {
+    (existing.spec != *desired).then(|| {
+        json!({
+            "metadata": {"resourceVersion": existing.metadata.resource_version},
+            "spec": {
+                "account": desired.account,
+                "parentAccount": desired.parent_account,
+                "organization": desired.organization,
+                "fga": desired.fga,
+                "clusterInfo": desired.cluster_info,
+                "oidc": desired.oidc,
+            },
+        })
+    })
+}
+
+/// Seconds since `created`.
+fn age(created: &Time) -> f64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    (now - created.0.as_second() as f64).max(0.0)
+}
+
+/// (1) Orgs only: the org's WorkspaceTypes `<org>-org` and `<org>-account` in `root:orgs`.
+#[derive(Debug)]
+struct WorkspaceTypeSubroutine;
 
 #[async_trait]
 impl Subroutine<Account, Ctx> for WorkspaceTypeSubroutine {
@@ -277,27 +404,15 @@ impl Subroutine<Account, Ctx> for WorkspaceTypeSubroutine {
             return Ok(Outcome::Ok);
         }
         let org = account_name(account)?;
-        let orgs = match ctx.orgs() {
-            Ok(client) => client,
-            Err(wait) => return Ok(wait),
-        };
-        let api: Api<WorkspaceType> = Api::all(orgs);
-        for (name, kind, spec) in Self::types(&org, ctx.settings.orgs_path.as_str()) {
+        let api: Api<WorkspaceType> = Api::all(ctx.orgs()?);
+        for (kind, desired) in org_workspace_types(&org, ctx.settings.orgs_path.as_str()) {
+            let name = desired.name_any();
             // Server-side apply owns only these fields and our label: everything else, such as
             // the security-operator's authenticationConfigurations, is kept.
             let before = api
                 .get_opt(&name)
                 .await?
                 .and_then(|w| w.metadata.resource_version);
-            let desired = WorkspaceType {
-                metadata: ObjectMeta {
-                    name: Some(name.clone()),
-                    labels: Some(BTreeMap::from([(ORG_LABEL.to_owned(), org.clone())])),
-                    ..Default::default()
-                },
-                spec,
-                status: None,
-            };
             let applied = api
                 .patch(
                     &name,
@@ -313,7 +428,7 @@ impl Subroutine<Account, Ctx> for WorkspaceTypeSubroutine {
             ctx.settings
                 .metrics
                 .workspacetype_operations
-                .get_or_create(&super::metrics::WorkspaceTypeOperation {
+                .get_or_create(&WorkspaceTypeOperation {
                     operation: operation.to_owned(),
                     wst_kind: kind.to_owned(),
                 })
@@ -324,11 +439,7 @@ impl Subroutine<Account, Ctx> for WorkspaceTypeSubroutine {
 
     async fn finalize(&self, account: &Account, ctx: &Ctx) -> Result<Outcome, SubroutineError> {
         let org = account_name(account)?;
-        let orgs = match ctx.orgs() {
-            Ok(client) => client,
-            Err(wait) => return Ok(wait),
-        };
-        let api: Api<WorkspaceType> = Api::all(orgs);
+        let api: Api<WorkspaceType> = Api::all(ctx.orgs()?);
         for kind in ["org", "account"] {
             match api
                 .delete(&workspace_type_name(&org, kind), &DeleteParams::default())
@@ -348,28 +459,41 @@ impl Subroutine<Account, Ctx> for WorkspaceTypeSubroutine {
 struct WorkspaceSubroutine;
 
 impl WorkspaceSubroutine {
-    /// The WorkspaceType the account's workspace gets, or why it cannot be known yet.
-    async fn type_name(
-        account: &Account,
-        ctx: &Ctx,
-    ) -> Result<Result<String, Outcome>, SubroutineError> {
+    /// The WorkspaceType the account's workspace gets (an org's from its name, an account's
+    /// from the organisation its parent's AccountInfo names).
+    async fn type_name(account: &Account, ctx: &Ctx) -> Result<String, SubroutineError> {
         let name = account_name(account)?;
         if account.spec.type_ == TYPE_ORG {
-            return Ok(Ok(workspace_type_name(&name, "org")));
+            return Ok(workspace_type_name(&name, "org"));
         }
-        let infos: Api<AccountInfo> = Api::all(ctx.origin()?);
-        let Some(parent) = infos.get_opt(ACCOUNT_INFO_NAME).await? else {
-            return Ok(Err(Outcome::pending(format!(
-                "waiting for the parent workspace's AccountInfo {ACCOUNT_INFO_NAME:?}"
-            ))));
-        };
+        let parent = parent_account_info(ctx).await?;
         let org = &parent.spec.organization.name;
         if org.is_empty() {
-            return Ok(Err(Outcome::pending(
-                "waiting for the parent AccountInfo to name its organization",
-            )));
+            return Err(Wait::new("waiting for the parent AccountInfo to name its organization").into());
         }
-        Ok(Ok(workspace_type_name(org, &account.spec.type_)))
+        Ok(workspace_type_name(org, &account.spec.type_))
+    }
+
+    /// Waits until WorkspaceType `type_name` exists and is Ready.
+    async fn ready_type(account: &Account, type_name: &str, ctx: &Ctx) -> Result<(), SubroutineError> {
+        let orgs_path = &ctx.settings.orgs_path;
+        match Api::<WorkspaceType>::all(ctx.orgs()?).get_opt(type_name).await? {
+            None if ![TYPE_ORG, TYPE_ACCOUNT].contains(&account.spec.type_.as_str()) => Err(Wait::new(format!(
+                "WorkspaceType {orgs_path}:{type_name} does not exist: account type {:?} needs it \
+                 created by an administrator (the operator creates only the org and account types)",
+                account.spec.type_
+            ))
+            .into()),
+            None => Err(Wait::new(format!(
+                "waiting for WorkspaceType {orgs_path}:{type_name} to be created"
+            ))
+            .into()),
+            Some(wt) if !wt.is_ready() => Err(Wait::new(format!(
+                "waiting for WorkspaceType {orgs_path}:{type_name} to become Ready"
+            ))
+            .into()),
+            Some(_) => Ok(()),
+        }
     }
 }
 
@@ -384,64 +508,15 @@ impl Subroutine<Account, Ctx> for WorkspaceSubroutine {
     }
 
     async fn process(&self, account: &Account, ctx: &Ctx) -> Result<Outcome, SubroutineError> {
-        let type_name = match Self::type_name(account, ctx).await? {
-            Ok(name) => name,
-            Err(wait) => return Ok(wait),
-        };
-        let orgs_path = ctx.settings.orgs_path.to_string();
-        let orgs = match ctx.orgs() {
-            Ok(client) => client,
-            Err(wait) => return Ok(wait),
-        };
-        match Api::<WorkspaceType>::all(orgs).get_opt(&type_name).await? {
-            None if ![TYPE_ORG, crds::account::TYPE_ACCOUNT]
-                .contains(&account.spec.type_.as_str()) =>
-            {
-                return Ok(Outcome::pending(format!(
-                    "WorkspaceType {orgs_path}:{type_name} does not exist: account type {:?} needs it \
-                     created by an administrator (the operator creates only the org and account types)",
-                    account.spec.type_
-                )));
-            }
-            None => {
-                return Ok(Outcome::pending(format!(
-                    "waiting for WorkspaceType {orgs_path}:{type_name} to be created"
-                )));
-            }
-            Some(wt) if !wt.is_ready() => {
-                return Ok(Outcome::pending(format!(
-                    "waiting for WorkspaceType {orgs_path}:{type_name} to become Ready"
-                )));
-            }
-            Some(_) => {}
-        }
-
+        let type_name = Self::type_name(account, ctx).await?;
+        Self::ready_type(account, &type_name, ctx).await?;
         let name = account_name(account)?;
+        let owner = owner_reference(account, &name);
         let workspaces: Api<Workspace> = Api::all(ctx.origin()?);
-        let owner = OwnerReference {
-            api_version: Account::api_version(&()).into_owned(),
-            kind: Account::kind(&()).into_owned(),
-            name: name.clone(),
-            uid: account.meta().uid.clone().unwrap_or_default(),
-            ..Default::default()
-        };
         match workspaces.get_opt(&name).await? {
             None => {
-                let workspace = Workspace {
-                    metadata: ObjectMeta {
-                        name: Some(name.clone()),
-                        owner_references: Some(vec![owner]),
-                        ..Default::default()
-                    },
-                    spec: WorkspaceSpec {
-                        type_: Some(WorkspaceTypeReference {
-                            name: type_name,
-                            path: orgs_path,
-                        }),
-                        ..Default::default()
-                    },
-                    status: None,
-                };
+                let orgs_path = ctx.settings.orgs_path.as_str();
+                let workspace = desired_workspace(&name, &type_name, orgs_path, owner);
                 match workspaces.create(&PostParams::default(), &workspace).await {
                     Ok(_) => {}
                     // Created meanwhile (a rerun after a crash): adopted on the next pass.
@@ -450,19 +525,7 @@ impl Subroutine<Account, Ctx> for WorkspaceSubroutine {
                 }
             }
             Some(existing) => {
-                let owners = existing
-                    .metadata
-                    .owner_references
-                    .clone()
-                    .unwrap_or_default();
-                if !owners.iter().any(|o| o.uid == owner.uid) {
-                    // Adopt a pre-created Workspace; its other fields (location …) are kept.
-                    let mut all = owners;
-                    all.push(owner);
-                    let patch = serde_json::json!({"metadata": {
-                        "ownerReferences": all,
-                        "resourceVersion": existing.metadata.resource_version,
-                    }});
+                if let Some(patch) = adoption_patch(&existing, owner) {
                     workspaces
                         .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
                         .await?;
@@ -475,45 +538,44 @@ impl Subroutine<Account, Ctx> for WorkspaceSubroutine {
     async fn finalize(&self, account: &Account, ctx: &Ctx) -> Result<Outcome, SubroutineError> {
         let name = account_name(account)?;
         let workspaces: Api<Workspace> = Api::all(ctx.origin()?);
+        let deleting = Wait::new(format!("waiting for Workspace {name} to be deleted"));
         match workspaces.get_opt(&name).await? {
             None => Ok(Outcome::Ok),
-            Some(ws) if ws.metadata.deletion_timestamp.is_some() => Ok(Outcome::pending(format!(
-                "waiting for Workspace {name} to be deleted"
-            ))),
-            Some(_) => {
-                match workspaces.delete(&name, &DeleteParams::default()).await {
-                    Ok(_) => {}
-                    Err(e) if not_found(&e) => return Ok(Outcome::Ok),
-                    Err(e) => return Err(e.into()),
-                }
-                Ok(Outcome::pending(format!(
-                    "waiting for Workspace {name} to be deleted"
-                )))
-            }
+            Some(ws) if ws.metadata.deletion_timestamp.is_some() => Err(deleting.into()),
+            Some(_) => match workspaces.delete(&name, &DeleteParams::default()).await {
+                Ok(_) => Err(deleting.into()),
+                Err(e) if not_found(&e) => Ok(Outcome::Ok),
+                Err(e) => Err(e.into()),
+            },
         }
     }
 }
 
-/// Gets the Account's Workspace, or the wait to report.
-async fn workspace_of(
-    account: &Account,
-    ctx: &Ctx,
-) -> Result<Result<Workspace, Outcome>, SubroutineError> {
+/// The Account's Workspace.
+async fn workspace_of(account: &Account, ctx: &Ctx) -> Result<Workspace, SubroutineError> {
     let name = account_name(account)?;
-    Ok(Api::<Workspace>::all(ctx.origin()?)
+    Api::<Workspace>::all(ctx.origin()?)
         .get_opt(&name)
         .await?
-        .ok_or_else(|| Outcome::pending(format!("waiting for Workspace {name} to be created"))))
+        .ok_or_else(|| Wait::new(format!("waiting for Workspace {name} to be created")).into())
+}
+
+/// The AccountInfo of the workspace the Account is in.
+async fn parent_account_info(ctx: &Ctx) -> Result<AccountInfo, SubroutineError> {
+    Api::<AccountInfo>::all(ctx.origin()?)
+        .get_opt(ACCOUNT_INFO_NAME)
+        .await?
+        .ok_or_else(|| {
+            Wait::new(format!(
+                "waiting for the parent workspace's AccountInfo {ACCOUNT_INFO_NAME:?}"
+            ))
+            .into()
+        })
 }
 
 /// (3) AccountInfo `account` in the new workspace, written while it is Initializing or Ready.
 #[derive(Debug)]
 struct ManageAccountInfoSubroutine;
-
-/// How long to look again while a new workspace is not served through the virtual workspace
-/// yet: its engagement is another cluster's event, which no watch of ours maps to this
-/// Account before the workspace's own phase changes.
-const ENGAGE_RECHECK: Duration = Duration::from_secs(1);
 
 #[async_trait]
 impl Subroutine<Account, Ctx> for ManageAccountInfoSubroutine {
@@ -522,152 +584,63 @@ impl Subroutine<Account, Ctx> for ManageAccountInfoSubroutine {
     }
 
     async fn process(&self, account: &Account, ctx: &Ctx) -> Result<Outcome, SubroutineError> {
-        let workspace = match workspace_of(account, ctx).await? {
-            Ok(ws) => ws,
-            Err(wait) => return Ok(wait),
-        };
+        let workspace = workspace_of(account, ctx).await?;
         let name = account_name(account)?;
         let phase = workspace.phase();
         if !matches!(
             phase,
             Some(LogicalClusterPhase::Initializing | LogicalClusterPhase::Ready)
         ) {
-            return Ok(Outcome::pending(format!(
+            return Err(Wait::new(format!(
                 "waiting for Workspace {name} to start initializing (phase {phase:?})"
-            )));
+            ))
+            .into());
         }
-        let (Some(cluster), Some(url)) =
-            (workspace.spec.cluster.clone(), workspace.spec.url.clone())
-        else {
-            return Ok(Outcome::pending(format!(
-                "waiting for Workspace {name} to be scheduled"
-            )));
-        };
-        let cluster: ClusterName = cluster
-            .parse()
-            .map_err(|e| SubroutineError::permanent("InvalidWorkspace", format!("{e}")))?;
-        // The path comes from kcp (the parent's canonical path), not from splitting the URL.
         let origin = &ctx.runtime.key.cluster;
-        let Some(parent_path) = ctx.runtime.clusters().path_of(origin) else {
-            return Ok(Outcome::pending_for(
-                format!("waiting for the path of cluster {origin}"),
-                ENGAGE_RECHECK,
-            ));
-        };
-        let path = parent_path
-            .join(&name)
-            .map_err(|e| SubroutineError::permanent("InvalidName", e.to_string()))?;
-        let me = AccountLocation {
-            name: name.clone(),
-            generated_cluster_id: cluster.to_string(),
-            origin_cluster_id: origin.to_string(),
-            path: path.to_string(),
-            url,
-            type_: account.spec.type_.clone(),
-        };
+        let parent_path = ctx.runtime.clusters().path_of(origin).ok_or_else(|| {
+            Wait::new(format!("waiting for the path of cluster {origin}"))
+        })?;
+        let (cluster, me) = account_location(account, &name, &workspace, origin, &parent_path)?;
+        // The child's engagement (it bound the export) requeues this Account: see
+        // `account_of_workspace`.
         let Some(Ok(child)) = ctx.runtime.client_for(&cluster) else {
-            return Ok(Outcome::pending_for(
-                format!("waiting for workspace {path} to bind core.platform-mesh.io"),
-                ENGAGE_RECHECK,
-            ));
+            return Err(Wait::new(format!(
+                "waiting for workspace {} to bind core.platform-mesh.io",
+                me.path
+            ))
+            .into());
         };
-
         let ca = ctx.settings.ca_pem.clone();
         if account.spec.type_ == TYPE_ORG {
-            write_org_info(child, me, ca).await?;
+            write_account_info(child, org_account_info(me, ca), org_account_info_patch).await?;
             if let Some(created) = &account.meta().creation_timestamp {
-                let age = jiff_age(created);
-                ctx.settings.metrics.org_provisioning_duration.observe(age);
+                ctx.settings
+                    .metrics
+                    .org_provisioning_duration
+                    .observe(age(created));
             }
-            return Ok(Outcome::Ok);
+        } else {
+            let parent = parent_account_info(ctx).await?;
+            let desired = child_account_info(me, &parent.spec, ca);
+            write_account_info(child, desired, child_account_info_patch).await?;
         }
-        let parents: Api<AccountInfo> = Api::all(ctx.origin()?);
-        let Some(parent) = parents.get_opt(ACCOUNT_INFO_NAME).await? else {
-            return Ok(Outcome::pending(
-                "waiting for the parent workspace's AccountInfo",
-            ));
-        };
-        let spec = AccountInfoSpec {
-            account: me,
-            parent_account: Some(parent.spec.account.clone()),
-            organization: parent.spec.organization.clone(),
-            fga: parent.spec.fga.clone(),
-            cluster_info: ClusterInfo { ca },
-            oidc: parent.spec.oidc.clone(),
-        };
-        write_child_info(child, spec).await?;
         Ok(Outcome::Ok)
     }
 }
 
-fn jiff_age(created: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time) -> f64 {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64());
-    (now - created.0.as_second() as f64).max(0.0)
-}
-
-/// An org's AccountInfo: itself as account and organization; `fga` and `oidc`, which the
-/// security-operator writes, are left alone.
-async fn write_org_info(
+/// Creates AccountInfo `account` as `desired`, or patches the existing one with what `patch`
+/// computes (nothing when it is up to date).
+async fn write_account_info(
     client: Client,
-    me: AccountLocation,
-    ca: String,
+    desired: AccountInfoSpec,
+    patch: fn(&AccountInfo, &AccountInfoSpec) -> Option<Value>,
 ) -> Result<(), SubroutineError> {
-    let api: Api<AccountInfo> = Api::all(client);
-    match api.get_opt(ACCOUNT_INFO_NAME).await? {
-        None => {
-            let info = AccountInfo::new(
-                ACCOUNT_INFO_NAME,
-                AccountInfoSpec {
-                    account: me.clone(),
-                    parent_account: None,
-                    organization: me,
-                    fga: FgaInfo::default(),
-                    cluster_info: ClusterInfo { ca },
-                    oidc: None,
-                },
-            );
-            match api.create(&PostParams::default(), &info).await {
-                Ok(_) => Ok(()),
-                Err(kube::Error::Api(s)) if s.code == 409 => Err(SubroutineError::transient(
-                    "AccountInfo appeared meanwhile; retrying",
-                )),
-                Err(e) => Err(e.into()),
-            }
-        }
-        Some(existing) => {
-            let s = &existing.spec;
-            if s.account == me
-                && s.organization == me
-                && s.parent_account.is_none()
-                && s.cluster_info.ca == ca
-            {
-                return Ok(());
-            }
-            let patch = serde_json::json!({
-                "metadata": {"resourceVersion": existing.metadata.resource_version},
-                "spec": {"account": me, "organization": me, "parentAccount": null, "clusterInfo": {"ca": ca}},
-            });
-            api.patch(
-                ACCOUNT_INFO_NAME,
-                &PatchParams::default(),
-                &Patch::Merge(&patch),
-            )
-            .await?;
-            Ok(())
-        }
-    }
-}
-
-/// A non-org AccountInfo: everything copied from the parent, written only when it differs.
-async fn write_child_info(client: Client, spec: AccountInfoSpec) -> Result<(), SubroutineError> {
     let api: Api<AccountInfo> = Api::all(client);
     match api.get_opt(ACCOUNT_INFO_NAME).await? {
         None => match api
             .create(
                 &PostParams::default(),
-                &AccountInfo::new(ACCOUNT_INFO_NAME, spec),
+                &AccountInfo::new(ACCOUNT_INFO_NAME, desired),
             )
             .await
         {
@@ -677,25 +650,15 @@ async fn write_child_info(client: Client, spec: AccountInfoSpec) -> Result<(), S
             )),
             Err(e) => Err(e.into()),
         },
-        Some(existing) if existing.spec == spec => Ok(()),
         Some(existing) => {
-            let patch = serde_json::json!({
-                "metadata": {"resourceVersion": existing.metadata.resource_version},
-                "spec": {
-                    "account": spec.account,
-                    "parentAccount": spec.parent_account,
-                    "organization": spec.organization,
-                    "fga": spec.fga,
-                    "clusterInfo": spec.cluster_info,
-                    "oidc": spec.oidc,
-                },
-            });
-            api.patch(
-                ACCOUNT_INFO_NAME,
-                &PatchParams::default(),
-                &Patch::Merge(&patch),
-            )
-            .await?;
+            if let Some(patch) = patch(&existing, &desired) {
+                api.patch(
+                    ACCOUNT_INFO_NAME,
+                    &PatchParams::default(),
+                    &Patch::Merge(&patch),
+                )
+                .await?;
+            }
             Ok(())
         }
     }
@@ -712,25 +675,23 @@ impl Subroutine<Account, Ctx> for WorkspaceReadySubroutine {
     }
 
     async fn process(&self, account: &Account, ctx: &Ctx) -> Result<Outcome, SubroutineError> {
-        let workspace = match workspace_of(account, ctx).await? {
-            Ok(ws) => ws,
-            Err(wait) => return Ok(wait),
-        };
+        let workspace = workspace_of(account, ctx).await?;
         if !workspace.is_ready() {
-            return Ok(Outcome::pending(format!(
+            return Err(Wait::new(format!(
                 "waiting for Workspace {} to become Ready (phase {:?})",
                 workspace.name_any(),
                 workspace.phase()
-            )));
+            ))
+            .into());
         }
         if let Some(created) = &account.meta().creation_timestamp {
             ctx.settings
                 .metrics
                 .workspace_ready_duration
-                .get_or_create(&super::metrics::TypeLabel {
+                .get_or_create(&TypeLabel {
                     r#type: account.spec.type_.clone(),
                 })
-                .observe(jiff_age(created));
+                .observe(age(created));
         }
         Ok(Outcome::Ok)
     }
@@ -743,10 +704,13 @@ mod tests {
 
     #[test]
     fn org_workspace_types_chain_as_upstream() {
-        let [(org, org_kind, org_spec), (acc, acc_kind, acc_spec)] =
-            WorkspaceTypeSubroutine::types("acme", "root:orgs");
-        assert_eq!((org.as_str(), org_kind), ("acme-org", "org"));
-        assert_eq!((acc.as_str(), acc_kind), ("acme-account", "account"));
+        let [(org_kind, org), (acc_kind, acc)] = org_workspace_types("acme", "root:orgs");
+        assert_eq!((org.name_any().as_str(), org_kind), ("acme-org", "org"));
+        assert_eq!((acc.name_any().as_str(), acc_kind), ("acme-account", "account"));
+        for wt in [&org, &acc] {
+            assert_eq!(wt.labels().get(ORG_LABEL).map(String::as_str), Some("acme"));
+        }
+        let (org_spec, acc_spec) = (org.spec, acc.spec);
         assert_eq!(org_spec.extend.unwrap().with[0].name, "org");
         assert_eq!(
             org_spec.limit_allowed_parents.unwrap().types[0].name,
@@ -808,5 +772,142 @@ mod tests {
             owner_account(&lc),
             Some(ObjectKey::cluster_scoped("abc123".parse().unwrap(), "team"))
         );
+    }
+
+    fn account(name: &str, type_: &str) -> Account {
+        let mut account = Account::new(
+            name,
+            AccountSpec {
+                type_: type_.into(),
+                display_name: name.into(),
+                ..Default::default()
+            },
+        );
+        account.metadata.uid = Some(format!("uid-{name}"));
+        account
+    }
+
+    fn workspace(cluster: Option<&str>, owners: Vec<OwnerReference>) -> Workspace {
+        serde_json::from_value(json!({
+            "apiVersion": "tenancy.kcp.io/v1alpha1", "kind": "Workspace",
+            "metadata": {"name": "team", "resourceVersion": "7", "ownerReferences": owners},
+            "spec": {"cluster": cluster, "URL": cluster.map(|c| format!("https://kcp/clusters/{c}"))},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_workspace_is_named_after_the_account_typed_and_owned() {
+        let team = account("team", "account");
+        let ws = desired_workspace(
+            "team",
+            "acme-account",
+            "root:orgs",
+            owner_reference(&team, "team"),
+        );
+        assert_eq!(ws.name_any(), "team");
+        let type_ = ws.spec.type_.unwrap();
+        assert_eq!((type_.name.as_str(), type_.path.as_str()), ("acme-account", "root:orgs"));
+        let owners = ws.metadata.owner_references.unwrap();
+        assert_eq!(owners.len(), 1);
+        assert_eq!(
+            (owners[0].kind.as_str(), owners[0].name.as_str(), owners[0].uid.as_str()),
+            ("Account", "team", "uid-team")
+        );
+    }
+
+    #[test]
+    fn a_foreign_workspace_is_adopted_once_keeping_its_owners() {
+        let team = account("team", "account");
+        let other = OwnerReference {
+            uid: "someone".into(),
+            ..Default::default()
+        };
+        let patch = adoption_patch(&workspace(None, vec![other.clone()]), owner_reference(&team, "team")).unwrap();
+        assert_eq!(patch["metadata"]["resourceVersion"], "7");
+        let uids: Vec<&str> = patch["metadata"]["ownerReferences"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| o["uid"].as_str().unwrap())
+            .collect();
+        assert_eq!(uids, ["someone", "uid-team"]);
+        let ours = workspace(None, vec![other, owner_reference(&team, "team")]);
+        assert_eq!(adoption_patch(&ours, owner_reference(&team, "team")), None);
+    }
+
+    #[test]
+    fn the_location_comes_from_the_workspace_and_the_parents_path() {
+        let team = account("team", "account");
+        let origin: ClusterName = "parent1".parse().unwrap();
+        let parent_path: ClusterPath = "root:orgs:acme".parse().unwrap();
+        let waiting = account_location(&team, "team", &workspace(None, vec![]), &origin, &parent_path)
+            .unwrap_err();
+        assert!(matches!(waiting, SubroutineError::Waiting(_)), "{waiting:?}");
+        let (cluster, me) =
+            account_location(&team, "team", &workspace(Some("child1"), vec![]), &origin, &parent_path).unwrap();
+        assert_eq!(cluster.as_str(), "child1");
+        assert_eq!(me.path, "root:orgs:acme:team");
+        assert_eq!(me.generated_cluster_id, "child1");
+        assert_eq!(me.origin_cluster_id, "parent1");
+        assert_eq!(me.url, "https://kcp/clusters/child1");
+        assert_eq!(me.type_, "account");
+    }
+
+    fn location(name: &str) -> AccountLocation {
+        AccountLocation {
+            name: name.into(),
+            path: format!("root:orgs:{name}"),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn an_org_info_names_itself_and_its_patch_leaves_fga_and_oidc_alone() {
+        let desired = org_account_info(location("acme"), "CA".into());
+        assert_eq!(desired.organization, desired.account);
+        assert_eq!(desired.parent_account, None);
+        assert_eq!(desired.cluster_info.ca, "CA");
+
+        let mut existing = AccountInfo::new(ACCOUNT_INFO_NAME, desired.clone());
+        existing.metadata.resource_version = Some("3".into());
+        existing.spec.fga.store.id = "store-1".into();
+        assert_eq!(org_account_info_patch(&existing, &desired), None, "up to date");
+
+        existing.spec.cluster_info.ca = "OLD".into();
+        let patch = org_account_info_patch(&existing, &desired).unwrap();
+        assert_eq!(patch["spec"]["clusterInfo"]["ca"], "CA");
+        assert_eq!(patch["metadata"]["resourceVersion"], "3");
+        assert!(patch["spec"].get("fga").is_none() && patch["spec"].get("oidc").is_none());
+    }
+
+    #[test]
+    fn a_child_info_copies_its_parent_and_is_patched_whole() {
+        let mut parent = org_account_info(location("acme"), "CA".into());
+        parent.fga.store.id = "store-1".into();
+        let desired = child_account_info(location("team"), &parent, "CA".into());
+        assert_eq!(desired.parent_account.as_ref(), Some(&parent.account));
+        assert_eq!(desired.organization, parent.account);
+        assert_eq!(desired.fga, parent.fga);
+        assert_eq!(desired.account.name, "team");
+
+        let existing = AccountInfo::new(ACCOUNT_INFO_NAME, desired.clone());
+        assert_eq!(child_account_info_patch(&existing, &desired), None);
+        let stale = AccountInfo::new(ACCOUNT_INFO_NAME, parent.clone());
+        let patch = child_account_info_patch(&stale, &desired).unwrap();
+        assert_eq!(patch["spec"]["account"]["name"], "team");
+        assert_eq!(patch["spec"]["fga"]["store"]["id"], "store-1");
+    }
+
+    #[test]
+    fn a_new_workspace_maps_to_the_account_in_its_parent() {
+        let parent: ClusterName = "parent1".parse().unwrap();
+        let known = |path: &ClusterPath| (path.as_str() == "root:orgs:acme").then(|| parent.clone());
+        assert_eq!(
+            account_at(&"root:orgs:acme:team".parse().unwrap(), known),
+            Some(ObjectKey::cluster_scoped(parent.clone(), "team"))
+        );
+        assert_eq!(account_at(&"root:elsewhere:x".parse().unwrap(), known), None);
+        assert_eq!(account_at(&ClusterPath::root(), known), None);
     }
 }

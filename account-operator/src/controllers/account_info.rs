@@ -5,84 +5,37 @@ use std::sync::Arc;
 
 use crds::Account;
 use crds::account_info::{ACCOUNT_INFO_FINALIZER, ACCOUNT_INFO_NAME, AccountInfo};
-use kcp::ClientFactory;
-use kcp::runtime::{Context, Controller, ControllerConfig, EndpointSource, ObjectKey};
+use kcp::runtime::ObjectKey;
+use kit::controller::{LifecycleController, Setup};
 use kube::api::Api;
-use lifecycle::{Lifecycle, Outcome, Subroutine, SubroutineError, async_trait};
+use lifecycle::{Outcome, Subroutine, SubroutineError, Wait, async_trait};
 
-use super::{Ctx, Settings, reconcile_with};
+use super::{Ctx, Settings};
 
-/// The AccountInfo controller.
-pub struct AccountInfoController {
-    controller: Controller<AccountInfo>,
-    lifecycle: Arc<Lifecycle<AccountInfo, Ctx>>,
-    settings: Arc<Settings>,
-}
-
-impl std::fmt::Debug for AccountInfoController {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AccountInfoController")
-            .finish_non_exhaustive()
-    }
-}
+/// The controller's name, as upstream.
+pub const ACCOUNT_INFO_RECONCILER: &str = "AccountInfoReconciler";
 
 /// Builds the AccountInfo controller.
 pub fn account_info_controller(
-    factory: ClientFactory,
-    source: EndpointSource,
-    config: ControllerConfig,
-    runtime_metrics: Option<kcp::runtime::RuntimeMetrics>,
-    lifecycle_metrics: Option<lifecycle::Metrics>,
+    setup: &Setup,
     settings: Arc<Settings>,
-) -> AccountInfoController {
-    let mut lifecycle: Lifecycle<AccountInfo, Ctx> = Lifecycle::new(
-        "AccountInfoReconciler",
+) -> LifecycleController<AccountInfo, Ctx> {
+    LifecycleController::new(
+        ACCOUNT_INFO_RECONCILER,
+        setup,
         vec![Box::new(FinalizeAccountInfoSubroutine)],
-    );
-    if let Some(metrics) = lifecycle_metrics {
-        lifecycle = lifecycle.with_metrics(metrics);
-    }
-    // An Account going away in a workspace may release that workspace's AccountInfo.
-    let controller = Controller::new(
-        "AccountInfoReconciler",
-        factory,
-        source,
-        config,
-        runtime_metrics,
+        move |runtime| Ctx {
+            runtime,
+            settings: settings.clone(),
+        },
     )
+    // An Account going away in a workspace may release that workspace's AccountInfo.
     .watches::<Account>(|_, key, _| {
         vec![ObjectKey::cluster_scoped(
             key.cluster.clone(),
             ACCOUNT_INFO_NAME,
         )]
-    });
-    AccountInfoController {
-        controller,
-        lifecycle: Arc::new(lifecycle),
-        settings,
-    }
-}
-
-impl AccountInfoController {
-    /// Whether every watch has synced.
-    pub fn readiness(&self) -> kcp::runtime::Readiness {
-        self.controller.readiness()
-    }
-
-    /// Runs until `stop` is cancelled.
-    pub async fn run(self, stop: tokio_util::sync::CancellationToken) {
-        let Self {
-            controller,
-            lifecycle,
-            settings,
-        } = self;
-        let reconcile = move |info: Arc<AccountInfo>, runtime: Context| {
-            let lifecycle = lifecycle.clone();
-            let settings = settings.clone();
-            async move { reconcile_with(&lifecycle, info, Ctx { runtime, settings }).await }
-        };
-        controller.run(reconcile, stop).await;
-    }
+    })
 }
 
 /// Holds `account.core.platform-mesh.io/info` until no Account remains in the workspace.
@@ -107,9 +60,10 @@ impl Subroutine<AccountInfo, Ctx> for FinalizeAccountInfoSubroutine {
         let accounts: Api<Account> = Api::all(ctx.origin()?);
         let remaining = accounts.list(&Default::default()).await?.items.len();
         if remaining > 0 {
-            return Ok(Outcome::pending(format!(
+            return Err(Wait::new(format!(
                 "{remaining} Account(s) still exist in this workspace"
-            )));
+            ))
+            .into());
         }
         Ok(Outcome::Ok)
     }

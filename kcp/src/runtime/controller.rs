@@ -1,4 +1,4 @@
-//! The controller: endpoints, wildcard watches, engagement, the store, the queue, workers.
+//! The controller: endpoints, wildcard watches, engagement, the cache, the queue, workers.
 
 use std::collections::{BTreeSet, HashMap};
 use std::fmt::{Debug, Display};
@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use kube::client::Body;
 use kube::runtime::watcher;
+use kube::core::{ClusterResourceScope, NamespaceResourceScope};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
@@ -17,11 +18,13 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::clusters::{Change, ClusterSet};
-use super::metrics::{ControllerLabel, ResultLabels, RuntimeMetrics, WatchLabels};
-use super::queue::{Backoff, Outcome, WorkQueue};
+use super::metrics::{
+    ControllerLabel, ResultLabels, RuntimeMetrics, WatchErrorLabels, WatchLabels,
+};
+use super::queue::{Backoff, Completion, WorkQueue};
 use super::source::EndpointSource;
-use super::store::{ObjectKey, Store};
-use super::watch::{Seen, run};
+use super::cache::{Cache, ObjectKey};
+use super::watch::{Failing, Seen, run};
 use crate::PATH_ANNOTATION;
 use crate::client::{ClientFactory, Error as ClientError};
 use crate::name::{ClusterName, ClusterPath};
@@ -37,6 +40,39 @@ pub enum Action {
     Done,
     /// Look again after the duration.
     RequeueAfter(Duration),
+}
+
+/// The `result` label of every reconcile counter (the runtime's, and any an operator keeps
+/// of its own), so that dashboards can compare them: as upstream, `success`, `requeue` or
+/// `error`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReconcileResult {
+    /// Done until something changes.
+    Success,
+    /// Asked to be looked at again after a while.
+    Requeue,
+    /// Failed; retried with backoff.
+    Error,
+}
+
+impl ReconcileResult {
+    /// The result of a reconcile that returned `result`.
+    pub fn of<E>(result: &Result<Action, E>) -> Self {
+        match result {
+            Ok(Action::Done) => Self::Success,
+            Ok(Action::RequeueAfter(_)) => Self::Requeue,
+            Err(_) => Self::Error,
+        }
+    }
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Success => "success",
+            Self::Requeue => "requeue",
+            Self::Error => "error",
+        }
+    }
 }
 
 /// How a controller runs.
@@ -93,88 +129,169 @@ impl Context {
         &self.clusters
     }
 
-    /// The client factory, for workspaces outside the virtual workspace.
-    pub fn factory(&self) -> &ClientFactory {
-        &self.factory
+    /// An `Api` for the object's own kind and scope in its cluster: `Api::namespaced` for a
+    /// namespaced object, `Api::all` for a cluster-scoped one.
+    pub fn api<K>(&self) -> Result<Api<K>, ClientError>
+    where
+        K: Resource<DynamicType = ()>,
+        K::Scope: ApiScope,
+    {
+        Ok(K::Scope::api(self.client()?, self.key.namespace.as_deref()))
     }
 }
 
-/// Whether every watch of a controller has delivered its first complete list.
+/// Builds the `Api` that addresses one object of a kind, by the kind's scope: kube offers no
+/// constructor generic over both scopes (`Api::namespaced` exists only for namespaced kinds,
+/// and `Api::all` cannot write a namespaced object).
+pub trait ApiScope {
+    /// `Api::all` for a cluster-scoped kind; `Api::namespaced` in `namespace` for a namespaced
+    /// one.
+    fn api<K: Resource<Scope = Self, DynamicType = ()>>(
+        client: Client,
+        namespace: Option<&str>,
+    ) -> Api<K>;
+}
+
+impl ApiScope for ClusterResourceScope {
+    fn api<K: Resource<Scope = Self, DynamicType = ()>>(client: Client, _: Option<&str>) -> Api<K> {
+        Api::all(client)
+    }
+}
+
+impl ApiScope for NamespaceResourceScope {
+    fn api<K: Resource<Scope = Self, DynamicType = ()>>(
+        client: Client,
+        namespace: Option<&str>,
+    ) -> Api<K> {
+        match namespace {
+            Some(namespace) => Api::namespaced(client, namespace),
+            None => Api::all(client),
+        }
+    }
+}
+
+/// A controller's health: whether every watch delivered its first complete list (synced),
+/// and whether one has been failing (kcp down, 403 after an RBAC change …). Cheap to clone;
+/// the ops server's `/readyz` reads it on every request.
 #[derive(Debug, Clone)]
-pub struct Readiness(watch::Receiver<bool>);
+pub struct Health {
+    tracker: Arc<WatchTracker>,
+    synced: watch::Receiver<bool>,
+}
 
-impl Readiness {
-    /// Ready now?
-    pub fn is_ready(&self) -> bool {
-        *self.0.borrow()
+impl Health {
+    /// Whether the endpoint source and every open watch delivered their first list.
+    pub fn is_synced(&self) -> bool {
+        *self.synced.borrow()
     }
 
-    /// Waits until ready; returns false if the controller stopped first.
-    pub async fn wait(&mut self) -> bool {
-        self.0.wait_for(|ready| *ready).await.is_ok()
+    /// Waits until synced; returns false if the controller stopped first.
+    pub async fn wait_synced(&mut self) -> bool {
+        self.synced.wait_for(|synced| *synced).await.is_ok()
+    }
+
+    /// The watch that has been failing the longest, if for longer than `grace`: what it
+    /// watches, since when, and its latest error, in words for `/readyz` and the logs.
+    pub fn failing_longer_than(&self, grace: Duration) -> Option<String> {
+        let state = self.tracker.lock();
+        state
+            .watches
+            .values()
+            .filter_map(|w| w.failing.since().map(|(since, error)| (since, error, &w.what)))
+            .filter(|(since, _, _)| since.elapsed() > grace)
+            .min_by_key(|(since, _, _)| *since)
+            .map(|(since, error, what)| {
+                format!(
+                    "the watch of {what} has been failing for {}s: {error}",
+                    since.elapsed().as_secs()
+                )
+            })
     }
 }
 
-/// Which watches have synced; readiness is "the source and every open watch synced".
 #[derive(Debug)]
-struct SyncTracker {
-    state: Mutex<(bool, HashMap<u64, bool>, u64)>,
-    ready: watch::Sender<bool>,
+struct TrackedWatch {
+    /// `<kind> on <endpoint>`.
+    what: String,
+    synced: bool,
+    failing: Arc<Failing>,
 }
 
-impl SyncTracker {
-    fn update(
-        &self,
-        change: impl FnOnce(&mut (bool, HashMap<u64, bool>, u64)) -> Option<u64>,
-    ) -> Option<u64> {
-        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        let id = change(&mut state);
-        let ready = state.0 && state.1.values().all(|synced| *synced);
-        self.ready
-            .send_if_modified(|r| std::mem::replace(r, ready) != ready);
-        id
+#[derive(Debug, Default)]
+struct TrackerState {
+    source_synced: bool,
+    watches: HashMap<u64, TrackedWatch>,
+    next_id: u64,
+}
+
+/// Every open watch of a controller (the endpoint source's included): synced, failing.
+#[derive(Debug)]
+struct WatchTracker {
+    state: Mutex<TrackerState>,
+    synced: watch::Sender<bool>,
+}
+
+impl WatchTracker {
+    fn lock(&self) -> std::sync::MutexGuard<'_, TrackerState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn update<T>(&self, change: impl FnOnce(&mut TrackerState) -> T) -> T {
+        let mut state = self.lock();
+        let out = change(&mut state);
+        let synced = state.source_synced && state.watches.values().all(|w| w.synced);
+        self.synced
+            .send_if_modified(|s| std::mem::replace(s, synced) != synced);
+        out
     }
 
     fn source_synced(&self) {
-        self.update(|s| {
-            s.0 = true;
-            None
-        });
+        self.update(|s| s.source_synced = true);
     }
 
-    fn register(&self) -> u64 {
+    /// Tracks a new watch; it counts as synced from the start when `synced`.
+    fn register(&self, what: String, synced: bool) -> (u64, Arc<Failing>) {
         self.update(|s| {
-            s.2 += 1;
-            s.1.insert(s.2, false);
-            Some(s.2)
+            s.next_id += 1;
+            let failing = Arc::new(Failing::default());
+            s.watches.insert(
+                s.next_id,
+                TrackedWatch {
+                    what,
+                    synced,
+                    failing: failing.clone(),
+                },
+            );
+            (s.next_id, failing)
         })
-        .unwrap_or_default()
     }
 
     fn synced(&self, id: u64) {
         self.update(|s| {
-            s.1.insert(id, true);
-            None
+            if let Some(w) = s.watches.get_mut(&id) {
+                w.synced = true;
+            }
         });
     }
 
     fn unregister(&self, id: u64) {
-        self.update(|s| {
-            s.1.remove(&id);
-            None
-        });
+        self.update(|s| s.watches.remove(&id));
     }
 }
+
+/// Maps a newly engaged cluster to primary objects in other clusters.
+type EngageHook<K> = Box<dyn Fn(&ClusterName, &ClusterSet, &Cache<K>) -> Vec<ObjectKey> + Send + Sync>;
 
 /// State shared by a controller's tasks.
 struct Shared<K> {
     name: String,
-    store: Store<K>,
+    cache: Cache<K>,
     clusters: ClusterSet,
     queue: WorkQueue<ObjectKey>,
     metrics: Option<RuntimeMetrics>,
-    sync: SyncTracker,
-    /// The endpoint each stored object's cluster was seen on, to drop them with it.
+    tracker: Arc<WatchTracker>,
+    engage_hooks: Vec<EngageHook<K>>,
+    /// The endpoint each cached object's cluster was seen on, to drop them with it.
     seen_on: Mutex<HashMap<ClusterName, String>>,
 }
 
@@ -209,11 +326,17 @@ impl<K> Shared<K> {
         }
     }
 
-    /// A cluster engaged: everything already seen in it gets reconciled.
+    /// A cluster engaged: everything already seen in it gets reconciled, and so does whatever
+    /// the engage hooks name in other clusters (the Account whose new workspace this is).
     fn engaged(&self, cluster: &ClusterName) {
         tracing::info!(controller = %self.name, %cluster, "cluster engaged");
-        for (key, _) in self.store.in_cluster(cluster) {
+        for (key, _) in self.cache.in_cluster(cluster) {
             self.queue.add(key);
+        }
+        for hook in &self.engage_hooks {
+            for key in hook(cluster, &self.clusters, &self.cache) {
+                self.enqueue(key);
+            }
         }
         self.observe_clusters();
         self.observe_queue();
@@ -221,29 +344,41 @@ impl<K> Shared<K> {
 
     fn disengaged(&self, cluster: &ClusterName) {
         tracing::info!(controller = %self.name, %cluster, "cluster disengaged");
-        for (key, _) in self.store.in_cluster(cluster) {
+        for (key, _) in self.cache.in_cluster(cluster) {
             self.queue.remove(&key);
         }
         self.observe_clusters();
         self.observe_queue();
     }
 
-    /// Runs one watch on an endpoint, counted in the metrics and the readiness.
+    /// Runs one watch on an endpoint, counted in the metrics and the health.
     async fn watch<R>(
         self: &Arc<Self>,
         client: Client,
+        endpoint: &str,
         stop: CancellationToken,
         mut on: impl FnMut(&Arc<Self>, Seen<'_, R>),
     ) where
         R: Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned + Send + 'static,
     {
         let kind = R::plural(&()).into_owned();
-        let id = self.sync.register();
-        let gauge = self.metrics.as_ref().map(|m| {
-            m.watches
-                .get_or_create(&WatchLabels {
+        let (id, failing) = self
+            .tracker
+            .register(format!("{kind} on {endpoint}"), false);
+        let labels = WatchLabels {
+            controller: self.name.clone(),
+            kind: kind.clone(),
+        };
+        let gauge = self
+            .metrics
+            .as_ref()
+            .map(|m| m.watches.get_or_create(&labels).clone());
+        let errors = self.metrics.as_ref().map(|m| {
+            m.watch_errors
+                .get_or_create(&WatchErrorLabels {
                     controller: self.name.clone(),
                     kind: kind.clone(),
+                    endpoint: endpoint.to_owned(),
                 })
                 .clone()
         });
@@ -255,9 +390,15 @@ impl<K> Shared<K> {
             watcher::Config::default(),
             &kind,
             stop,
+            &failing,
+            |_| {
+                if let Some(errors) = &errors {
+                    errors.inc();
+                }
+            },
             |seen| {
                 if matches!(seen, Seen::Synced) {
-                    self.sync.synced(id);
+                    self.tracker.synced(id);
                 }
                 on(self, seen);
             },
@@ -266,27 +407,31 @@ impl<K> Shared<K> {
         if let Some(g) = &gauge {
             g.dec();
         }
-        self.sync.unregister(id);
+        self.tracker.unregister(id);
     }
 }
 
 type RelatedWatch<K> =
-    Box<dyn Fn(Arc<Shared<K>>, Client, CancellationToken) -> BoxFuture + Send + Sync>;
+    Box<dyn Fn(Arc<Shared<K>>, Client, String, CancellationToken) -> BoxFuture + Send + Sync>;
 
 /// A controller of kind `K` across every workspace its endpoint source serves.
 pub struct Controller<K> {
+    name: String,
     factory: ClientFactory,
     source: EndpointSource,
     config: ControllerConfig,
+    metrics: Option<RuntimeMetrics>,
     related: Vec<RelatedWatch<K>>,
-    shared: Arc<Shared<K>>,
-    ready: watch::Receiver<bool>,
+    engage_hooks: Vec<EngageHook<K>>,
+    clusters: ClusterSet,
+    tracker: Arc<WatchTracker>,
+    synced: watch::Receiver<bool>,
 }
 
 impl<K> Debug for Controller<K> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Controller")
-            .field("name", &self.shared.name)
+            .field("name", &self.name)
             .field("source", &self.source)
             .finish_non_exhaustive()
     }
@@ -305,72 +450,77 @@ where
         config: ControllerConfig,
         metrics: Option<RuntimeMetrics>,
     ) -> Self {
-        let (ready_tx, ready) = watch::channel(false);
-        let shared = Arc::new(Shared {
-            name: name.into(),
-            store: Store::default(),
-            clusters: ClusterSet::default(),
-            queue: WorkQueue::new(config.backoff),
-            metrics,
-            sync: SyncTracker {
-                state: Mutex::new((false, HashMap::new(), 0)),
-                ready: ready_tx,
-            },
-            seen_on: Mutex::default(),
-        });
+        let (synced_tx, synced) = watch::channel(false);
         Self {
+            name: name.into(),
             factory,
             source,
             config,
+            metrics,
             related: Vec::new(),
-            shared,
-            ready,
+            engage_hooks: Vec::new(),
+            clusters: ClusterSet::default(),
+            tracker: Arc::new(WatchTracker {
+                state: Mutex::default(),
+                synced: synced_tx,
+            }),
+            synced,
         }
     }
 
     /// Also watch kind `R` on every endpoint, and reconcile the primary objects `map` names
-    /// for each change (a Workspace's phase change wakes its Account, …).
+    /// for each change, deletions included (a Workspace's phase change wakes its Account, …).
     pub fn watches<R>(
         mut self,
-        map: impl Fn(&R, &ObjectKey, &Store<K>) -> Vec<ObjectKey> + Send + Sync + 'static,
+        map: impl Fn(&R, &ObjectKey, &Cache<K>) -> Vec<ObjectKey> + Send + Sync + 'static,
     ) -> Self
     where
         R: Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
     {
         let map = Arc::new(map);
-        self.related.push(Box::new(move |shared, client, stop| {
-            let map = map.clone();
-            Box::pin(async move {
-                shared
-                    .watch::<R>(client, stop, |shared, seen| {
-                        let (key, object) = match &seen {
-                            Seen::Apply(key, object) => (key, *object),
-                            Seen::Delete(key, Some(object)) => (key, *object),
-                            Seen::Delete(_, None) | Seen::Synced => return,
-                        };
-                        for primary in map(object, key, &shared.store) {
-                            shared.enqueue(primary);
-                        }
-                    })
-                    .await;
-            })
-        }));
+        self.related
+            .push(Box::new(move |shared, client, endpoint, stop| {
+                let map = map.clone();
+                Box::pin(async move {
+                    shared
+                        .watch::<R>(client, &endpoint, stop, |shared, seen| {
+                            let (Seen::Apply(key, object) | Seen::Delete(key, object)) = seen
+                            else {
+                                return;
+                            };
+                            for primary in map(object, &key, &shared.cache) {
+                                shared.enqueue(primary);
+                            }
+                        })
+                        .await;
+                })
+            }));
         self
     }
 
-    /// The primary objects seen so far, from every cluster.
-    pub fn store(&self) -> Store<K> {
-        self.shared.store.clone()
+    /// When a cluster becomes engaged, also reconcile the primary objects `map` names, in any
+    /// engaged cluster: a child workspace that just bound the export is served now, so the
+    /// Account in its parent that waits for it can go on. `map` gets the new cluster, the
+    /// engaged clusters (with their paths) and the cache of primary objects.
+    pub fn on_engage(
+        mut self,
+        map: impl Fn(&ClusterName, &ClusterSet, &Cache<K>) -> Vec<ObjectKey> + Send + Sync + 'static,
+    ) -> Self {
+        self.engage_hooks.push(Box::new(map));
+        self
     }
 
     /// The engaged clusters.
     pub fn clusters(&self) -> ClusterSet {
-        self.shared.clusters.clone()
+        self.clusters.clone()
     }
 
-    /// Becomes ready once the source and every open watch delivered a complete list.
-    pub fn readiness(&self) -> Readiness {
-        Readiness(self.ready.clone())
+    /// Whether the watches synced, and whether one is failing.
+    pub fn health(&self) -> Health {
+        Health {
+            tracker: self.tracker.clone(),
+            synced: self.synced.clone(),
+        }
     }
 
     /// Runs until `stop` is cancelled, then shuts down within the configured deadline.
@@ -381,20 +531,44 @@ where
         E: Display + Send + 'static,
     {
         let Self {
+            name,
             factory,
             source,
             config,
+            metrics,
             related,
-            shared,
-            ready: _,
+            engage_hooks,
+            clusters,
+            tracker,
+            synced: _,
         } = self;
+        let shared = Arc::new(Shared {
+            name,
+            cache: Cache::default(),
+            clusters,
+            queue: WorkQueue::new(config.backoff),
+            metrics,
+            tracker,
+            engage_hooks,
+            seen_on: Mutex::default(),
+        });
         let related = Arc::new(related);
         let reconcile = Arc::new(reconcile);
         let by_bindings = source.engages_by_bindings();
+        // Every task is owned here: when this future is dropped (the leader lost its lease),
+        // the JoinSet aborts them all, and each worker aborts the reconcile it runs.
         let mut tasks = JoinSet::new();
 
         let (urls_tx, mut urls) = watch::channel((false, BTreeSet::new()));
-        tasks.spawn(source.watch(urls_tx, stop.child_token()));
+        // The source counts as synced through `source_synced`; here it is tracked for failing.
+        let (source_id, source_failing) = shared.tracker.register(format!("{source:?}"), true);
+        {
+            let (tracker, stop) = (shared.tracker.clone(), stop.child_token());
+            tasks.spawn(async move {
+                source.watch(urls_tx, &source_failing, stop).await;
+                tracker.unregister(source_id);
+            });
+        }
         for _ in 0..config.concurrency.max(1) {
             tasks.spawn(worker(
                 shared.clone(),
@@ -440,7 +614,7 @@ where
                     .set(i64::try_from(endpoints.len()).unwrap_or(i64::MAX));
             }
             if synced {
-                shared.sync.source_synced();
+                shared.tracker.source_synced();
             }
         }
 
@@ -490,7 +664,8 @@ where
         );
         watches.push(Box::pin(async move {
             shared
-                .watch::<ApiBinding>(client, stop, move |shared, seen| match seen {
+                .clone()
+                .watch::<ApiBinding>(client, &url.clone(), stop, move |shared, seen| match seen {
                     // Only Ready bindings of this export engage (an export that claims
                     // apibindings also sees the workspace's other bindings, tenancy.kcp.io …).
                     // A binding being deleted still engages while Ready: kcp deletes the
@@ -524,9 +699,10 @@ where
     );
     watches.push(Box::pin(async move {
         primary_shared
-            .watch::<K>(client, stop, move |shared, seen| match seen {
+            .clone()
+            .watch::<K>(client, &endpoint.clone(), stop, move |shared, seen| match seen {
                 Seen::Apply(key, object) => {
-                    shared.store.insert(key.clone(), Arc::new(object.clone()));
+                    shared.cache.insert(key.clone(), Arc::new(object.clone()));
                     shared
                         .seen_on
                         .lock()
@@ -545,7 +721,7 @@ where
                     shared.enqueue(key);
                 }
                 Seen::Delete(key, _) => {
-                    shared.store.remove(&key);
+                    shared.cache.remove(&key);
                     shared.queue.remove(&key);
                     if !by_bindings
                         && shared.clusters.release(&key.cluster, &key.to_string())
@@ -561,7 +737,12 @@ where
     }));
 
     for watch in related.iter() {
-        watches.push(watch(shared.clone(), wildcard.clone(), token.clone()));
+        watches.push(watch(
+            shared.clone(),
+            wildcard.clone(),
+            url.to_owned(),
+            token.clone(),
+        ));
     }
     Ok(watches)
 }
@@ -601,7 +782,7 @@ impl ExportRef {
     }
 }
 
-/// An endpoint went away: its clusters disengage and its objects leave the store.
+/// An endpoint went away: its clusters disengage and its objects leave the cache.
 fn drop_endpoint<K>(shared: &Shared<K>, url: &str) {
     for cluster in shared.clusters.drop_endpoint(url) {
         shared.disengaged(&cluster);
@@ -616,7 +797,7 @@ fn drop_endpoint<K>(shared: &Shared<K>, url: &str) {
         seen_on.retain(|_, e| e.as_str() != url);
         gone
     };
-    for key in shared.store.remove_where(|key| gone.contains(&key.cluster)) {
+    for key in shared.cache.remove_where(|key| gone.contains(&key.cluster)) {
         shared.queue.remove(&key);
     }
     shared.observe_queue();
@@ -641,11 +822,11 @@ async fn worker<K, F, Fut, E>(
     while let Some(key) = shared.queue.next().await {
         shared.observe_queue();
         let (Some(object), Some(endpoint)) = (
-            shared.store.get(&key),
+            shared.cache.get(&key),
             shared.clusters.endpoint_of(&key.cluster),
         ) else {
             // Gone, or its cluster is not engaged: nothing to do until it comes back.
-            shared.queue.done(key, Outcome::Success(None));
+            shared.queue.done(key, Completion::Success(None));
             continue;
         };
         let context = Context {
@@ -655,18 +836,18 @@ async fn worker<K, F, Fut, E>(
             clusters: shared.clusters.clone(),
         };
         let started = Instant::now();
-        // A panicking reconcile must not take the worker (and the key) with it.
-        let result = tokio::spawn(reconcile(object, context)).await;
-        let (outcome, result_label) = match result {
-            Ok(Ok(Action::Done)) => (Outcome::Success(resync), "success"),
-            Ok(Ok(Action::RequeueAfter(after))) => (Outcome::Success(Some(after)), "requeue_after"),
-            Ok(Err(error)) => {
+        // Its own task, so a panicking reconcile does not take the worker (and the key) with
+        // it; aborted with the worker, so a dropped controller leaves no reconcile running.
+        let result = match AbortOnDrop(tokio::spawn(reconcile(object, context))).await {
+            Ok(result) => result.map_err(|error| error.to_string()),
+            Err(join) => Err(format!("the reconcile panicked: {join}")),
+        };
+        let completion = match &result {
+            Ok(Action::Done) => Completion::Success(resync),
+            Ok(Action::RequeueAfter(after)) => Completion::Success(Some(*after)),
+            Err(error) => {
                 tracing::warn!(controller = %shared.name, %key, %error, "reconcile failed");
-                (Outcome::Failure, "error")
-            }
-            Err(join) => {
-                tracing::error!(controller = %shared.name, %key, error = %join, "reconcile panicked");
-                (Outcome::Failure, "error")
+                Completion::Failure
             }
         };
         if let Some(m) = &shared.metrics {
@@ -677,17 +858,37 @@ async fn worker<K, F, Fut, E>(
             m.reconciles
                 .get_or_create(&ResultLabels {
                     controller: shared.name.clone(),
-                    result: result_label.to_owned(),
+                    result: ReconcileResult::of(&result).as_str().to_owned(),
                 })
                 .inc();
-            if outcome == Outcome::Failure {
+            if completion == Completion::Failure {
                 m.reconcile_errors.get_or_create(&label).inc();
             }
         }
-        let retry_in = shared.queue.done(key.clone(), outcome);
-        if outcome == Outcome::Failure {
+        let retry_in = shared.queue.done(key.clone(), completion);
+        if completion == Completion::Failure {
             tracing::debug!(controller = %shared.name, %key, ?retry_in, "backing off");
         }
+    }
+}
+
+/// A spawned task, aborted when this handle is dropped (tokio's own handle detaches instead).
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl<T> Future for AbortOnDrop<T> {
+    type Output = Result<T, tokio::task::JoinError>;
+
+    fn poll(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        Pin::new(&mut self.0).poll(cx)
     }
 }
 

@@ -19,6 +19,13 @@ pub(crate) struct WatchLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct WatchErrorLabels {
+    pub controller: String,
+    pub kind: String,
+    pub endpoint: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct ResultLabels {
     pub controller: String,
     pub result: String,
@@ -35,6 +42,7 @@ pub struct RuntimeMetrics {
     pub(crate) engaged_clusters: Family<ControllerLabel, Gauge>,
     pub(crate) watches: Family<WatchLabels, Gauge>,
     pub(crate) watch_requests: Family<WatchLabels, Counter>,
+    pub(crate) watch_errors: Family<WatchErrorLabels, Counter>,
 }
 
 impl RuntimeMetrics {
@@ -51,6 +59,7 @@ impl RuntimeMetrics {
             engaged_clusters: Family::default(),
             watches: Family::default(),
             watch_requests: Family::default(),
+            watch_errors: Family::default(),
         };
         registry.register(
             "workqueue_depth",
@@ -59,7 +68,7 @@ impl RuntimeMetrics {
         );
         registry.register(
             "controller_runtime_reconcile",
-            "Reconciles by result (success, error, requeue)",
+            "Reconciles by result (success, requeue, error)",
             metrics.reconciles.clone(),
         );
         registry.register(
@@ -91,6 +100,11 @@ impl RuntimeMetrics {
             "kcp_watch_requests",
             "Watch requests sent, by kind (re-established watches count again)",
             metrics.watch_requests.clone(),
+        );
+        registry.register(
+            "kcp_watch_errors",
+            "Watch errors by kind and endpoint (each is retried with backoff)",
+            metrics.watch_errors.clone(),
         );
         metrics
     }

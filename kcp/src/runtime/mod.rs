@@ -7,7 +7,7 @@
 //! per endpoint: one wildcard watch per kind at <url>/clusters/*
 //!    │ every object carries kcp.io/cluster
 //!    ▼
-//! ClusterSet (engaged clusters, endpoint per cluster, path index) + Store<K> keyed by
+//! ClusterSet (engaged clusters, endpoint per cluster, path index) + Cache<K> keyed by
 //! ObjectKey { cluster, namespace, name } ◄── related kinds map to primary keys
 //!    ▼
 //! WorkQueue<ObjectKey>: dedupe, per-key backoff, one run per key at a time, N workers
@@ -20,12 +20,14 @@ mod controller;
 mod metrics;
 mod queue;
 mod source;
-mod store;
+mod cache;
 mod watch;
 
 pub use clusters::ClusterSet;
-pub use controller::{Action, Context, Controller, ControllerConfig, Readiness};
+pub use controller::{
+    Action, ApiScope, Context, Controller, ControllerConfig, Health, ReconcileResult,
+};
 pub use metrics::RuntimeMetrics;
-pub use queue::{Backoff, Outcome as QueueOutcome, WorkQueue};
+pub use queue::{Backoff, Completion, WorkQueue};
 pub use source::{EndpointSource, VirtualWorkspaceKind};
-pub use store::{ObjectKey, Store};
+pub use cache::{Cache, ObjectKey};

@@ -64,7 +64,7 @@ pub struct WorkQueue<K> {
 
 /// What to do with a key after processing it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
+pub enum Completion {
     /// Done; forget its failures. Requeue after the duration, if any.
     Success(Option<Duration>),
     /// Failed; retry after the key's backoff.
@@ -173,15 +173,15 @@ impl<K: Clone + Eq + Hash + Ord> WorkQueue<K> {
 
     /// Marks a run of `key` finished and schedules what follows; returns the delay applied
     /// when the key was requeued.
-    pub fn done(&self, key: K, outcome: Outcome) -> Option<Duration> {
+    pub fn done(&self, key: K, outcome: Completion) -> Option<Duration> {
         let mut state = self.lock();
         state.running.remove(&key);
         let requeue = match outcome {
-            Outcome::Success(after) => {
+            Completion::Success(after) => {
                 state.failures.remove(&key);
                 after
             }
-            Outcome::Failure => {
+            Completion::Failure => {
                 let failures = state.failures.entry(key.clone()).or_insert(0);
                 *failures = failures.saturating_add(1);
                 Some(self.backoff.delay(*failures))
@@ -191,7 +191,7 @@ impl<K: Clone + Eq + Hash + Ord> WorkQueue<K> {
         let now = Instant::now();
         let next = match (dirty, requeue) {
             // A change arrived during the run: look again now (a failure still backs off).
-            (Some(at), Some(delay)) if outcome == Outcome::Failure => Some(at.max(now + delay)),
+            (Some(at), Some(delay)) if outcome == Completion::Failure => Some(at.max(now + delay)),
             (Some(at), _) => Some(at),
             (None, Some(delay)) => Some(now + delay),
             (None, None) => None,
@@ -263,9 +263,9 @@ mod tests {
         assert!(q.is_empty(), "a running key must not wait as well");
         let second = tokio::time::timeout(Duration::from_secs(5), q.next()).await;
         assert!(second.is_err(), "a running key was handed out twice");
-        assert_eq!(q.done("a", Outcome::Success(None)), Some(Duration::ZERO));
+        assert_eq!(q.done("a", Completion::Success(None)), Some(Duration::ZERO));
         assert_eq!(q.next().await, Some("a"));
-        assert_eq!(q.done("a", Outcome::Success(None)), None);
+        assert_eq!(q.done("a", Completion::Success(None)), None);
         assert!(q.is_empty());
     }
 
@@ -283,7 +283,7 @@ mod tests {
                     tokio::time::sleep(Duration::from_millis(10)).await;
                     running.fetch_sub(1, Ordering::SeqCst);
                     runs.fetch_add(1, Ordering::SeqCst);
-                    q.done(key, Outcome::Success(None));
+                    q.done(key, Completion::Success(None));
                 }
             }));
         }
@@ -310,19 +310,19 @@ mod tests {
         q.add("a");
         for _ in 0..6 {
             let key = q.next().await.unwrap();
-            delays.push(q.done(key, Outcome::Failure).unwrap());
+            delays.push(q.done(key, Completion::Failure).unwrap());
         }
         let ms: Vec<u128> = delays.iter().map(Duration::as_millis).collect();
         assert_eq!(ms, [100, 200, 400, 800, 1000, 1000]);
         assert_eq!(q.failures(&"a"), 6);
 
         let key = q.next().await.unwrap();
-        assert_eq!(q.done(key, Outcome::Success(None)), None);
+        assert_eq!(q.done(key, Completion::Success(None)), None);
         assert_eq!(q.failures(&"a"), 0);
         q.add("a");
         let key = q.next().await.unwrap();
         assert_eq!(
-            q.done(key, Outcome::Failure),
+            q.done(key, Completion::Failure),
             Some(Duration::from_millis(100))
         );
     }
@@ -332,7 +332,7 @@ mod tests {
         let q = queue();
         q.add("a");
         let key = q.next().await.unwrap();
-        q.done(key, Outcome::Failure);
+        q.done(key, Completion::Failure);
         let started = Instant::now();
         assert_eq!(q.next().await, Some("a"));
         assert!(started.elapsed() >= Duration::from_millis(100));

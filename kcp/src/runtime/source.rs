@@ -7,7 +7,7 @@ use kube::{Api, Client};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::watch::{Seen, run};
+use super::watch::{Failing, Seen, run};
 use crate::types::apis::ApiExportEndpointSlice;
 use crate::types::tenancy::WorkspaceType;
 
@@ -67,6 +67,7 @@ impl EndpointSource {
     pub(crate) async fn watch(
         self,
         urls: watch::Sender<(bool, BTreeSet<String>)>,
+        failing: &Failing,
         stop: CancellationToken,
     ) {
         let publish = |set: BTreeSet<String>| {
@@ -84,6 +85,8 @@ impl EndpointSource {
                     config,
                     "apiexportendpointslice",
                     stop,
+                    failing,
+                    |_| {},
                     |seen| match seen {
                         Seen::Apply(_, s) => {
                             publish(s.endpoint_urls().map(str::to_owned).collect())
@@ -97,7 +100,7 @@ impl EndpointSource {
             Self::WorkspaceType { client, name, kind } => {
                 let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
                 let api: Api<WorkspaceType> = Api::all(client);
-                run(api, config, "workspacetype", stop, |seen| match seen {
+                run(api, config, "workspacetype", stop, failing, |_| {}, |seen| match seen {
                     Seen::Apply(_, wt) => publish(
                         wt.virtual_workspace_urls(kind.type_name())
                             .map(str::to_owned)

@@ -1,43 +1,103 @@
 //! One wildcard watch of one kind on one endpoint, turned into applies and deletes keyed by
-//! [`ObjectKey`], with re-lists reconciled (an object missing from a re-list is deleted).
+//! [`ObjectKey`], with re-lists reconciled (an object missing from a re-list is deleted), and
+//! its health: whether it is failing, and since when.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::fmt::Debug;
+use std::sync::Mutex;
+use std::time::Duration;
 
 use futures::StreamExt;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, Resource};
 use serde::de::DeserializeOwned;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::store::ObjectKey;
+use super::cache::ObjectKey;
 
 /// What a watch saw.
 #[derive(Debug)]
 pub(crate) enum Seen<'a, R> {
     /// Added or changed.
     Apply(ObjectKey, &'a R),
-    /// Deleted (the object is `None` when a re-list no longer contained it).
-    Delete(ObjectKey, Option<&'a R>),
+    /// Deleted: the object as last seen. A delete noticed only by a re-list (the watch was
+    /// down when it happened) carries the last version the watch saw, so related-kind mappers
+    /// still learn which primary objects it concerned.
+    Delete(ObjectKey, &'a R),
     /// The first complete list arrived.
     Synced,
 }
 
-/// Runs the watch until `stop` is cancelled, calling `on` for every change. Errors are
-/// logged and retried with kube-runtime's default backoff.
+/// How long after its latest error a watch still counts as failing when nothing has arrived
+/// since. kube's watcher retries a failing watch at least every 30 s (its backoff's cap), so a
+/// watch that is still down errs again well within this; one that came back but has nothing to
+/// deliver (it resumed from its resourceVersion) goes quiet, and is healthy again after this.
+const ERRORS_FADE_AFTER: Duration = Duration::from_secs(60);
+
+#[derive(Debug)]
+struct Streak {
+    since: Instant,
+    last: Instant,
+    error: String,
+}
+
+/// Whether a watch is failing, and since when: from its first error until it delivers an event
+/// or stays free of errors for [`ERRORS_FADE_AFTER`].
+#[derive(Debug, Default)]
+pub(crate) struct Failing(Mutex<Option<Streak>>);
+
+impl Failing {
+    fn set(&self, error: String) {
+        let now = Instant::now();
+        let mut state = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        match &mut *state {
+            Some(streak) if now.duration_since(streak.last) < ERRORS_FADE_AFTER => {
+                streak.last = now;
+                streak.error = error;
+            }
+            _ => {
+                *state = Some(Streak {
+                    since: now,
+                    last: now,
+                    error,
+                })
+            }
+        }
+    }
+
+    fn clear(&self) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    /// Since when the watch has been failing, and its latest error; `None` when healthy.
+    pub(crate) fn since(&self) -> Option<(Instant, String)> {
+        let state = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        state
+            .as_ref()
+            .filter(|s| s.last.elapsed() < ERRORS_FADE_AFTER)
+            .map(|s| (s.since, s.error.clone()))
+    }
+}
+
+/// Runs the watch until `stop` is cancelled, calling `on` for every change and `failed` for
+/// every error. Errors are retried with kube-runtime's default backoff.
 pub(crate) async fn run<R>(
     api: Api<R>,
     config: watcher::Config,
     what: &str,
     stop: CancellationToken,
+    failing: &Failing,
+    mut failed: impl FnMut(&watcher::Error),
     mut on: impl FnMut(Seen<'_, R>),
 ) where
     R: Resource + Clone + Debug + DeserializeOwned + Send + 'static,
 {
     let mut stream = watcher::watcher(api, config).default_backoff().boxed();
-    let mut known: HashSet<ObjectKey> = HashSet::new();
-    let mut relisted: Option<HashSet<ObjectKey>> = None;
+    // The last version of every object the watch delivered, to reconcile re-lists against.
+    let mut known: HashMap<ObjectKey, R> = HashMap::new();
+    let mut relisted: Option<HashMap<ObjectKey, R>> = None;
     let mut synced = false;
     loop {
         let event = tokio::select! {
@@ -48,24 +108,27 @@ pub(crate) async fn run<R>(
             Some(Ok(event)) => event,
             Some(Err(error)) => {
                 tracing::warn!(watch = what, %error, "watch failed; retrying");
+                failing.set(error.to_string());
+                failed(&error);
                 continue;
             }
             None => return,
         };
+        failing.clear();
         match event {
-            Event::Init => relisted = Some(HashSet::new()),
+            Event::Init => relisted = Some(HashMap::new()),
             Event::InitApply(object) => {
                 if let Some(key) = ObjectKey::of(&object) {
-                    relisted
-                        .get_or_insert_with(HashSet::new)
-                        .insert(key.clone());
-                    on(Seen::Apply(key, &object));
+                    on(Seen::Apply(key.clone(), &object));
+                    relisted.get_or_insert_with(HashMap::new).insert(key, object);
                 }
             }
             Event::InitDone => {
                 let listed = relisted.take().unwrap_or_default();
-                for gone in known.difference(&listed) {
-                    on(Seen::Delete(gone.clone(), None));
+                for (gone, object) in &known {
+                    if !listed.contains_key(gone) {
+                        on(Seen::Delete(gone.clone(), object));
+                    }
                 }
                 known = listed;
                 if !synced {
@@ -76,15 +139,15 @@ pub(crate) async fn run<R>(
             Event::Apply(object) => {
                 if let Some(key) = ObjectKey::of(&object) {
                     tracing::trace!(watch = what, %key, deleting = object.meta().deletion_timestamp.is_some(), "applied");
-                    known.insert(key.clone());
-                    on(Seen::Apply(key, &object));
+                    on(Seen::Apply(key.clone(), &object));
+                    known.insert(key, object);
                 }
             }
             Event::Delete(object) => {
                 if let Some(key) = ObjectKey::of(&object) {
                     tracing::trace!(watch = what, %key, "deleted");
                     known.remove(&key);
-                    on(Seen::Delete(key, Some(&object)));
+                    on(Seen::Delete(key, &object));
                 }
             }
         }

@@ -1,4 +1,5 @@
-//! A store of watched objects keyed by cluster, namespace and name.
+//! The cache of watched objects, keyed by cluster, namespace and name. (Named a cache, not a
+//! store, so it is never confused with the OpenFGA `Store` kind.)
 //!
 //! kube-runtime's reflector store keys by namespace and name only, so same-named objects in
 //! two workspaces would overwrite each other; here the logical cluster is part of the key.
@@ -53,11 +54,11 @@ impl fmt::Display for ObjectKey {
 
 /// Objects of one kind from every engaged cluster; cheap to clone and share.
 #[derive(Debug)]
-pub struct Store<K> {
+pub struct Cache<K> {
     objects: Arc<RwLock<HashMap<ObjectKey, Arc<K>>>>,
 }
 
-impl<K> Clone for Store<K> {
+impl<K> Clone for Cache<K> {
     fn clone(&self) -> Self {
         Self {
             objects: self.objects.clone(),
@@ -65,7 +66,7 @@ impl<K> Clone for Store<K> {
     }
 }
 
-impl<K> Default for Store<K> {
+impl<K> Default for Cache<K> {
     fn default() -> Self {
         Self {
             objects: Arc::default(),
@@ -73,7 +74,7 @@ impl<K> Default for Store<K> {
     }
 }
 
-impl<K> Store<K> {
+impl<K> Cache<K> {
     fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<ObjectKey, Arc<K>>> {
         self.objects
             .read()
@@ -157,7 +158,7 @@ mod tests {
 
     #[test]
     fn same_named_objects_in_two_clusters_do_not_collide() {
-        let store = Store::default();
+        let store = Cache::default();
         for cluster in ["aaa", "bbb"] {
             let cm = config_map(cluster, "same");
             store.insert(ObjectKey::of(&cm).unwrap(), Arc::new(cm));
