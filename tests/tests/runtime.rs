@@ -259,6 +259,92 @@ async fn deleting_a_binding_disengages_and_a_new_binding_engages_without_restart
 }
 
 /// Creates WorkspaceType `name` in `ws` and waits until kcp published its virtual workspaces.
+/// A new child workspace binding the export requeues the Account in its parent through the
+/// on-engage hook, with nothing else that could: no resync, no requeue, and the Account is
+/// not touched after its first reconcile.
+#[tokio::test]
+async fn a_child_workspace_that_binds_requeues_its_parent_account_without_a_poll() {
+    let kcp = Kcp::shared().await;
+    let core = CoreExport::shared(kcp).await;
+    let tenant = kcp.private_workspace("onengage").await;
+    let parent = tenant.child("parent", universal()).await;
+    core.bind(&parent).await;
+    Api::<Account>::all(parent.client())
+        .create(&PostParams::default(), &account("kid"))
+        .await
+        .unwrap();
+
+    // Each reconcile of an Account records whether the workspace named after it is served.
+    let seen: Arc<Mutex<Vec<(String, bool)>>> = Arc::default();
+    let admin = kcp.admin().await;
+    let source = EndpointSource::ApiExport {
+        client: admin.for_path(&core.system).unwrap(),
+        slice: crds::export::CORE_EXPORT.to_owned(),
+    };
+    let config = ControllerConfig {
+        resync: None,
+        ..ControllerConfig::default()
+    };
+    let controller: Controller<Account> = Controller::new("onengage", admin, source, config, None)
+        .on_engage(|cluster, clusters, _| {
+            let Some(path) = clusters.path_of(cluster) else {
+                return Vec::new();
+            };
+            path.parent()
+                .and_then(|p| clusters.cluster_for_path(&p))
+                .map(|p| kcp::runtime::ObjectKey::cluster_scoped(p, path.base()))
+                .into_iter()
+                .collect()
+        });
+    let record = seen.clone();
+    let reconcile = move |account: Arc<Account>, ctx: Context| {
+        let record = record.clone();
+        async move {
+            let child = ctx
+                .clusters()
+                .path_of(&ctx.key.cluster)
+                .and_then(|p| p.join(&account.name_any()).ok())
+                .and_then(|p| ctx.clusters().cluster_for_path(&p));
+            record
+                .lock()
+                .unwrap()
+                .push((ctx.key.to_string(), child.is_some()));
+            Ok::<_, kube::Error>(Action::Done)
+        }
+    };
+    let stop = CancellationToken::new();
+    let running = tokio::spawn(controller.run(reconcile, stop.clone()));
+    let parent_key = format!("{}|kid", parent.cluster);
+    eventually("the Account is reconciled once", || {
+        seen.lock().unwrap().iter().any(|(k, _)| *k == parent_key)
+    })
+    .await;
+    assert!(
+        seen.lock().unwrap().iter().all(|(_, served)| !served),
+        "no child workspace yet"
+    );
+
+    // The child workspace appears and binds: the parent's Account runs again, seeing it.
+    let child = parent.child("kid", universal()).await;
+    core.bind(&child).await;
+    eventually(
+        "the parent's Account is requeued by the child's engagement",
+        || {
+            seen.lock()
+                .unwrap()
+                .iter()
+                .any(|(k, served)| *k == parent_key && *served)
+        },
+    )
+    .await;
+
+    stop.cancel();
+    tokio::time::timeout(Duration::from_secs(15), running)
+        .await
+        .unwrap()
+        .unwrap();
+}
+
 async fn workspace_type(ws: &TestWorkspace, name: &str, spec: WorkspaceTypeSpec) -> WorkspaceType {
     let api: Api<WorkspaceType> = Api::all(ws.client());
     let object = WorkspaceType {
