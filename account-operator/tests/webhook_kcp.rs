@@ -9,9 +9,7 @@ use std::net::SocketAddr;
 use std::process::Stdio;
 use std::time::Duration;
 
-use account_operator::webhooks::{
-    MUTATE_PATH, VALIDATE_PATH, WebhookConfig, WebhookMetrics, WebhookServer,
-};
+use account_operator::webhooks::{MUTATE_PATH, VALIDATE_PATH, WebhookConfig, WebhookMetrics};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::admissionregistration::v1::{
     MutatingWebhook, MutatingWebhookConfiguration, RuleWithOperations, ValidatingWebhook,
@@ -57,7 +55,8 @@ async fn start_webhooks(
         additional_account_types: vec!["account".to_owned()],
         creator_only_when_empty: false,
     };
-    let server = WebhookServer::bind(([127, 0, 0, 1], 0).into(), &config, metrics)
+    let loopback = kit::net::BindAddress::Exact(([127, 0, 0, 1], 0).into());
+    let server = account_operator::webhooks::bind(loopback, &config, metrics)
         .await
         .unwrap();
     let addr = server.local_addr();

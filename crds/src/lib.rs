@@ -1,8 +1,9 @@
 //! The Platform Mesh APIs in `core.platform-mesh.io/v1alpha1`, as Rust types.
 //!
 //! Kinds, field names, required keys, printer columns and finalizer names match the upstream
-//! Go operators (see `shared/reference/`), so existing manifests, charts and clients keep
-//! working. Every field carries a description, which `kubectl explain` shows.
+//! Go operators (described in the project's shared reference notes, outside this repository),
+//! so existing manifests, charts and clients keep working. Every field carries a description,
+//! which `kubectl explain` shows.
 //!
 //! `crdgen` (in `src/bin`) writes the CRDs, and for the kinds kcp serves the
 //! APIResourceSchemas and APIExports, into `crds/generated/`.

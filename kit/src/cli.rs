@@ -118,7 +118,10 @@ mod tests {
     #[test]
     fn defaults_are_upstreams() {
         let b: Binary = parse_from("TEST_KIT", ["bin"]).unwrap();
-        assert_eq!(b.operator.metrics_bind_address, BindAddress::AnyInterface(9090));
+        assert_eq!(
+            b.operator.metrics_bind_address,
+            BindAddress::AnyInterface(9090)
+        );
         assert_eq!(
             b.operator.health_probe_bind_address,
             BindAddress::AnyInterface(8090)

@@ -73,7 +73,9 @@ pub enum ReconcileError {
     #[error("no client for the object's cluster: {0}")]
     Client(#[from] kcp::ClientError),
     /// The endpoint is not an initializing or terminating virtual workspace.
-    #[error("cannot release the workspace: {0:?} is not an initializing or terminating virtual-workspace URL")]
+    #[error(
+        "cannot release the workspace: {0:?} is not an initializing or terminating virtual-workspace URL"
+    )]
     NoMarker(String),
     /// Releasing the initializer or terminator failed.
     #[error(transparent)]
@@ -180,7 +182,10 @@ where
 
     /// Calls `observe` after every reconcile, for an operator's own metrics.
     #[must_use]
-    pub fn observe(mut self, observe: impl Fn(&K, ReconcileResult) + Send + Sync + 'static) -> Self {
+    pub fn observe(
+        mut self,
+        observe: impl Fn(&K, ReconcileResult) + Send + Sync + 'static,
+    ) -> Self {
         self.observer = Some(Arc::new(observe));
         self
     }
@@ -209,8 +214,8 @@ where
         let reconcile = move |object: Arc<K>, runtime: Context| {
             let (lifecycle, context, observer) =
                 (lifecycle.clone(), context.clone(), observer.clone());
-            let selected = object.labels().get(DEBUG_LABEL).map_or("", String::as_str)
-                == debug_label_value;
+            let selected =
+                object.labels().get(DEBUG_LABEL).map_or("", String::as_str) == debug_label_value;
             async move {
                 if !selected {
                     return Ok(Action::Done);

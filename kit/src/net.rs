@@ -85,7 +85,10 @@ mod tests {
         );
         for bad in ["nine", ":ninety", "9090", ":70000"] {
             let error = bad.parse::<BindAddress>().unwrap_err();
-            assert!(error.starts_with(&format!("{bad:?} is not an address")), "{error}");
+            assert!(
+                error.starts_with(&format!("{bad:?} is not an address")),
+                "{error}"
+            );
         }
     }
 

@@ -80,7 +80,11 @@ impl Readiness {
         if !self.started.load(Ordering::SeqCst) {
             return Err("the controllers have not finished starting (caches syncing)".to_owned());
         }
-        let checks = self.checks.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let checks = self
+            .checks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         checks.iter().try_for_each(|check| check())
     }
 

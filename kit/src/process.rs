@@ -201,7 +201,9 @@ impl Process {
             if !*leading.borrow() {
                 return Ok(());
             }
-            healths.iter().try_for_each(|(name, health)| check(name, health))
+            healths
+                .iter()
+                .try_for_each(|(name, health)| check(name, health))
         });
         let registry = Arc::new(registry);
         let mut tasks: JoinSet<(String, Result<(), String>)> = JoinSet::new();
@@ -242,9 +244,8 @@ impl Process {
 
         let mut failed = None;
         while let Some(joined) = tasks.join_next().await {
-            let (component, result) = joined.unwrap_or_else(|panic| {
-                ("a task".to_owned(), Err(format!("panicked: {panic}")))
-            });
+            let (component, result) = joined
+                .unwrap_or_else(|panic| ("a task".to_owned(), Err(format!("panicked: {panic}"))));
             let error = match result {
                 Ok(()) if stop.is_cancelled() => continue,
                 Ok(()) => "stopped on its own".to_owned(),
@@ -295,7 +296,10 @@ async fn run_controllers(
 }
 
 /// The elector on the hosting cluster's Lease (in-cluster config, or `$KUBECONFIG`).
-async fn leader_elector(binary: &Binary, args: &OperatorArgs) -> Result<LeaderElector, ProcessError> {
+async fn leader_elector(
+    binary: &Binary,
+    args: &OperatorArgs,
+) -> Result<LeaderElector, ProcessError> {
     let client = Client::try_default().await?;
     let identity = std::env::var("POD_NAME")
         .or_else(|_| std::env::var("HOSTNAME"))

@@ -55,22 +55,6 @@ impl ShutdownSignal {
     }
 }
 
-/// Completes on SIGTERM or SIGINT. If the handlers cannot be installed (no Tokio signal
-/// driver), logs why and never completes, so the process is stopped the default way.
-pub async fn shutdown_signal() -> StopSignal {
-    match ShutdownSignal::new() {
-        Ok(signal) => {
-            let received = signal.recv().await;
-            tracing::info!(signal = ?received, "shutting down");
-            received
-        }
-        Err(e) => {
-            tracing::error!("cannot install SIGTERM/SIGINT handlers: {e}");
-            std::future::pending().await
-        }
-    }
-}
-
 /// Installs the handlers now and cancels `token` on the first SIGTERM or SIGINT.
 pub fn cancel_on_signal(token: CancellationToken) -> std::io::Result<tokio::task::JoinHandle<()>> {
     let signal = ShutdownSignal::new()?;

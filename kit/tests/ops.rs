@@ -58,8 +58,8 @@ async fn health_readiness_and_metrics() {
         Arc::new(registry),
         readiness.clone(),
     )
-        .await
-        .unwrap();
+    .await
+    .unwrap();
     let addr = server.local_addr();
     let shutdown = CancellationToken::new();
     let serving = tokio::spawn(server.serve(shutdown.clone().cancelled_owned()));

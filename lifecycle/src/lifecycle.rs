@@ -705,6 +705,44 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_wait_returned_through_question_mark_is_pending_not_an_error() {
+        let (fake, client) = Fake::start().await;
+        let api: Api<Widget> = Api::all(client);
+        fn dereference() -> Result<(), SubroutineError> {
+            Err(crate::Wait::new("waiting for the store"))?
+        }
+        let lifecycle = Lifecycle::new(
+            "widget",
+            vec![
+                sub(
+                    "A",
+                    None,
+                    Box::new(|_| {
+                        dereference()?;
+                        Ok(Outcome::Ok)
+                    }),
+                ) as Box<dyn Subroutine<Widget, Log>>,
+                sub("B", None, ok()),
+            ],
+        );
+        let log = Log::default();
+        let obj = fake.put(widget("w"));
+        let r = lifecycle
+            .reconcile(&api, Arc::new(obj), &log)
+            .await
+            .unwrap();
+        assert_eq!(log.take(), ["A.process"]);
+        assert!(r.waiting && !r.completed && !r.permanent_error);
+        assert_eq!(r.requeue_after, None);
+        let stored = fake.get("w").unwrap();
+        let a = condition(&stored, "A");
+        assert_eq!(
+            (&*a.status, &*a.reason, &*a.message),
+            ("Unknown", "Pending", "waiting for the store")
+        );
+    }
+
+    #[tokio::test]
     async fn transient_errors_write_the_condition_and_return_err() {
         let (fake, client) = Fake::start().await;
         let api: Api<Widget> = Api::all(client);

@@ -345,6 +345,129 @@ async fn a_child_workspace_that_binds_requeues_its_parent_account_without_a_poll
         .unwrap();
 }
 
+/// A TCP proxy to kcp that the test can cut (every connection dropped, new ones refused at
+/// once) and restore: an outage as the operator sees it, without stopping the shared kcp.
+struct Proxy {
+    address: std::net::SocketAddr,
+    cut: Arc<std::sync::atomic::AtomicBool>,
+    cutting: Arc<tokio::sync::Notify>,
+}
+
+impl Proxy {
+    async fn start(upstream: std::net::SocketAddr) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let cut = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let cutting = Arc::new(tokio::sync::Notify::new());
+        let (cut2, cutting2) = (cut.clone(), cutting.clone());
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if cut2.load(std::sync::atomic::Ordering::SeqCst) {
+                    continue; // dropped: the client sees the connection closed
+                }
+                let cutting = cutting2.clone();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(upstream).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        () = cutting.notified() => {}
+                    }
+                });
+            }
+        });
+        Self {
+            address,
+            cut,
+            cutting,
+        }
+    }
+
+    fn set_cut(&self, cut: bool) {
+        self.cut.store(cut, std::sync::atomic::Ordering::SeqCst);
+        if cut {
+            self.cutting.notify_waiters();
+        }
+    }
+}
+
+/// While kcp cannot be reached, the controller's health reports the failing watch (which
+/// `/readyz` turns into a 503 after its grace period) and the errors are counted; once kcp is
+/// back, the watch recovers and the health clears.
+#[tokio::test]
+async fn a_failing_watch_shows_in_the_health_and_clears_when_it_resumes() {
+    let kcp = Kcp::shared().await;
+    let core = CoreExport::shared(kcp).await;
+    let text = std::fs::read_to_string(kcp.kubeconfig()).unwrap();
+    let upstream: std::net::SocketAddr = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("server: https://"))
+        .and_then(|rest| rest.split('/').next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    let proxy = Proxy::start(upstream).await;
+    let proxied = kcp.kubeconfig().with_file_name("proxied.kubeconfig");
+    std::fs::write(
+        &proxied,
+        text.replace(&upstream.to_string(), &proxy.address.to_string()),
+    )
+    .unwrap();
+    let factory = kcp::ClientFactory::from_kubeconfig(&proxied, Some("root"))
+        .await
+        .unwrap();
+    // The endpoint slice is watched through the proxy (its URLs lead to kcp directly).
+    let source = EndpointSource::ApiExport {
+        client: factory.for_path(&core.system).unwrap(),
+        slice: crds::export::CORE_EXPORT.to_owned(),
+    };
+    let mut registry = Registry::default();
+    let metrics = RuntimeMetrics::new(&mut registry);
+    let controller: Controller<Account> = Controller::new(
+        "outage",
+        kcp.admin().await,
+        source,
+        ControllerConfig::default(),
+        Some(metrics),
+    );
+    let mut health = controller.health();
+    let stop = CancellationToken::new();
+    let running = tokio::spawn(controller.run(stamp_cluster, stop.clone()));
+    assert!(health.wait_synced().await);
+    assert_eq!(health.failing_longer_than(Duration::ZERO), None);
+
+    proxy.set_cut(true);
+    let grace = Duration::from_secs(2);
+    eventually("the cut watch is reported failing", || {
+        health.failing_longer_than(grace).is_some()
+    })
+    .await;
+    let why = health.failing_longer_than(grace).unwrap();
+    assert!(
+        why.contains("APIExportEndpointSlice core.platform-mesh.io"),
+        "{why}"
+    );
+    let errors = metric(
+        &registry,
+        "kcp_watch_errors_total",
+        &[("controller", "outage")],
+    );
+    assert!(errors.is_some_and(|n| n >= 1.0), "{errors:?}");
+
+    proxy.set_cut(false);
+    eventually("the watch recovers", || {
+        health.failing_longer_than(Duration::ZERO).is_none()
+    })
+    .await;
+
+    stop.cancel();
+    tokio::time::timeout(Duration::from_secs(15), running)
+        .await
+        .unwrap()
+        .unwrap();
+}
+
 async fn workspace_type(ws: &TestWorkspace, name: &str, spec: WorkspaceTypeSpec) -> WorkspaceType {
     let api: Api<WorkspaceType> = Api::all(ws.client());
     let object = WorkspaceType {

@@ -77,7 +77,10 @@ pub fn account_controller(
     })
     // The Workspace of an Account has the Account's name, in the Account's cluster.
     .watches::<Workspace>(|ws, key, _| {
-        vec![ObjectKey::cluster_scoped(key.cluster.clone(), ws.name_any())]
+        vec![ObjectKey::cluster_scoped(
+            key.cluster.clone(),
+            ws.name_any(),
+        )]
     })
     // A new workspace's LogicalCluster becomes visible once it binds the export: its owner
     // is the Workspace, i.e. the Account, in the parent cluster.
@@ -225,7 +228,10 @@ fn org_workspace_types(org: &str, orgs_path: &str) -> [(&'static str, WorkspaceT
                     default_child_workspace_type: Some(r(account_type.clone(), orgs_path)),
                     limit_allowed_parents: Some(WorkspaceTypeSelector {
                         none: false,
-                        types: vec![r(org_type.clone(), orgs_path), r(account_type.clone(), orgs_path)],
+                        types: vec![
+                            r(org_type.clone(), orgs_path),
+                            r(account_type.clone(), orgs_path),
+                        ],
                     }),
                     limit_allowed_children: Some(children),
                     ..Default::default()
@@ -247,7 +253,12 @@ fn owner_reference(account: &Account, name: &str) -> OwnerReference {
 }
 
 /// The Workspace an Account gets: its name, of `type_name` in `orgs_path`, owned by it.
-fn desired_workspace(name: &str, type_name: &str, orgs_path: &str, owner: OwnerReference) -> Workspace {
+fn desired_workspace(
+    name: &str,
+    type_name: &str,
+    orgs_path: &str,
+    owner: OwnerReference,
+) -> Workspace {
     Workspace {
         metadata: ObjectMeta {
             name: Some(name.to_owned()),
@@ -268,7 +279,11 @@ fn desired_workspace(name: &str, type_name: &str, orgs_path: &str, owner: OwnerR
 /// The merge patch that adopts a pre-created Workspace (adds our owner reference, keeps the
 /// others and every other field), or `None` when it is ours already.
 fn adoption_patch(existing: &Workspace, owner: OwnerReference) -> Option<Value> {
-    let mut owners = existing.metadata.owner_references.clone().unwrap_or_default();
+    let mut owners = existing
+        .metadata
+        .owner_references
+        .clone()
+        .unwrap_or_default();
     if owners.iter().any(|o| o.uid == owner.uid) {
         return None;
     }
@@ -345,7 +360,11 @@ fn org_account_info_patch(existing: &AccountInfo, desired: &AccountInfoSpec) -> 
 }
 
 /// A non-org AccountInfo: itself as account, everything else copied from the parent's.
-fn child_account_info(me: AccountLocation, parent: &AccountInfoSpec, ca: String) -> AccountInfoSpec {
+fn child_account_info(
+    me: AccountLocation,
+    parent: &AccountInfoSpec,
+    ca: String,
+) -> AccountInfoSpec {
     AccountInfoSpec {
         account: me,
         parent_account: Some(parent.account.clone()),
@@ -469,13 +488,19 @@ impl WorkspaceSubroutine {
         let parent = parent_account_info(ctx).await?;
         let org = &parent.spec.organization.name;
         if org.is_empty() {
-            return Err(Wait::new("waiting for the parent AccountInfo to name its organization").into());
+            return Err(
+                Wait::new("waiting for the parent AccountInfo to name its organization").into(),
+            );
         }
         Ok(workspace_type_name(org, &account.spec.type_))
     }
 
     /// Waits until WorkspaceType `type_name` exists and is Ready.
-    async fn ready_type(account: &Account, type_name: &str, ctx: &Ctx) -> Result<(), SubroutineError> {
+    async fn ready_type(
+        account: &Account,
+        type_name: &str,
+        ctx: &Ctx,
+    ) -> Result<(), SubroutineError> {
         let orgs_path = &ctx.settings.orgs_path;
         match Api::<WorkspaceType>::all(ctx.orgs()?).get_opt(type_name).await? {
             None if ![TYPE_ORG, TYPE_ACCOUNT].contains(&account.spec.type_.as_str()) => Err(Wait::new(format!(
@@ -597,9 +622,11 @@ impl Subroutine<Account, Ctx> for ManageAccountInfoSubroutine {
             .into());
         }
         let origin = &ctx.runtime.key.cluster;
-        let parent_path = ctx.runtime.clusters().path_of(origin).ok_or_else(|| {
-            Wait::new(format!("waiting for the path of cluster {origin}"))
-        })?;
+        let parent_path = ctx
+            .runtime
+            .clusters()
+            .path_of(origin)
+            .ok_or_else(|| Wait::new(format!("waiting for the path of cluster {origin}")))?;
         let (cluster, me) = account_location(account, &name, &workspace, origin, &parent_path)?;
         // The child's engagement (it bound the export) requeues this Account: see
         // `account_of_workspace`.
@@ -706,7 +733,10 @@ mod tests {
     fn org_workspace_types_chain_as_upstream() {
         let [(org_kind, org), (acc_kind, acc)] = org_workspace_types("acme", "root:orgs");
         assert_eq!((org.name_any().as_str(), org_kind), ("acme-org", "org"));
-        assert_eq!((acc.name_any().as_str(), acc_kind), ("acme-account", "account"));
+        assert_eq!(
+            (acc.name_any().as_str(), acc_kind),
+            ("acme-account", "account")
+        );
         for wt in [&org, &acc] {
             assert_eq!(wt.labels().get(ORG_LABEL).map(String::as_str), Some("acme"));
         }
@@ -807,11 +837,18 @@ mod tests {
         );
         assert_eq!(ws.name_any(), "team");
         let type_ = ws.spec.type_.unwrap();
-        assert_eq!((type_.name.as_str(), type_.path.as_str()), ("acme-account", "root:orgs"));
+        assert_eq!(
+            (type_.name.as_str(), type_.path.as_str()),
+            ("acme-account", "root:orgs")
+        );
         let owners = ws.metadata.owner_references.unwrap();
         assert_eq!(owners.len(), 1);
         assert_eq!(
-            (owners[0].kind.as_str(), owners[0].name.as_str(), owners[0].uid.as_str()),
+            (
+                owners[0].kind.as_str(),
+                owners[0].name.as_str(),
+                owners[0].uid.as_str()
+            ),
             ("Account", "team", "uid-team")
         );
     }
@@ -823,7 +860,11 @@ mod tests {
             uid: "someone".into(),
             ..Default::default()
         };
-        let patch = adoption_patch(&workspace(None, vec![other.clone()]), owner_reference(&team, "team")).unwrap();
+        let patch = adoption_patch(
+            &workspace(None, vec![other.clone()]),
+            owner_reference(&team, "team"),
+        )
+        .unwrap();
         assert_eq!(patch["metadata"]["resourceVersion"], "7");
         let uids: Vec<&str> = patch["metadata"]["ownerReferences"]
             .as_array()
@@ -841,11 +882,26 @@ mod tests {
         let team = account("team", "account");
         let origin: ClusterName = "parent1".parse().unwrap();
         let parent_path: ClusterPath = "root:orgs:acme".parse().unwrap();
-        let waiting = account_location(&team, "team", &workspace(None, vec![]), &origin, &parent_path)
-            .unwrap_err();
-        assert!(matches!(waiting, SubroutineError::Waiting(_)), "{waiting:?}");
-        let (cluster, me) =
-            account_location(&team, "team", &workspace(Some("child1"), vec![]), &origin, &parent_path).unwrap();
+        let waiting = account_location(
+            &team,
+            "team",
+            &workspace(None, vec![]),
+            &origin,
+            &parent_path,
+        )
+        .unwrap_err();
+        assert!(
+            matches!(waiting, SubroutineError::Waiting(_)),
+            "{waiting:?}"
+        );
+        let (cluster, me) = account_location(
+            &team,
+            "team",
+            &workspace(Some("child1"), vec![]),
+            &origin,
+            &parent_path,
+        )
+        .unwrap();
         assert_eq!(cluster.as_str(), "child1");
         assert_eq!(me.path, "root:orgs:acme:team");
         assert_eq!(me.generated_cluster_id, "child1");
@@ -872,7 +928,11 @@ mod tests {
         let mut existing = AccountInfo::new(ACCOUNT_INFO_NAME, desired.clone());
         existing.metadata.resource_version = Some("3".into());
         existing.spec.fga.store.id = "store-1".into();
-        assert_eq!(org_account_info_patch(&existing, &desired), None, "up to date");
+        assert_eq!(
+            org_account_info_patch(&existing, &desired),
+            None,
+            "up to date"
+        );
 
         existing.spec.cluster_info.ca = "OLD".into();
         let patch = org_account_info_patch(&existing, &desired).unwrap();
@@ -902,12 +962,16 @@ mod tests {
     #[test]
     fn a_new_workspace_maps_to_the_account_in_its_parent() {
         let parent: ClusterName = "parent1".parse().unwrap();
-        let known = |path: &ClusterPath| (path.as_str() == "root:orgs:acme").then(|| parent.clone());
+        let known =
+            |path: &ClusterPath| (path.as_str() == "root:orgs:acme").then(|| parent.clone());
         assert_eq!(
             account_at(&"root:orgs:acme:team".parse().unwrap(), known),
             Some(ObjectKey::cluster_scoped(parent.clone(), "team"))
         );
-        assert_eq!(account_at(&"root:elsewhere:x".parse().unwrap(), known), None);
+        assert_eq!(
+            account_at(&"root:elsewhere:x".parse().unwrap(), known),
+            None
+        );
         assert_eq!(account_at(&ClusterPath::root(), known), None);
     }
 }

@@ -17,28 +17,22 @@
 
 mod metrics;
 mod policy;
-mod review;
 mod server;
-mod tls;
 
-use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 
+use kit::net::BindAddress;
 use tokio_util::sync::CancellationToken;
 
+pub use kit::admission::WebhookError;
 pub use metrics::{ValidationLabels, WebhookMetrics};
 pub use policy::{ACCOUNT_GROUP, ACCOUNT_KIND, Operation, Policy, Validation};
-pub use review::{
-    ADMISSION_REVIEW_KIND, ADMISSION_V1, ADMISSION_V1BETA1, AdmissionRequest, AdmissionResponse,
-    AdmissionReview, GroupVersionKind, GroupVersionResource, ResponseStatus, ReviewError, UserInfo,
-};
-pub use server::{MUTATE_PATH, VALIDATE_PATH, WebhookServer, Webhooks};
-pub use tls::{CERT_FILE, KEY_FILE, ReloadingCertResolver, TlsListener, load_certified_key};
+pub use server::{MUTATE_PATH, VALIDATE_PATH, Webhooks, bind};
 
 /// The webhook server's settings (the `--webhooks-*` flags).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WebhookConfig {
-    /// The HTTPS port, on all IPv4 interfaces (upstream default 9443).
+    /// The HTTPS port, on every interface, IPv6 and IPv4 (upstream default 9443).
     pub port: u16,
     /// Directory with `tls.crt` and `tls.key` (upstream default `certs`; `/certs` in the chart).
     pub cert_dir: PathBuf,
@@ -63,43 +57,15 @@ impl Default for WebhookConfig {
     }
 }
 
-/// Why the webhook server cannot start or stopped.
-#[derive(Debug, thiserror::Error)]
-pub enum WebhookError {
-    /// A certificate or key file cannot be read.
-    #[error("reading the webhook TLS file {}: {source}", path.display())]
-    ReadTls {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    /// A certificate or key file is not usable.
-    #[error("invalid webhook TLS file {}: {reason}", path.display())]
-    InvalidTls { path: PathBuf, reason: String },
-    /// The TLS configuration cannot be built.
-    #[error("configuring webhook TLS: {0}")]
-    Tls(String),
-    /// The port cannot be bound.
-    #[error("binding the webhook server to {addr}: {source}")]
-    Bind {
-        addr: SocketAddr,
-        #[source]
-        source: std::io::Error,
-    },
-    /// Serving failed.
-    #[error("serving the webhooks: {0}")]
-    Serve(#[source] std::io::Error),
-}
-
-/// Serves the webhooks on `0.0.0.0:<config.port>` until `shutdown` is cancelled. Fails at
-/// start, naming the file, when the certificate or key is missing or invalid.
+/// Serves the webhooks on `:<config.port>` (every interface, so an IPv6-only pod network
+/// reaches them too) until `shutdown` is cancelled. Fails at start, naming the file, when the
+/// certificate or key is missing or invalid.
 pub async fn serve(
     config: WebhookConfig,
     metrics: WebhookMetrics,
     shutdown: CancellationToken,
 ) -> Result<(), WebhookError> {
-    let addr = SocketAddr::from((Ipv4Addr::UNSPECIFIED, config.port));
-    WebhookServer::bind(addr, &config, metrics)
+    bind(BindAddress::AnyInterface(config.port), &config, metrics)
         .await?
         .run(shutdown)
         .await

@@ -1,10 +1,13 @@
 //! The admission decisions for Accounts, without any I/O: what the mutating webhook patches and
 //! what the validating webhook refuses.
 
+use kit::admission::json_patch::jsonptr::PointerBuf;
+use kit::admission::json_patch::{AddOperation, Patch, PatchOperation, ReplaceOperation};
+use kit::admission::{bad_request, forbidden, patched};
+use kube::core::DynamicObject;
+use kube::core::admission::{self, AdmissionRequest, AdmissionResponse};
 use serde::Deserialize;
 use serde_json::{Value, json};
-
-use super::review::{AdmissionRequest, AdmissionResponse};
 
 /// The API group of `Account`.
 pub const ACCOUNT_GROUP: &str = "core.platform-mesh.io";
@@ -83,13 +86,12 @@ impl Policy {
     /// The mutating webhook: on CREATE of an Account, set `spec.creator` to the requesting
     /// user (overwriting any value, or only when empty with `creator_only_when_empty`). Other
     /// requests are admitted unchanged.
-    pub fn mutate(&self, request: &AdmissionRequest) -> AdmissionResponse {
-        let uid = request.uid.as_str();
-        if !is_account(request) || request.operation != "CREATE" {
-            return AdmissionResponse::allow(uid);
+    pub fn mutate(&self, request: &AdmissionRequest<DynamicObject>) -> AdmissionResponse {
+        if !is_account(request) || request.operation != admission::Operation::Create {
+            return AdmissionResponse::from(request);
         }
         let Some(object) = &request.object else {
-            return AdmissionResponse::bad_request(uid, "CREATE request without an object");
+            return bad_request(request, "CREATE request without an object");
         };
         let Some(username) = request
             .user_info
@@ -98,44 +100,46 @@ impl Policy {
             .filter(|u| !u.is_empty())
         else {
             // Nothing to record; an authenticated request always has a user name.
-            return AdmissionResponse::allow(uid);
+            return AdmissionResponse::from(request);
         };
         match creator_patch(object, username, self.creator_only_when_empty) {
-            Ok(patch) => AdmissionResponse::patch(uid, &patch),
-            Err(message) => AdmissionResponse::bad_request(uid, message),
+            Ok(Some(operation)) => patched(request, Patch(vec![operation])),
+            Ok(None) => AdmissionResponse::from(request),
+            Err(message) => bad_request(request, message),
         }
     }
 
     /// The validating webhook: on CREATE and UPDATE of an Account, check the new object's type
     /// against the allow-list and, for organisations, the name's length and the deny-list.
     /// Returns the answer and, when a validation ran, its outcome for the metric.
-    pub fn validate(&self, request: &AdmissionRequest) -> (AdmissionResponse, Option<Validation>) {
-        let uid = request.uid.as_str();
-        let operation = match request.operation.as_str() {
-            "CREATE" => Operation::Create,
-            "UPDATE" => Operation::Update,
-            _ => return (AdmissionResponse::allow(uid), None),
+    pub fn validate(
+        &self,
+        request: &AdmissionRequest<DynamicObject>,
+    ) -> (AdmissionResponse, Option<Validation>) {
+        let (operation, verb) = match request.operation {
+            admission::Operation::Create => (Operation::Create, "CREATE"),
+            admission::Operation::Update => (Operation::Update, "UPDATE"),
+            _ => return (AdmissionResponse::from(request), None),
         };
         if !is_account(request) {
-            return (AdmissionResponse::allow(uid), None);
+            return (AdmissionResponse::from(request), None);
         }
         let Some(object) = &request.object else {
-            let message = format!("{} request without an object", request.operation);
-            return (AdmissionResponse::bad_request(uid, message), None);
+            let message = format!("{verb} request without an object");
+            return (bad_request(request, message), None);
         };
-        let account = match AccountView::deserialize(object) {
-            Ok(account) => account,
+        let account_type = match account_type(object) {
+            Ok(account_type) => account_type,
             Err(e) => {
                 let message = format!("decoding the Account: {e}");
-                return (AdmissionResponse::bad_request(uid, message), None);
+                return (bad_request(request, message), None);
             }
         };
-        let name = account
+        let name = object
             .metadata
             .name
-            .or_else(|| request.name.clone())
-            .unwrap_or_default();
-        let account_type = account.spec.type_.unwrap_or_default();
+            .clone()
+            .unwrap_or_else(|| request.name.clone());
         let refusal = self.refusal(&name, &account_type);
         let validation = Validation {
             operation,
@@ -143,8 +147,8 @@ impl Policy {
             account_type,
         };
         let response = match refusal {
-            None => AdmissionResponse::allow(uid),
-            Some(message) => AdmissionResponse::deny(uid, message),
+            None => AdmissionResponse::from(request),
+            Some(message) => forbidden(request, message),
         };
         (response, Some(validation))
     }
@@ -169,23 +173,25 @@ impl Policy {
     }
 }
 
-fn is_account(request: &AdmissionRequest) -> bool {
+fn is_account(request: &AdmissionRequest<DynamicObject>) -> bool {
     request.kind.group == ACCOUNT_GROUP && request.kind.kind == ACCOUNT_KIND
 }
 
-/// The JSON patch setting `spec.creator` on `object` (empty when nothing changes).
-fn creator_patch(object: &Value, username: &str, only_when_empty: bool) -> Result<Value, String> {
-    let Some(object) = object.as_object() else {
-        return Err("the object is not a JSON object".to_owned());
-    };
-    let spec = match object.get("spec") {
+/// The JSON patch operation setting `spec.creator` on `object` (none when nothing changes).
+/// `add` where the field is absent and `replace` where it is present, as RFC 6902 requires.
+fn creator_patch(
+    object: &DynamicObject,
+    username: &str,
+    only_when_empty: bool,
+) -> Result<Option<PatchOperation>, String> {
+    let spec = match object.data.get("spec") {
         None | Some(Value::Null) => {
-            let op = if object.contains_key("spec") {
-                "replace"
-            } else {
-                "add"
-            };
-            return Ok(json!([{ "op": op, "path": "/spec", "value": { "creator": username } }]));
+            let present = object.data.get("spec").is_some();
+            return Ok(Some(set(
+                &["spec"],
+                json!({ "creator": username }),
+                present,
+            )));
         }
         Some(Value::Object(spec)) => spec,
         Some(_) => return Err("decoding the Account: spec is not an object".to_owned()),
@@ -200,52 +206,45 @@ fn creator_patch(object: &Value, username: &str, only_when_empty: bool) -> Resul
         None => false,
     };
     if keep {
-        return Ok(json!([]));
+        return Ok(None);
     }
-    let op = if spec.contains_key("creator") {
-        "replace"
+    let present = spec.contains_key("creator");
+    Ok(Some(set(&["spec", "creator"], json!(username), present)))
+}
+
+/// Sets the field at `path` to `value`: `replace` if it is `present`, else `add`.
+fn set(path: &[&str], value: Value, present: bool) -> PatchOperation {
+    let path = PointerBuf::from_tokens(path.iter().copied());
+    if present {
+        PatchOperation::Replace(ReplaceOperation { path, value })
     } else {
-        "add"
+        PatchOperation::Add(AddOperation { path, value })
+    }
+}
+
+/// The Account's `spec.type` (empty if absent). Only that field is read, so an Account with
+/// fields this version does not know still validates.
+fn account_type(object: &DynamicObject) -> Result<String, serde_json::Error> {
+    let spec = match object.data.get("spec") {
+        Some(spec) => Option::<SpecView>::deserialize(spec)?,
+        None => None,
     };
-    Ok(json!([{ "op": op, "path": "/spec/creator", "value": username }]))
+    Ok(spec.and_then(|spec| spec.type_).unwrap_or_default())
 }
 
-/// The fields of an Account the validator reads; everything else is ignored, so an Account
-/// with fields this version does not know still validates.
 #[derive(Deserialize)]
-struct AccountView {
-    #[serde(default)]
-    metadata: MetadataView,
-    #[serde(default, deserialize_with = "null_as_default")]
-    spec: SpecView,
-}
-
-#[derive(Default, Deserialize)]
-struct MetadataView {
-    #[serde(default)]
-    name: Option<String>,
-}
-
-#[derive(Default, Deserialize)]
 struct SpecView {
     #[serde(default, rename = "type")]
     type_: Option<String>,
-}
-
-fn null_as_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: Default + Deserialize<'de>,
-{
-    Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
 }
 
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
 
+    use kube::core::Status;
+
     use super::*;
-    use crate::webhooks::review::GroupVersionKind;
 
     fn policy(deny: &[&str], extra: &[&str]) -> Policy {
         let owned = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
@@ -266,30 +265,31 @@ mod tests {
         })
     }
 
-    fn request(operation: &str, object: Option<Value>, old: Option<Value>) -> AdmissionRequest {
-        AdmissionRequest {
-            uid: "uid-1".to_owned(),
-            kind: GroupVersionKind {
-                group: ACCOUNT_GROUP.to_owned(),
-                version: "v1alpha1".to_owned(),
-                kind: ACCOUNT_KIND.to_owned(),
-            },
-            operation: operation.to_owned(),
-            user_info: crate::webhooks::review::UserInfo {
-                username: Some("alice@example.com".to_owned()),
-                ..Default::default()
-            },
-            object,
-            old_object: old,
-            ..Default::default()
-        }
+    type Request = AdmissionRequest<DynamicObject>;
+
+    fn request(operation: &str, object: Option<Value>, old: Option<Value>) -> Request {
+        serde_json::from_value(json!({
+            "uid": "uid-1",
+            "kind": { "group": ACCOUNT_GROUP, "version": "v1alpha1", "kind": ACCOUNT_KIND },
+            "resource": { "group": ACCOUNT_GROUP, "version": "v1alpha1", "resource": "accounts" },
+            "operation": operation,
+            "userInfo": { "username": "alice@example.com" },
+            "object": object,
+            "oldObject": old,
+        }))
+        .unwrap()
     }
 
-    fn create(name: &str, type_: &str) -> AdmissionRequest {
+    /// What the webhooks answer when they admit `request` unchanged.
+    fn allow(request: &Request) -> AdmissionResponse {
+        AdmissionResponse::from(request)
+    }
+
+    fn create(name: &str, type_: &str) -> Request {
         request("CREATE", Some(account(name, type_)), None)
     }
 
-    fn update(old: (&str, &str), new: (&str, &str)) -> AdmissionRequest {
+    fn update(old: (&str, &str), new: (&str, &str)) -> Request {
         request(
             "UPDATE",
             Some(account(new.0, new.1)),
@@ -298,10 +298,7 @@ mod tests {
     }
 
     fn message(response: &AdmissionResponse) -> &str {
-        response
-            .status
-            .as_ref()
-            .map_or("", |status| status.message.as_str())
+        &response.result.message
     }
 
     const DENY: &[&str] = &["admin", "root", "system"];
@@ -316,7 +313,7 @@ mod tests {
             message(&response),
             r#"organization name "admin" is not allowed"#
         );
-        assert_eq!(response.status.as_ref().unwrap().code, 403);
+        assert_eq!(response.result.code, 403);
         assert_eq!(response.uid, "uid-1");
     }
 
@@ -324,7 +321,7 @@ mod tests {
     fn create_allowed_organization_name() {
         let (response, _) = upstream_policy(DENY).validate(&create("my-org", "org"));
         assert!(response.allowed, "{response:?}");
-        assert_eq!(response.status, None);
+        assert_eq!(response.result, Status::default());
     }
 
     #[test]
@@ -485,16 +482,10 @@ mod tests {
     fn delete_and_connect_are_allowed_without_a_validation() {
         let policy = upstream_policy(DENY);
         let delete = request("DELETE", None, Some(account("admin", "org")));
-        assert_eq!(
-            policy.validate(&delete),
-            (AdmissionResponse::allow("uid-1"), None)
-        );
+        assert_eq!(policy.validate(&delete), (allow(&delete), None));
         let connect = request("CONNECT", None, None);
-        assert_eq!(
-            policy.validate(&connect),
-            (AdmissionResponse::allow("uid-1"), None)
-        );
-        assert_eq!(policy.mutate(&delete), AdmissionResponse::allow("uid-1"));
+        assert_eq!(policy.validate(&connect), (allow(&connect), None));
+        assert_eq!(policy.mutate(&delete), allow(&delete));
     }
 
     #[test]
@@ -502,11 +493,8 @@ mod tests {
         let policy = upstream_policy(DENY);
         let mut other = create("admin", "org");
         other.kind.kind = "AccountInfo".to_owned();
-        assert_eq!(
-            policy.validate(&other),
-            (AdmissionResponse::allow("uid-1"), None)
-        );
-        assert_eq!(policy.mutate(&other), AdmissionResponse::allow("uid-1"));
+        assert_eq!(policy.validate(&other), (allow(&other), None));
+        assert_eq!(policy.mutate(&other), allow(&other));
         let mut other_group = create("admin", "org");
         other_group.kind.group = "example.com".to_owned();
         assert_eq!(policy.validate(&other_group).1, None);
@@ -518,7 +506,7 @@ mod tests {
         let object = json!({ "metadata": { "name": "acme" }, "spec": { "type": 7 } });
         let (response, validation) = policy.validate(&request("CREATE", Some(object), None));
         assert!(!response.allowed);
-        let status = response.status.unwrap();
+        let status = response.result;
         assert_eq!(status.code, 400);
         assert!(
             status.message.starts_with("decoding the Account:"),
@@ -527,18 +515,15 @@ mod tests {
         assert_eq!(validation, None);
 
         let (response, _) = policy.validate(&request("UPDATE", None, None));
-        assert_eq!(
-            response.status.unwrap().message,
-            "UPDATE request without an object"
-        );
+        assert_eq!(response.result.message, "UPDATE request without an object");
 
-        let response = policy.mutate(&request("CREATE", Some(json!("text")), None));
-        assert_eq!(response.status.unwrap().code, 400);
+        // An object that is not a JSON object never reaches the policy: kit's
+        // `parse_request` refuses the review (tested there).
         let response = policy.mutate(&request("CREATE", Some(json!({ "spec": [] })), None));
-        assert_eq!(response.status.unwrap().code, 400);
+        assert_eq!(response.result.code, 400);
         let object = json!({ "spec": { "creator": 1 } });
         let response = policy.mutate(&request("CREATE", Some(object), None));
-        assert_eq!(response.status.unwrap().code, 400);
+        assert_eq!(response.result.code, 400);
     }
 
     #[test]
@@ -557,12 +542,17 @@ mod tests {
 
     // The mutating webhook.
 
+    /// `patchType` as sent (kube keeps the field private).
+    fn patch_type(response: &AdmissionResponse) -> Value {
+        serde_json::to_value(response).unwrap()["patchType"].clone()
+    }
+
     fn patch_of(response: &AdmissionResponse) -> Value {
         assert!(response.allowed, "{response:?}");
         match &response.patch {
             Some(patch) => {
-                assert_eq!(response.patch_type.as_deref(), Some("JSONPatch"));
-                serde_json::from_slice(&patch.0).unwrap()
+                assert_eq!(patch_type(response), "JSONPatch");
+                serde_json::from_slice(patch).unwrap()
             }
             None => json!([]),
         }
@@ -603,7 +593,7 @@ mod tests {
         let response = policy.mutate(&request);
         assert!(response.allowed);
         assert_eq!(response.patch, None);
-        assert_eq!(response.patch_type, None);
+        assert_eq!(patch_type(&response), Value::Null);
     }
 
     #[test]
@@ -648,7 +638,7 @@ mod tests {
             Some(with_creator(json!("bob"))),
             Some(with_creator(json!("bob"))),
         );
-        assert_eq!(policy.mutate(&request), AdmissionResponse::allow("uid-1"));
+        assert_eq!(policy.mutate(&request), allow(&request));
     }
 
     #[test]
@@ -656,7 +646,7 @@ mod tests {
         let policy = Policy::new(&[], &[], false);
         let mut request = request("CREATE", Some(with_creator(json!("bob"))), None);
         request.user_info.username = None;
-        assert_eq!(policy.mutate(&request), AdmissionResponse::allow("uid-1"));
+        assert_eq!(policy.mutate(&request), allow(&request));
     }
 
     #[test]

@@ -1,29 +1,25 @@
-//! The HTTPS server: the two admission endpoints at the upstream (controller-runtime) paths.
+//! The two admission endpoints at the upstream (controller-runtime) paths, registered on the
+//! kit's webhook server.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
+use kit::admission::{WebhookError, WebhookServer, review};
+use kit::net::BindAddress;
+use kube::core::DynamicObject;
+use kube::core::admission::{AdmissionRequest, AdmissionResponse};
 
+use super::WebhookConfig;
 use super::metrics::WebhookMetrics;
 use super::policy::Policy;
-use super::review::{AdmissionReview, ReviewError};
-use super::tls::{TlsListener, server_config};
-use super::{WebhookConfig, WebhookError};
 
 /// The mutating webhook's path (defaults `spec.creator`).
 pub const MUTATE_PATH: &str = "/mutate-core-platform-mesh-io-v1alpha1-account";
 /// The validating webhook's path (account type allow-list, organisation names).
 pub const VALIDATE_PATH: &str = "/validate-core-platform-mesh-io-v1alpha1-account";
 
-/// The admission handlers, independent of transport: a review body in, a review out.
+/// The admission handlers, independent of transport: a request in, an answer out, logged and
+/// counted.
 #[derive(Clone, Debug)]
 pub struct Webhooks {
     policy: Arc<Policy>,
@@ -43,134 +39,79 @@ impl Webhooks {
         }
     }
 
-    /// The rules in force.
-    pub fn policy(&self) -> &Policy {
-        &self.policy
-    }
-
     /// Answers a review for the mutating webhook.
-    pub fn mutate(&self, body: &[u8]) -> Result<AdmissionReview, ReviewError> {
-        let (review, request) = AdmissionReview::parse_request(body)?;
-        let response = self.policy.mutate(&request);
+    pub fn mutate(&self, request: &AdmissionRequest<DynamicObject>) -> AdmissionResponse {
+        let response = self.policy.mutate(request);
         if response.patch.is_some() {
             tracing::debug!(
                 uid = %request.uid,
-                name = request.name.as_deref().unwrap_or_default(),
+                name = request.name,
                 creator = request.user_info.username.as_deref().unwrap_or_default(),
                 "setting the Account's creator"
             );
         } else if !response.allowed {
-            tracing::info!(uid = %request.uid, reason = ?response.status, "refusing an Account");
+            tracing::info!(
+                uid = %request.uid,
+                reason = response.result.message,
+                "refusing an Account"
+            );
         }
-        Ok(review.answer(response))
+        response
     }
 
     /// Answers a review for the validating webhook, counting the validation.
-    pub fn validate(&self, body: &[u8]) -> Result<AdmissionReview, ReviewError> {
-        let (review, request) = AdmissionReview::parse_request(body)?;
-        let (response, validation) = self.policy.validate(&request);
+    pub fn validate(&self, request: &AdmissionRequest<DynamicObject>) -> AdmissionResponse {
+        let (response, validation) = self.policy.validate(request);
         if let Some(validation) = &validation {
             self.metrics.record(validation);
         }
         if !response.allowed {
             tracing::info!(
                 uid = %request.uid,
-                operation = %request.operation,
-                name = request.name.as_deref().unwrap_or_default(),
-                reason = response.status.as_ref().map(|s| s.message.as_str()).unwrap_or_default(),
+                operation = ?request.operation,
+                name = request.name,
+                reason = response.result.message,
                 "refusing an Account"
             );
         }
-        Ok(review.answer(response))
+        response
     }
 
     /// The HTTP routes: `POST` [`MUTATE_PATH`] and [`VALIDATE_PATH`].
     pub fn router(&self) -> Router {
+        let (mutating, validating) = (self.clone(), self.clone());
         Router::new()
-            .route(MUTATE_PATH, post(mutate_handler))
-            .route(VALIDATE_PATH, post(validate_handler))
-            .with_state(self.clone())
-    }
-}
-
-async fn mutate_handler(State(webhooks): State<Webhooks>, body: Bytes) -> Response {
-    respond(webhooks.mutate(&body))
-}
-
-async fn validate_handler(State(webhooks): State<Webhooks>, body: Bytes) -> Response {
-    respond(webhooks.validate(&body))
-}
-
-fn respond(result: Result<AdmissionReview, ReviewError>) -> Response {
-    match result {
-        Ok(review) => axum::Json(review).into_response(),
-        Err(e) => {
-            tracing::warn!(error = %e, "bad admission request");
-            (
-                StatusCode::BAD_REQUEST,
-                [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-                format!("{e}\n"),
+            .route(MUTATE_PATH, review(move |request| mutating.mutate(request)))
+            .route(
+                VALIDATE_PATH,
+                review(move |request| validating.validate(request)),
             )
-                .into_response()
-        }
     }
 }
 
-/// A bound webhook server, not yet serving: lets a caller learn the port (bind to port 0 in
-/// tests) before requests arrive.
-#[derive(Debug)]
-pub struct WebhookServer {
-    listener: TlsListener,
-    webhooks: Webhooks,
-}
-
-impl WebhookServer {
-    /// Loads the certificate from `config.cert_dir` and binds `addr` (`config.port` is not
-    /// used here).
-    pub async fn bind(
-        addr: SocketAddr,
-        config: &WebhookConfig,
-        metrics: WebhookMetrics,
-    ) -> Result<Self, WebhookError> {
-        kcp::client::install_crypto_provider();
-        let tls = server_config(&config.cert_dir)?;
-        let tcp = TcpListener::bind(addr)
-            .await
-            .map_err(|source| WebhookError::Bind { addr, source })?;
-        let listener =
-            TlsListener::new(tcp, tls).map_err(|source| WebhookError::Bind { addr, source })?;
-        Ok(Self {
-            listener,
-            webhooks: Webhooks::new(config, metrics),
-        })
-    }
-
-    /// The address the server listens on.
-    pub fn local_addr(&self) -> SocketAddr {
-        self.listener.local_addr()
-    }
-
-    /// Serves until `shutdown` is cancelled, then lets requests in flight finish.
-    pub async fn run(self, shutdown: CancellationToken) -> Result<(), WebhookError> {
-        let addr = self.local_addr();
-        tracing::info!(%addr, "serving the Account admission webhooks");
-        axum::serve(self.listener, self.webhooks.router())
-            .with_graceful_shutdown(shutdown.cancelled_owned())
-            .await
-            .map_err(WebhookError::Serve)
-    }
+/// Loads the certificate from `config.cert_dir` and binds `address` for both webhooks
+/// (`config.port` is not used here, so tests can bind a loopback port).
+pub async fn bind(
+    address: BindAddress,
+    config: &WebhookConfig,
+    metrics: WebhookMetrics,
+) -> Result<WebhookServer, WebhookError> {
+    let router = Webhooks::new(config, metrics).router();
+    WebhookServer::bind(address, &config.cert_dir, router).await
 }
 
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
 
-    use std::sync::Arc;
+    use std::net::SocketAddr;
 
+    use axum::http::Method;
+    use kit::admission::testing::send;
     use prometheus_client::registry::Registry;
-    use rustls::pki_types::{CertificateDer, ServerName};
+    use rustls::pki_types::CertificateDer;
     use serde_json::{Value, json};
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_util::sync::CancellationToken;
 
     use super::*;
 
@@ -197,9 +138,8 @@ mod tests {
             ..config
         };
         let metrics = WebhookMetrics::register(&mut Registry::default());
-        let server = WebhookServer::bind(([127, 0, 0, 1], 0).into(), &config, metrics.clone())
-            .await
-            .unwrap();
+        let loopback = BindAddress::Exact(([127, 0, 0, 1], 0).into());
+        let server = bind(loopback, &config, metrics.clone()).await.unwrap();
         let addr = server.local_addr();
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(server.run(shutdown.clone()));
@@ -213,40 +153,13 @@ mod tests {
         }
     }
 
-    /// One HTTP/1.1 request over TLS, verifying the server certificate; (status, body).
+    /// One HTTPS request, verifying the server certificate; (status, body).
     async fn request(server: &Running, method: &str, path: &str, body: &[u8]) -> (u16, String) {
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(server.ca.clone()).unwrap();
-        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-        let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-        let tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
-        let name = ServerName::IpAddress(server.addr.ip().into());
-        let mut tls = connector.connect(name, tcp).await.unwrap();
-        let head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
-             Content-Length: {}\r\nConnection: close\r\n\r\n",
-            body.len()
-        );
-        tls.write_all(head.as_bytes()).await.unwrap();
-        tls.write_all(body).await.unwrap();
-        tls.flush().await.unwrap();
-        let mut raw = Vec::new();
-        match tls.read_to_end(&mut raw).await {
-            Ok(_) => {}
-            // The server may close without close_notify once the response is written.
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !raw.is_empty() => {}
-            Err(e) => panic!("reading the response: {e}"),
-        }
-        let raw = String::from_utf8(raw).unwrap();
-        let (head, body) = raw.split_once("\r\n\r\n").unwrap();
-        let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-        (status, body.to_owned())
+        let method = Method::from_bytes(method.as_bytes()).unwrap();
+        let (status, body) = send(server.addr, &server.ca, method, path, body)
+            .await
+            .unwrap();
+        (status.as_u16(), body)
     }
 
     fn review(operation: &str, name: &str, type_: &str, creator: Option<&str>) -> Vec<u8> {

@@ -2,10 +2,10 @@
 
 #![allow(clippy::unwrap_used, dead_code)] // each test binary uses part of it
 
-use crds::account_info::{ACCOUNT_INFO_NAME, AccountInfo};
-use crds::{Account, AccountSpec};
 use account_operator::config::Config;
 use clap::Parser;
+use crds::account_info::{ACCOUNT_INFO_NAME, AccountInfo};
+use crds::{Account, AccountSpec};
 use harness::{CoreExport, Kcp, SYSTEM_PATH, TestWorkspace, create_workspace, wait_for};
 use kcp::ClusterPath;
 use kcp::types::tenancy::{

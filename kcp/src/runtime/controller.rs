@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kube::client::Body;
-use kube::runtime::watcher;
 use kube::core::{ClusterResourceScope, NamespaceResourceScope};
+use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
@@ -17,13 +17,13 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::cache::{Cache, ObjectKey};
 use super::clusters::{Change, ClusterSet};
 use super::metrics::{
     ControllerLabel, ResultLabels, RuntimeMetrics, WatchErrorLabels, WatchLabels,
 };
 use super::queue::{Backoff, Completion, WorkQueue};
 use super::source::EndpointSource;
-use super::cache::{Cache, ObjectKey};
 use super::watch::{Failing, Seen, run};
 use crate::PATH_ANNOTATION;
 use crate::client::{ClientFactory, Error as ClientError};
@@ -197,7 +197,11 @@ impl Health {
         state
             .watches
             .values()
-            .filter_map(|w| w.failing.since().map(|(since, error)| (since, error, &w.what)))
+            .filter_map(|w| {
+                w.failing
+                    .since()
+                    .map(|(since, error)| (since, error, &w.what))
+            })
             .filter(|(since, _, _)| since.elapsed() > grace)
             .min_by_key(|(since, _, _)| *since)
             .map(|(since, error, what)| {
@@ -280,7 +284,8 @@ impl WatchTracker {
 }
 
 /// Maps a newly engaged cluster to primary objects in other clusters.
-type EngageHook<K> = Box<dyn Fn(&ClusterName, &ClusterSet, &Cache<K>) -> Vec<ObjectKey> + Send + Sync>;
+type EngageHook<K> =
+    Box<dyn Fn(&ClusterName, &ClusterSet, &Cache<K>) -> Vec<ObjectKey> + Send + Sync>;
 
 /// State shared by a controller's tasks.
 struct Shared<K> {
@@ -564,8 +569,22 @@ where
         let (source_id, source_failing) = shared.tracker.register(format!("{source:?}"), true);
         {
             let (tracker, stop) = (shared.tracker.clone(), stop.child_token());
+            let errors = shared.metrics.as_ref().map(|m| {
+                m.watch_errors
+                    .get_or_create(&WatchErrorLabels {
+                        controller: shared.name.clone(),
+                        kind: source.kind().to_owned(),
+                        endpoint: "source".to_owned(),
+                    })
+                    .clone()
+            });
+            let failed = move |_: &watcher::Error| {
+                if let Some(errors) = &errors {
+                    errors.inc();
+                }
+            };
             tasks.spawn(async move {
-                source.watch(urls_tx, &source_failing, stop).await;
+                source.watch(urls_tx, &source_failing, failed, stop).await;
                 tracker.unregister(source_id);
             });
         }
@@ -700,39 +719,44 @@ where
     watches.push(Box::pin(async move {
         primary_shared
             .clone()
-            .watch::<K>(client, &endpoint.clone(), stop, move |shared, seen| match seen {
-                Seen::Apply(key, object) => {
-                    shared.cache.insert(key.clone(), Arc::new(object.clone()));
-                    shared
-                        .seen_on
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .insert(key.cluster.clone(), endpoint.clone());
-                    if !by_bindings
-                        && shared.clusters.hold(
-                            &key.cluster,
-                            &key.to_string(),
-                            &endpoint,
-                            path_of(object),
-                        ) == Change::Engaged
-                    {
-                        shared.engaged(&key.cluster);
+            .watch::<K>(
+                client,
+                &endpoint.clone(),
+                stop,
+                move |shared, seen| match seen {
+                    Seen::Apply(key, object) => {
+                        shared.cache.insert(key.clone(), Arc::new(object.clone()));
+                        shared
+                            .seen_on
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .insert(key.cluster.clone(), endpoint.clone());
+                        if !by_bindings
+                            && shared.clusters.hold(
+                                &key.cluster,
+                                &key.to_string(),
+                                &endpoint,
+                                path_of(object),
+                            ) == Change::Engaged
+                        {
+                            shared.engaged(&key.cluster);
+                        }
+                        shared.enqueue(key);
                     }
-                    shared.enqueue(key);
-                }
-                Seen::Delete(key, _) => {
-                    shared.cache.remove(&key);
-                    shared.queue.remove(&key);
-                    if !by_bindings
-                        && shared.clusters.release(&key.cluster, &key.to_string())
-                            == Change::Disengaged
-                    {
-                        shared.disengaged(&key.cluster);
+                    Seen::Delete(key, _) => {
+                        shared.cache.remove(&key);
+                        shared.queue.remove(&key);
+                        if !by_bindings
+                            && shared.clusters.release(&key.cluster, &key.to_string())
+                                == Change::Disengaged
+                        {
+                            shared.disengaged(&key.cluster);
+                        }
+                        shared.observe_queue();
                     }
-                    shared.observe_queue();
-                }
-                Seen::Synced => {}
-            })
+                    Seen::Synced => {}
+                },
+            )
             .await;
     }));
 

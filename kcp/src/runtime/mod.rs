@@ -15,14 +15,15 @@
 //! reconcile(object, Context) ── writes through <endpoint>/clusters/<cluster>
 //! ```
 
+mod cache;
 mod clusters;
 mod controller;
 mod metrics;
 mod queue;
 mod source;
-mod cache;
 mod watch;
 
+pub use cache::{Cache, ObjectKey};
 pub use clusters::ClusterSet;
 pub use controller::{
     Action, ApiScope, Context, Controller, ControllerConfig, Health, ReconcileResult,
@@ -30,4 +31,3 @@ pub use controller::{
 pub use metrics::RuntimeMetrics;
 pub use queue::{Backoff, Completion, WorkQueue};
 pub use source::{EndpointSource, VirtualWorkspaceKind};
-pub use cache::{Cache, ObjectKey};

@@ -56,6 +56,14 @@ impl std::fmt::Debug for EndpointSource {
 }
 
 impl EndpointSource {
+    /// The plural of the kind watched, for metrics.
+    pub(crate) fn kind(&self) -> &'static str {
+        match self {
+            Self::ApiExport { .. } => "apiexportendpointslices",
+            Self::WorkspaceType { .. } => "workspacetypes",
+        }
+    }
+
     /// Whether clusters engage through APIBindings (apiexport flavour) rather than through
     /// the primary objects themselves (initializing and terminating flavours).
     pub(crate) fn engages_by_bindings(&self) -> bool {
@@ -68,6 +76,7 @@ impl EndpointSource {
         self,
         urls: watch::Sender<(bool, BTreeSet<String>)>,
         failing: &Failing,
+        failed: impl FnMut(&watcher::Error),
         stop: CancellationToken,
     ) {
         let publish = |set: BTreeSet<String>| {
@@ -86,7 +95,7 @@ impl EndpointSource {
                     "apiexportendpointslice",
                     stop,
                     failing,
-                    |_| {},
+                    failed,
                     |seen| match seen {
                         Seen::Apply(_, s) => {
                             publish(s.endpoint_urls().map(str::to_owned).collect())
@@ -100,15 +109,23 @@ impl EndpointSource {
             Self::WorkspaceType { client, name, kind } => {
                 let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
                 let api: Api<WorkspaceType> = Api::all(client);
-                run(api, config, "workspacetype", stop, failing, |_| {}, |seen| match seen {
-                    Seen::Apply(_, wt) => publish(
-                        wt.virtual_workspace_urls(kind.type_name())
-                            .map(str::to_owned)
-                            .collect(),
-                    ),
-                    Seen::Delete(..) => publish(BTreeSet::new()),
-                    Seen::Synced => urls.send_modify(|(synced, _)| *synced = true),
-                })
+                run(
+                    api,
+                    config,
+                    "workspacetype",
+                    stop,
+                    failing,
+                    failed,
+                    |seen| match seen {
+                        Seen::Apply(_, wt) => publish(
+                            wt.virtual_workspace_urls(kind.type_name())
+                                .map(str::to_owned)
+                                .collect(),
+                        ),
+                        Seen::Delete(..) => publish(BTreeSet::new()),
+                        Seen::Synced => urls.send_modify(|(synced, _)| *synced = true),
+                    },
+                )
                 .await;
             }
         }

@@ -120,7 +120,9 @@ pub(crate) async fn run<R>(
             Event::InitApply(object) => {
                 if let Some(key) = ObjectKey::of(&object) {
                     on(Seen::Apply(key.clone(), &object));
-                    relisted.get_or_insert_with(HashMap::new).insert(key, object);
+                    relisted
+                        .get_or_insert_with(HashMap::new)
+                        .insert(key, object);
                 }
             }
             Event::InitDone => {

@@ -1,6 +1,6 @@
 //! The webhook server's TLS: the serving certificate from `<cert_dir>/tls.crt` and `tls.key`
-//! (reloaded when the files change, as cert-manager rotates them), and a listener that hands
-//! axum finished TLS connections.
+//! (reloaded when the files change, as cert-manager rotates them, so a rotation needs no
+//! restart), and a listener that hands axum finished TLS connections.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -28,12 +28,6 @@ pub const KEY_FILE: &str = "tls.key";
 
 /// How long a client may take to finish the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Loads the certificate chain and key from `dir`, with an error naming the file at fault.
-pub fn load_certified_key(dir: &Path) -> Result<CertifiedKey, WebhookError> {
-    let files = PemFiles::read(dir)?;
-    files.certified_key()
-}
 
 /// The PEM contents of `tls.crt` and `tls.key`.
 #[derive(Clone, PartialEq, Eq)]
@@ -101,7 +95,7 @@ fn provider() -> CryptoProvider {
 
 /// Serves the certificate from the cert directory, reloading it when the files change. A
 /// rotation that leaves the files unreadable or mismatched keeps the previous certificate.
-pub struct ReloadingCertResolver {
+pub(super) struct ReloadingCertResolver {
     dir: PathBuf,
     current: Mutex<(PemFiles, Arc<CertifiedKey>)>,
 }
@@ -115,8 +109,8 @@ impl fmt::Debug for ReloadingCertResolver {
 }
 
 impl ReloadingCertResolver {
-    /// Loads the certificate now; fails if it cannot.
-    pub fn new(dir: &Path) -> Result<Self, WebhookError> {
+    /// Loads the certificate now; fails, naming the file at fault, if it cannot.
+    pub(super) fn new(dir: &Path) -> Result<Self, WebhookError> {
         let files = PemFiles::read(dir)?;
         let key = files.certified_key()?;
         Ok(Self {
@@ -163,7 +157,7 @@ impl ResolvesServerCert for ReloadingCertResolver {
 }
 
 /// The rustls server configuration: HTTP/1.1 over TLS with the certificate from `cert_dir`.
-pub fn server_config(cert_dir: &Path) -> Result<ServerConfig, WebhookError> {
+pub(super) fn server_config(cert_dir: &Path) -> Result<ServerConfig, WebhookError> {
     let resolver = ReloadingCertResolver::new(cert_dir)?;
     let mut config = ServerConfig::builder_with_provider(Arc::new(provider()))
         .with_safe_default_protocol_versions()
@@ -176,7 +170,7 @@ pub fn server_config(cert_dir: &Path) -> Result<ServerConfig, WebhookError> {
 
 /// A listener for `axum::serve` that yields connections whose TLS handshake has finished.
 /// Handshakes run in their own tasks, so a slow or broken client delays no one else.
-pub struct TlsListener {
+pub(super) struct TlsListener {
     connections: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
     local_addr: SocketAddr,
     accept_task: tokio::task::JoinHandle<()>,
@@ -192,7 +186,7 @@ impl fmt::Debug for TlsListener {
 
 impl TlsListener {
     /// Starts accepting on `tcp` with `config`.
-    pub fn new(tcp: TcpListener, config: ServerConfig) -> std::io::Result<Self> {
+    pub(super) fn new(tcp: TcpListener, config: ServerConfig) -> std::io::Result<Self> {
         let local_addr = tcp.local_addr()?;
         let acceptor = TlsAcceptor::from(Arc::new(config));
         let (sender, connections) = mpsc::channel(64);
@@ -205,7 +199,7 @@ impl TlsListener {
     }
 
     /// The address the listener is bound to.
-    pub fn local_addr(&self) -> SocketAddr {
+    pub(super) fn local_addr(&self) -> SocketAddr {
         self.local_addr
     }
 }
@@ -273,6 +267,11 @@ mod tests {
         (cert.cert.pem(), cert.signing_key.serialize_pem())
     }
 
+    /// The certificate the server would serve from `dir`, or why it cannot start.
+    fn load(dir: &Path) -> Result<Arc<CertifiedKey>, WebhookError> {
+        ReloadingCertResolver::new(dir).map(|resolver| resolver.current())
+    }
+
     fn dir_with(cert: Option<&str>, key: Option<&str>) -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();
         if let Some(cert) = cert {
@@ -288,7 +287,7 @@ mod tests {
     fn loads_a_matching_pair() {
         let (cert, key) = self_signed();
         let dir = dir_with(Some(&cert), Some(&key));
-        let loaded = load_certified_key(dir.path()).unwrap();
+        let loaded = load(dir.path()).unwrap();
         assert_eq!(loaded.cert.len(), 1);
     }
 
@@ -296,13 +295,13 @@ mod tests {
     fn missing_files_are_named() {
         let (cert, key) = self_signed();
         let dir = dir_with(None, Some(&key));
-        let error = load_certified_key(dir.path()).unwrap_err().to_string();
+        let error = load(dir.path()).unwrap_err().to_string();
         assert!(
             error.contains(&dir.path().join("tls.crt").display().to_string()),
             "{error}"
         );
         let dir = dir_with(Some(&cert), None);
-        let error = load_certified_key(dir.path()).unwrap_err().to_string();
+        let error = load(dir.path()).unwrap_err().to_string();
         assert!(
             error.contains(&dir.path().join("tls.key").display().to_string()),
             "{error}"
@@ -313,14 +312,14 @@ mod tests {
     fn invalid_files_are_named() {
         let (cert, key) = self_signed();
         let dir = dir_with(Some("not a certificate"), Some(&key));
-        let error = load_certified_key(dir.path()).unwrap_err().to_string();
+        let error = load(dir.path()).unwrap_err().to_string();
         assert!(
             error.contains("tls.crt") && error.contains("no PEM CERTIFICATE"),
             "{error}"
         );
 
         let dir = dir_with(Some(&cert), Some(&cert));
-        let error = load_certified_key(dir.path()).unwrap_err().to_string();
+        let error = load(dir.path()).unwrap_err().to_string();
         assert!(
             error.contains("tls.key") && error.contains("no PEM private key"),
             "{error}"
@@ -328,7 +327,7 @@ mod tests {
 
         let (_, other_key) = self_signed();
         let dir = dir_with(Some(&cert), Some(&other_key));
-        let error = load_certified_key(dir.path()).unwrap_err().to_string();
+        let error = load(dir.path()).unwrap_err().to_string();
         assert!(
             error.contains("tls.key") && error.contains("does not match"),
             "{error}"
