@@ -4,10 +4,10 @@
 // A failed unwrap in a scenario is a failed test that shows the error.
 #![allow(clippy::unwrap_used)]
 
+mod operator;
 mod support;
 
 use std::collections::BTreeSet;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use crds::Account;
@@ -16,37 +16,8 @@ use harness::{Kcp, wait_for};
 use kcp::types::tenancy::Workspace;
 use kube::ResourceExt;
 use kube::api::{Api, PostParams};
+use operator::Operator;
 use support::{is_ready, new_account, ready_account};
-
-/// The operator as a child process, killed when dropped (also when the test fails).
-struct Operator(Child);
-
-impl Operator {
-    fn start(kubeconfig: &std::path::Path, log: &std::path::Path) -> Self {
-        let log = std::fs::File::create(log).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_account-operator"))
-            .args(support::operator_args(kubeconfig))
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .stdin(Stdio::null())
-            .spawn()
-            .unwrap();
-        Self(child)
-    }
-
-    /// SIGKILL: no shutdown, no cleanup, work cut off wherever it was.
-    fn kill(mut self) {
-        self.0.kill().unwrap();
-        self.0.wait().unwrap();
-    }
-}
-
-impl Drop for Operator {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 #[tokio::test]
 async fn a_killed_operator_converges_after_restart_without_duplicates_or_orphans() {

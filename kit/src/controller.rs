@@ -51,18 +51,6 @@ pub struct Setup {
     pub debug_label_value: String,
 }
 
-impl Setup {
-    /// The same setup on another endpoint source (an initializer's WorkspaceType next to the
-    /// APIExport, say).
-    #[must_use]
-    pub fn with_source(&self, source: EndpointSource) -> Self {
-        Self {
-            source,
-            ..self.clone()
-        }
-    }
-}
-
 /// Why a reconcile failed; the runtime retries it with backoff.
 #[derive(Debug, thiserror::Error)]
 pub enum ReconcileError {
@@ -193,11 +181,6 @@ where
     /// Whether the watches synced, and whether one is failing.
     pub fn health(&self) -> Health {
         self.controller.health()
-    }
-
-    /// The engaged clusters.
-    pub fn clusters(&self) -> ClusterSet {
-        self.controller.clusters()
     }
 
     /// Runs until `stop` is cancelled (then drains within the shutdown timeout), or until the

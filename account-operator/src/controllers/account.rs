@@ -36,9 +36,22 @@ use super::{Ctx, Settings};
 
 /// The controller's name, as upstream.
 pub const ACCOUNT_RECONCILER: &str = "AccountReconciler";
-/// Field manager of the operator's server-side applies: the binary's name, as for every other
-/// write it makes.
+/// Field manager of every write the operator makes: the binary's name.
 const MANAGER: &str = crate::app::BINARY.name;
+
+fn post_params() -> PostParams {
+    PostParams {
+        field_manager: Some(MANAGER.to_owned()),
+        ..PostParams::default()
+    }
+}
+
+fn patch_params() -> PatchParams {
+    PatchParams {
+        field_manager: Some(MANAGER.to_owned()),
+        ..PatchParams::default()
+    }
+}
 /// Label on an org's WorkspaceTypes naming the org.
 pub const ORG_LABEL: &str = "core.platform-mesh.io/org";
 
@@ -542,7 +555,7 @@ impl Subroutine<Account, Ctx> for WorkspaceSubroutine {
             None => {
                 let orgs_path = ctx.settings.orgs_path.as_str();
                 let workspace = desired_workspace(&name, &type_name, orgs_path, owner);
-                match workspaces.create(&PostParams::default(), &workspace).await {
+                match workspaces.create(&post_params(), &workspace).await {
                     Ok(_) => {}
                     // Created meanwhile (a rerun after a crash): adopted on the next pass.
                     Err(kube::Error::Api(s)) if s.code == 409 => {}
@@ -552,7 +565,7 @@ impl Subroutine<Account, Ctx> for WorkspaceSubroutine {
             Some(existing) => {
                 if let Some(patch) = adoption_patch(&existing, owner) {
                     workspaces
-                        .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                        .patch(&name, &patch_params(), &Patch::Merge(&patch))
                         .await?;
                 }
             }
@@ -666,7 +679,7 @@ async fn write_account_info(
     match api.get_opt(ACCOUNT_INFO_NAME).await? {
         None => match api
             .create(
-                &PostParams::default(),
+                &post_params(),
                 &AccountInfo::new(ACCOUNT_INFO_NAME, desired),
             )
             .await
@@ -679,12 +692,8 @@ async fn write_account_info(
         },
         Some(existing) => {
             if let Some(patch) = patch(&existing, &desired) {
-                api.patch(
-                    ACCOUNT_INFO_NAME,
-                    &PatchParams::default(),
-                    &Patch::Merge(&patch),
-                )
-                .await?;
+                api.patch(ACCOUNT_INFO_NAME, &patch_params(), &Patch::Merge(&patch))
+                    .await?;
             }
             Ok(())
         }

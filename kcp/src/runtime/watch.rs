@@ -155,3 +155,114 @@ pub(crate) async fn run<R>(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use axum::Router;
+    use axum::extract::State;
+    use axum::http::Uri;
+    use axum::response::{IntoResponse, Response};
+    use axum::routing::get;
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    fn config_map(name: &str, data: &str) -> Value {
+        json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": name, "namespace": "default", "resourceVersion": "1",
+                         "annotations": {"kcp.io/cluster": "abc"}},
+            "data": {"v": data},
+        })
+    }
+
+    #[derive(Clone, Default)]
+    struct Calls {
+        lists: Arc<AtomicUsize>,
+        watches: Arc<AtomicUsize>,
+    }
+
+    /// A list of `a` and `b`; the first watch ends with 410 Gone, so the watcher lists
+    /// again, and that list no longer has `b`; later watches stay open with nothing to say.
+    async fn serve(State(calls): State<Calls>, uri: Uri) -> Response {
+        let watch = uri
+            .query()
+            .is_some_and(|q| q.split('&').any(|p| p == "watch=true"));
+        if watch {
+            if calls.watches.fetch_add(1, Ordering::SeqCst) == 0 {
+                let gone = json!({"type": "ERROR", "object": {"apiVersion": "v1", "kind": "Status",
+                    "status": "Failure", "code": 410, "reason": "Expired", "message": "too old"}});
+                return format!("{gone}\n").into_response();
+            }
+            let forever = futures::stream::pending::<Result<String, std::io::Error>>();
+            return axum::body::Body::from_stream(forever).into_response();
+        }
+        let items = match calls.lists.fetch_add(1, Ordering::SeqCst) {
+            0 => vec![config_map("a", "1"), config_map("b", "last seen")],
+            _ => vec![config_map("a", "1")],
+        };
+        axum::Json(json!({"apiVersion": "v1", "kind": "ConfigMapList",
+            "metadata": {"resourceVersion": "2"}, "items": items}))
+        .into_response()
+    }
+
+    #[tokio::test]
+    async fn a_delete_noticed_by_a_relist_carries_the_last_object_seen() {
+        let calls = Calls::default();
+        let app = Router::new()
+            .route("/api/v1/configmaps", get(serve))
+            .with_state(calls.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let config = kube::Config::new(format!("http://{address}").parse().unwrap());
+        let client = kube::Client::try_from(config).unwrap();
+
+        let stop = CancellationToken::new();
+        let failing = Failing::default();
+        let mut errors = 0;
+        let mut seen = Vec::new();
+        let watching = run(
+            Api::<ConfigMap>::all(client),
+            watcher::Config::default(),
+            "configmaps",
+            stop.clone(),
+            &failing,
+            |_| errors += 1,
+            |event| {
+                let entry = match event {
+                    Seen::Apply(key, _) => format!("apply {key}"),
+                    Seen::Delete(key, cm) => {
+                        let data = cm.data.as_ref().and_then(|d| d.get("v")).cloned();
+                        format!("delete {key} {}", data.unwrap_or_default())
+                    }
+                    Seen::Synced => "synced".to_owned(),
+                };
+                let deleted = entry.starts_with("delete");
+                seen.push(entry);
+                if deleted {
+                    stop.cancel();
+                }
+            },
+        );
+        tokio::time::timeout(Duration::from_secs(30), watching)
+            .await
+            .expect("the re-list's delete arrives");
+        assert_eq!(
+            seen,
+            [
+                "apply abc|default/a",
+                "apply abc|default/b",
+                "synced",
+                "apply abc|default/a",
+                "delete abc|default/b last seen",
+            ]
+        );
+        assert_eq!(errors, 1, "the 410 is counted");
+        assert_eq!(calls.lists.load(Ordering::SeqCst), 2);
+    }
+}

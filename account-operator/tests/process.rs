@@ -1,0 +1,98 @@
+//! The account-operator binary tells the truth about itself: `/readyz` answers 200 only once
+//! its controllers' watches synced, and a part that cannot work (here the webhook server,
+//! without its certificate) ends the process with a non-zero status naming it, instead of
+//! leaving a process that does nothing and answers 200.
+
+// A failed unwrap in a scenario is a failed test that shows the error.
+#![allow(clippy::unwrap_used)]
+
+mod operator;
+mod support;
+
+use std::time::Duration;
+
+use harness::{Kcp, free_port};
+use operator::Operator;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// A plain HTTP/1.1 GET; the status code and the body, or `None` while nothing listens.
+async fn get(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .ok()?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.ok()?;
+    let code = response.split_whitespace().nth(1)?.parse().ok()?;
+    let body = response.split_once("\r\n\r\n")?.1.to_owned();
+    Some((code, body))
+}
+
+#[tokio::test]
+async fn readyz_answers_once_the_watches_synced() {
+    let kcp = Kcp::shared().await;
+    let (_, kubeconfig) = support::set_up(kcp).await;
+    let port = free_port();
+    let log = kubeconfig.with_file_name("account-operator-readyz.log");
+    let mut operator = Operator::start_with(
+        &kubeconfig,
+        &log,
+        &[format!("--health-probe-bind-address=127.0.0.1:{port}")],
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        match get(port, "/readyz").await {
+            Some((200, body)) => {
+                assert_eq!(body, "ok");
+                break;
+            }
+            Some((503, body)) => assert!(body.starts_with("not ready: "), "{body}"),
+            Some(other) => panic!("unexpected /readyz answer {other:?}"),
+            None => {}
+        }
+        let exited = operator.0.try_wait().unwrap();
+        assert!(
+            exited.is_none() && tokio::time::Instant::now() < deadline,
+            "never ready (exited: {exited:?}); log:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(get(port, "/healthz").await, Some((200, "ok".to_owned())));
+}
+
+#[tokio::test]
+async fn a_webhook_server_without_its_certificate_ends_the_process_naming_it() {
+    let kcp = Kcp::shared().await;
+    let (_, kubeconfig) = support::set_up(kcp).await;
+    let certs = tempfile::tempdir().unwrap();
+    let log = kubeconfig.with_file_name("account-operator-nocert.log");
+    let mut operator = Operator::start_with(
+        &kubeconfig,
+        &log,
+        &[
+            "--webhooks-enabled".to_owned(),
+            format!("--webhooks-port={}", free_port()),
+            format!("--webhooks-cert-dir={}", certs.path().display()),
+        ],
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = operator.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still running without its certificate"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(!status.success(), "{status}");
+    let output = std::fs::read_to_string(&log).unwrap();
+    let expected = format!(
+        "account-operator: webhook server: reading the webhook TLS file {}",
+        certs.path().join("tls.crt").display()
+    );
+    assert!(output.contains(&expected), "{output}");
+}
