@@ -70,6 +70,32 @@ pub enum ReconcileError {
     Release(#[from] initialization::Error),
 }
 
+/// A kind a lifecycle controller can reconcile: a typed Kubernetes object whose scope picks its
+/// `Api` (see [`ApiScope`]).
+pub trait Object:
+    Resource<DynamicType = (), Scope: ApiScope>
+    + Clone
+    + Debug
+    + Serialize
+    + DeserializeOwned
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<K> Object for K where
+    K: Resource<DynamicType = (), Scope: ApiScope>
+        + Clone
+        + Debug
+        + Serialize
+        + DeserializeOwned
+        + Send
+        + Sync
+        + 'static
+{
+}
+
 type ContextBuilder<C> = Arc<dyn Fn(Context) -> C + Send + Sync>;
 type Observer<K> = Arc<dyn Fn(&K, ReconcileResult) + Send + Sync>;
 
@@ -98,18 +124,10 @@ where
 
 impl<K, C> LifecycleController<K, C>
 where
-    K: Resource<DynamicType = ()>
-        + Clone
-        + Debug
-        + Serialize
-        + DeserializeOwned
-        + Send
-        + Sync
-        + 'static,
-    K::Scope: ApiScope,
+    K: Object,
     C: Send + Sync + 'static,
 {
-    /// A controller named `name` (in logs, metrics and conditions' owner) running
+    /// A controller named `name` (in logs and metrics) running
     /// `subroutines` in order; `context` builds each reconcile's context from the runtime's.
     pub fn new(
         name: &str,
@@ -222,15 +240,7 @@ async fn reconcile<K, C>(
     runtime: Context,
 ) -> Result<Action, ReconcileError>
 where
-    K: Resource<DynamicType = ()>
-        + Clone
-        + Debug
-        + Serialize
-        + DeserializeOwned
-        + Send
-        + Sync
-        + 'static,
-    K::Scope: ApiScope,
+    K: Object,
     C: Send + Sync,
 {
     let api = runtime.api::<K>()?;
@@ -266,15 +276,7 @@ pub trait Runnable: Send {
 
 impl<K, C> Runnable for LifecycleController<K, C>
 where
-    K: Resource<DynamicType = ()>
-        + Clone
-        + Debug
-        + Serialize
-        + DeserializeOwned
-        + Send
-        + Sync
-        + 'static,
-    K::Scope: ApiScope,
+    K: Object,
     C: Send + Sync + 'static,
 {
     fn health(&self) -> Health {

@@ -106,12 +106,12 @@ impl<K> Cache<K> {
         self.read().keys().cloned().collect()
     }
 
-    /// How many objects the store holds.
+    /// How many objects the cache holds.
     pub fn len(&self) -> usize {
         self.read().len()
     }
 
-    /// Whether the store is empty.
+    /// Whether the cache is empty.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -158,16 +158,16 @@ mod tests {
 
     #[test]
     fn same_named_objects_in_two_clusters_do_not_collide() {
-        let store = Cache::default();
+        let cache = Cache::default();
         for cluster in ["aaa", "bbb"] {
             let cm = config_map(cluster, "same");
-            store.insert(ObjectKey::of(&cm).unwrap(), Arc::new(cm));
+            cache.insert(ObjectKey::of(&cm).unwrap(), Arc::new(cm));
         }
-        assert_eq!(store.len(), 2);
-        assert_eq!(store.in_cluster(&"aaa".parse().unwrap()).len(), 1);
-        let gone = store.remove_where(|k| k.cluster.as_str() == "bbb");
+        assert_eq!(cache.len(), 2);
+        assert_eq!(cache.in_cluster(&"aaa".parse().unwrap()).len(), 1);
+        let gone = cache.remove_where(|k| k.cluster.as_str() == "bbb");
         assert_eq!(gone.len(), 1);
-        assert_eq!(store.keys()[0].to_string(), "aaa|default/same");
+        assert_eq!(cache.keys()[0].to_string(), "aaa|default/same");
     }
 
     #[test]

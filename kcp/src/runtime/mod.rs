@@ -8,7 +8,8 @@
 //!    │ every object carries kcp.io/cluster
 //!    ▼
 //! ClusterSet (engaged clusters, endpoint per cluster, path index) + Cache<K> keyed by
-//! ObjectKey { cluster, namespace, name } ◄── related kinds map to primary keys
+//! ObjectKey { cluster, namespace, name } ◄── related kinds (and newly engaged clusters)
+//!                                             map to primary keys
 //!    ▼
 //! WorkQueue<ObjectKey>: dedupe, per-key backoff, one run per key at a time, N workers
 //!    ▼
