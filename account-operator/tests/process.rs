@@ -1,5 +1,6 @@
 //! The account-operator binary tells the truth about itself: `/readyz` answers 200 only once
-//! its controllers' watches synced, and a part that cannot work (here the webhook server,
+//! its controllers' watches synced, 503 while kcp cannot be reached and 200 again when it can,
+//! and a part that cannot work (here the webhook server,
 //! without its certificate) ends the process with a non-zero status naming it, instead of
 //! leaving a process that does nothing and answers 200.
 
@@ -11,7 +12,7 @@ mod support;
 
 use std::time::Duration;
 
-use harness::{Kcp, free_port};
+use harness::{Kcp, TcpProxy, free_port};
 use operator::Operator;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -60,6 +61,59 @@ async fn readyz_answers_once_the_watches_synced() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert_eq!(get(port, "/healthz").await, Some((200, "ok".to_owned())));
+}
+
+/// Polls `/readyz` until its status is `code`; the body of that answer.
+async fn until_readyz(
+    port: u16,
+    code: u16,
+    operator: &mut Operator,
+    log: &std::path::Path,
+) -> String {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        if let Some((status, body)) = get(port, "/readyz").await
+            && status == code
+        {
+            return body;
+        }
+        let exited = operator.0.try_wait().unwrap();
+        assert!(
+            exited.is_none() && tokio::time::Instant::now() < deadline,
+            "/readyz never answered {code} (exited: {exited:?}); log:\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn readyz_turns_false_while_kcp_is_unreachable_and_true_when_it_is_back() {
+    let kcp = Kcp::shared().await;
+    let (_, kubeconfig) = support::set_up(kcp).await;
+    // The operator reaches its endpoint slice through the proxy.
+    let proxy = TcpProxy::to_kcp(kcp).await;
+    let proxied = proxy.kubeconfig(&kubeconfig, "account-operator-proxied.kubeconfig");
+    let port = free_port();
+    let log = kubeconfig.with_file_name("account-operator-outage.log");
+    let mut operator = Operator::start_with(
+        &proxied,
+        &log,
+        &[format!("--health-probe-bind-address=127.0.0.1:{port}")],
+    );
+    until_readyz(port, 200, &mut operator, &log).await;
+
+    proxy.set_cut(true);
+    let why = until_readyz(port, 503, &mut operator, &log).await;
+    assert!(
+        why.contains("AccountReconciler") && why.contains("has been failing"),
+        "{why}"
+    );
+    // Still serving /healthz: it is alive, only not ready.
+    assert_eq!(get(port, "/healthz").await, Some((200, "ok".to_owned())));
+
+    proxy.set_cut(false);
+    until_readyz(port, 200, &mut operator, &log).await;
 }
 
 #[tokio::test]

@@ -9,6 +9,7 @@ mod kcp;
 mod openfga;
 mod platform_mesh;
 mod process;
+mod proxy;
 
 pub use kcp::{
     Kcp, TestWorkspace, create_workspace, universal, wait_for, wait_for_within, wait_gone,
@@ -17,6 +18,7 @@ pub use kcp::{
 pub use openfga::OpenFga;
 pub use platform_mesh::{CoreExport, SYSTEM_PATH};
 pub use process::{ServerProcess, free_port};
+pub use proxy::TcpProxy;
 
 /// Sends the code under test's logs to the test output, filtered by `RUST_LOG` (default:
 /// warnings). Called by the server fixtures; harmless to call again.

@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use crds::{Account, AccountSpec};
 use futures::future::join_all;
-use harness::{CoreExport, Kcp, TestWorkspace, universal, wait_for, wait_gone, when_served};
+use harness::{
+    CoreExport, Kcp, TcpProxy, TestWorkspace, universal, wait_for, wait_gone, when_served,
+};
 use k8s_openapi::api::core::v1::Namespace;
 use kcp::initialization::{Marker, Released, release, release_patch};
 use kcp::runtime::{
@@ -345,53 +347,6 @@ async fn a_child_workspace_that_binds_requeues_its_parent_account_without_a_poll
         .unwrap();
 }
 
-/// A TCP proxy to kcp that the test can cut (every connection dropped, new ones refused at
-/// once) and restore: an outage as the operator sees it, without stopping the shared kcp.
-struct Proxy {
-    address: std::net::SocketAddr,
-    cut: Arc<std::sync::atomic::AtomicBool>,
-    cutting: Arc<tokio::sync::Notify>,
-}
-
-impl Proxy {
-    async fn start(upstream: std::net::SocketAddr) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap();
-        let cut = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let cutting = Arc::new(tokio::sync::Notify::new());
-        let (cut2, cutting2) = (cut.clone(), cutting.clone());
-        tokio::spawn(async move {
-            while let Ok((mut inbound, _)) = listener.accept().await {
-                if cut2.load(std::sync::atomic::Ordering::SeqCst) {
-                    continue; // dropped: the client sees the connection closed
-                }
-                let cutting = cutting2.clone();
-                tokio::spawn(async move {
-                    let Ok(mut outbound) = tokio::net::TcpStream::connect(upstream).await else {
-                        return;
-                    };
-                    tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
-                        () = cutting.notified() => {}
-                    }
-                });
-            }
-        });
-        Self {
-            address,
-            cut,
-            cutting,
-        }
-    }
-
-    fn set_cut(&self, cut: bool) {
-        self.cut.store(cut, std::sync::atomic::Ordering::SeqCst);
-        if cut {
-            self.cutting.notify_waiters();
-        }
-    }
-}
-
 /// While kcp cannot be reached, the controller's health reports the failing watch (which
 /// `/readyz` turns into a 503 after its grace period) and the errors are counted; once kcp is
 /// back, the watch recovers and the health clears.
@@ -399,21 +354,8 @@ impl Proxy {
 async fn a_failing_watch_shows_in_the_health_and_clears_when_it_resumes() {
     let kcp = Kcp::shared().await;
     let core = CoreExport::shared(kcp).await;
-    let text = std::fs::read_to_string(kcp.kubeconfig()).unwrap();
-    let upstream: std::net::SocketAddr = text
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("server: https://"))
-        .and_then(|rest| rest.split('/').next())
-        .unwrap()
-        .parse()
-        .unwrap();
-    let proxy = Proxy::start(upstream).await;
-    let proxied = kcp.kubeconfig().with_file_name("proxied.kubeconfig");
-    std::fs::write(
-        &proxied,
-        text.replace(&upstream.to_string(), &proxy.address.to_string()),
-    )
-    .unwrap();
+    let proxy = TcpProxy::to_kcp(kcp).await;
+    let proxied = proxy.kubeconfig(kcp.kubeconfig(), "proxied.kubeconfig");
     let factory = kcp::ClientFactory::from_kubeconfig(&proxied, Some("root"))
         .await
         .unwrap();
