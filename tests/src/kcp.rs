@@ -68,7 +68,7 @@ impl Kcp {
             if started.elapsed() > STARTUP_TIMEOUT {
                 panic!("{}", process.failed_to_start(STARTUP_TIMEOUT, "timeout"));
             }
-            if !process.is_running() && process.pid().is_some() {
+            if process.exited() {
                 panic!(
                     "{}",
                     process.failed_to_start(started.elapsed(), "kcp exited")

@@ -55,7 +55,7 @@ impl OpenFga {
             if started.elapsed() > STARTUP_TIMEOUT {
                 panic!("{}", process.failed_to_start(STARTUP_TIMEOUT, "timeout"));
             }
-            if !process.is_running() && process.pid().is_some() {
+            if process.exited() {
                 panic!(
                     "{}",
                     process.failed_to_start(started.elapsed(), "openfga exited")

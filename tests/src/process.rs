@@ -106,10 +106,11 @@ impl ServerProcess {
         Some(kib / 1024.0)
     }
 
-    /// Whether the server is still running.
-    pub fn is_running(&self) -> bool {
+    /// Whether the server was started and has exited. One read of the pid file: the watchdog
+    /// creates it empty before writing the pid, so two reads could disagree.
+    pub fn exited(&self) -> bool {
         self.pid()
-            .is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists())
+            .is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists())
     }
 
     /// The last `lines` lines of the server's log, for failure messages.
