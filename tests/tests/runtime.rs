@@ -260,7 +260,6 @@ async fn deleting_a_binding_disengages_and_a_new_binding_engages_without_restart
         .unwrap();
 }
 
-/// Creates WorkspaceType `name` in `ws` and waits until kcp published its virtual workspaces.
 /// A new child workspace binding the export requeues the Account in its parent through the
 /// on-engage hook, with nothing else that could: no resync, no requeue, and the Account is
 /// not touched after its first reconcile.
@@ -410,6 +409,7 @@ async fn a_failing_watch_shows_in_the_health_and_clears_when_it_resumes() {
         .unwrap();
 }
 
+/// Creates WorkspaceType `name` in `ws` and waits until kcp published its virtual workspaces.
 async fn workspace_type(ws: &TestWorkspace, name: &str, spec: WorkspaceTypeSpec) -> WorkspaceType {
     let api: Api<WorkspaceType> = Api::all(ws.client());
     let object = WorkspaceType {
