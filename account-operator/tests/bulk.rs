@@ -8,11 +8,10 @@
 mod support;
 
 use crds::Account;
-use futures::future::join_all;
 use harness::wait_for_within;
 use kcp::types::tenancy::Workspace;
-use kube::api::{Api, PostParams};
-use support::{is_ready, new_account, platform, ready_account};
+use kube::api::Api;
+use support::{create_accounts, is_ready, platform, ready_account};
 
 #[tokio::test]
 async fn two_hundred_accounts_created_at_once_all_become_ready() {
@@ -21,16 +20,7 @@ async fn two_hundred_accounts_created_at_once_all_become_ready() {
     let (_, org_ws) = ready_account(&platform.orgs().await, &org, "org").await;
     let accounts: Api<Account> = Api::all(org_ws.client());
     let names: Vec<String> = (0..200).map(|i| format!("a{i}")).collect();
-    join_all(names.iter().map(|name| {
-        let accounts = accounts.clone();
-        async move {
-            accounts
-                .create(&PostParams::default(), &new_account(name, "account"))
-                .await
-                .unwrap()
-        }
-    }))
-    .await;
+    create_accounts(&accounts, &names).await;
     // kcp initialises the 200 workspaces at its own pace (minutes on two cores, next to the
     // other tests); the deadline is for the whole set, measured from now.
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(600);

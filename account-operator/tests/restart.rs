@@ -11,13 +11,12 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use crds::Account;
-use futures::future::join_all;
 use harness::{Kcp, wait_for};
 use kcp::types::tenancy::Workspace;
 use kube::ResourceExt;
-use kube::api::{Api, PostParams};
+use kube::api::Api;
 use operator::Operator;
-use support::{is_ready, new_account, ready_account};
+use support::{create_accounts, is_ready, ready_account};
 
 #[tokio::test]
 async fn a_killed_operator_converges_after_restart_without_duplicates_or_orphans() {
@@ -30,16 +29,7 @@ async fn a_killed_operator_converges_after_restart_without_duplicates_or_orphans
     let accounts: Api<Account> = Api::all(org_ws.client());
     let workspaces: Api<Workspace> = Api::all(org_ws.client());
     let names: Vec<String> = (0..50).map(|i| format!("acc{i}")).collect();
-    join_all(names.iter().map(|name| {
-        let accounts = accounts.clone();
-        async move {
-            accounts
-                .create(&PostParams::default(), &new_account(name, "account"))
-                .await
-                .unwrap()
-        }
-    }))
-    .await;
+    create_accounts(&accounts, &names).await;
 
     // Kill it once it is well into the work, with workspaces half made.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);

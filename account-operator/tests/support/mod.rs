@@ -123,6 +123,17 @@ pub fn is_ready(account: &Account) -> bool {
     condition(account, "Ready").is_some_and(|c| c.status == "True")
 }
 
+/// Creates Accounts of type `account` named `names`, all at once.
+pub async fn create_accounts(accounts: &Api<Account>, names: &[String]) {
+    futures::future::join_all(names.iter().map(|name| async move {
+        accounts
+            .create(&PostParams::default(), &new_account(name, "account"))
+            .await
+            .unwrap()
+    }))
+    .await;
+}
+
 /// Creates an Account in `parent` and waits for it to be Ready; returns it and its workspace.
 pub async fn ready_account(
     parent: &TestWorkspace,
