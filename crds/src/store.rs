@@ -49,10 +49,25 @@ pub struct StoreStatus {
     /// The tuples written on the last successful reconcile, used to find the ones to delete.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub managed_tuples: Vec<Tuple>,
+    /// AuthorizationModels left out of the store's model because their module does not
+    /// compose or is not valid; the rest of the model is written without them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rejected_modules: Vec<RejectedModule>,
     /// `Ready` plus one condition per reconcile step.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
     /// The `metadata.generation` the conditions describe.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+}
+
+/// An AuthorizationModel whose module was left out of a store's model.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+pub struct RejectedModule {
+    /// The logical cluster holding the AuthorizationModel.
+    pub cluster: String,
+    /// The AuthorizationModel's name.
+    pub name: String,
+    /// Every problem found in its module.
+    pub message: String,
 }

@@ -8,10 +8,10 @@ use std::future::Future;
 use std::time::Duration;
 
 use openfga_client::client::{
-    CreateStoreRequest, CreateStoreResponse, ListStoresRequest, ListStoresResponse,
-    OpenFgaServiceClient, ReadAuthorizationModelsRequest, ReadAuthorizationModelsResponse,
-    ReadRequest, ReadResponse, WriteAuthorizationModelRequest, WriteAuthorizationModelResponse,
-    WriteRequest,
+    CreateStoreRequest, CreateStoreResponse, DeleteStoreRequest, ListStoresRequest,
+    ListStoresResponse, OpenFgaServiceClient, ReadAuthorizationModelsRequest,
+    ReadAuthorizationModelsResponse, ReadRequest, ReadResponse, WriteAuthorizationModelRequest,
+    WriteAuthorizationModelResponse, WriteRequest,
 };
 use tonic::transport::Channel;
 use tonic::{Code, Status};
@@ -35,6 +35,11 @@ pub trait FgaApi: Send {
         &mut self,
         request: CreateStoreRequest,
     ) -> impl Future<Output = Result<CreateStoreResponse, Status>> + Send;
+    /// `DeleteStore`.
+    fn delete_store(
+        &mut self,
+        request: DeleteStoreRequest,
+    ) -> impl Future<Output = Result<(), Status>> + Send;
     /// `ReadAuthorizationModels`, one page, newest first.
     fn read_authorization_models(
         &mut self,
@@ -74,6 +79,12 @@ impl FgaApi for OpenFgaServiceClient<Channel> {
         OpenFgaServiceClient::create_store(self, request)
             .await
             .map(tonic::Response::into_inner)
+    }
+
+    async fn delete_store(&mut self, request: DeleteStoreRequest) -> Result<(), Status> {
+        OpenFgaServiceClient::delete_store(self, request)
+            .await
+            .map(|_| ())
     }
 
     async fn read_authorization_models(

@@ -25,6 +25,14 @@ pub enum FgaError {
         /// The server's answer.
         source: Box<Status>,
     },
+    /// Deleting a store failed.
+    #[error("deleting OpenFGA store {store_id} failed: {}", status_text(.source))]
+    DeleteStore {
+        /// The store.
+        store_id: String,
+        /// The server's answer.
+        source: Box<Status>,
+    },
     /// Reading tuples of a store failed.
     #[error("reading tuples of OpenFGA store {store_id} failed after {pages} page(s): {}", status_text(.source))]
     ReadTuples {
@@ -112,6 +120,7 @@ impl FgaError {
         match self {
             FgaError::ListStores { source, .. }
             | FgaError::CreateStore { source, .. }
+            | FgaError::DeleteStore { source, .. }
             | FgaError::ReadTuples { source, .. }
             | FgaError::WriteTuples { source, .. }
             | FgaError::ReadModels { source, .. }

@@ -152,6 +152,207 @@ pub fn relation_group(group: &str, plural: &str) -> String {
         .replace('.', "_")
 }
 
+/// The object type of a resource: `<group>_<singular>`, the group as in
+/// [`relation_group`], then cut from the left so that `create_<type>s` fits
+/// OpenFGA's 50 characters. The model generator and the authorization webhook
+/// both name types with this one function (upstream trimmed only on the
+/// webhook's side, so long names never matched).
+pub fn object_type(group: &str, plural: &str, singular: &str) -> String {
+    let name = format!("{}_{singular}", relation_group(group, plural));
+    let room = MAX_RELATION_NAME_LEN - "create_".len() - "s".len();
+    let excess = name.chars().count().saturating_sub(room);
+    name.chars().skip(excess).collect()
+}
+
+/// The OpenFGA user of a kcp user name: `user:<name>` with every `:` made a
+/// `.` (a `:` would end the type). The operators write and the webhook checks
+/// users through this one function (upstream escaped on one side only).
+pub fn user(name: &str) -> String {
+    format!("user:{}", name.replace(':', "."))
+}
+
+/// The object of an account: `core_platform-mesh_io_account:<cluster>/<name>`,
+/// where `cluster` is the logical cluster holding the Account object (the
+/// parent workspace), not the account's own workspace.
+pub fn account_object(cluster: &str, name: &str) -> String {
+    format!("{ACCOUNT_TYPE}:{cluster}/{name}")
+}
+
+/// The role object of an account: `role:core_platform-mesh_io_account/<cluster>/<name>/<role>`.
+pub fn role_object(cluster: &str, account: &str, role: &str) -> String {
+    format!("role:{ACCOUNT_TYPE}/{cluster}/{account}/{role}")
+}
+
+/// The prefix of every role object of an account, to find its roles' tuples.
+pub fn role_prefix(cluster: &str, account: &str) -> String {
+    format!("role:{ACCOUNT_TYPE}/{cluster}/{account}/")
+}
+
+/// The owner relation and role.
+pub const OWNER: &str = "owner";
+/// The parent relation of an account.
+pub const PARENT: &str = "parent";
+/// The relation a role's holders have.
+pub const ASSIGNEE: &str = "assignee";
+
+/// The tuples that make `creator` the owner of an account (`cluster`/`name`):
+/// the creator holds the account's `owner` role, and that role owns the
+/// account. With a parent (`parent_cluster`/`parent_name`), also the `parent`
+/// tuple that lets ownership flow down.
+pub fn owner_tuples(
+    cluster: &str,
+    name: &str,
+    creator: &str,
+    parent: Option<(&str, &str)>,
+) -> Vec<crate::Tuple> {
+    let role = role_object(cluster, name, OWNER);
+    let account = account_object(cluster, name);
+    let mut tuples = vec![
+        crate::Tuple::new(&role, ASSIGNEE, user(creator)),
+        crate::Tuple::new(&account, OWNER, format!("{role}#{ASSIGNEE}")),
+    ];
+    if let Some((parent_cluster, parent_name)) = parent {
+        tuples.push(crate::Tuple::new(
+            account,
+            PARENT,
+            account_object(parent_cluster, parent_name),
+        ));
+    }
+    tuples
+}
+
+/// The built-in APIs of a kcp workspace that every organisation store models
+/// (upstream discovers them in the org workspace on every reconcile): the
+/// core group, authentication, authorization and `apis.kcp.io/v1alpha1` with
+/// the normal template, RBAC with the privileged one. Subresources are left
+/// out. The list is kcp v0.32.3's; a test compares it with discovery of a real
+/// workspace.
+pub const BUILTIN_RESOURCES: &[(&str, &str, &str, ResourceScope)] = &[
+    ("", "configmaps", "configmap", ResourceScope::Namespaced),
+    ("", "events", "event", ResourceScope::Namespaced),
+    ("", "limitranges", "limitrange", ResourceScope::Namespaced),
+    ("", "namespaces", "namespace", ResourceScope::Cluster),
+    (
+        "",
+        "resourcequotas",
+        "resourcequota",
+        ResourceScope::Namespaced,
+    ),
+    ("", "secrets", "secret", ResourceScope::Namespaced),
+    (
+        "",
+        "serviceaccounts",
+        "serviceaccount",
+        ResourceScope::Namespaced,
+    ),
+    (
+        "authentication.k8s.io",
+        "selfsubjectreviews",
+        "selfsubjectreview",
+        ResourceScope::Cluster,
+    ),
+    (
+        "authentication.k8s.io",
+        "tokenreviews",
+        "tokenreview",
+        ResourceScope::Cluster,
+    ),
+    (
+        "authorization.k8s.io",
+        "localsubjectaccessreviews",
+        "localsubjectaccessreview",
+        ResourceScope::Namespaced,
+    ),
+    (
+        "authorization.k8s.io",
+        "selfsubjectaccessreviews",
+        "selfsubjectaccessreview",
+        ResourceScope::Cluster,
+    ),
+    (
+        "authorization.k8s.io",
+        "selfsubjectrulesreviews",
+        "selfsubjectrulesreview",
+        ResourceScope::Cluster,
+    ),
+    (
+        "authorization.k8s.io",
+        "subjectaccessreviews",
+        "subjectaccessreview",
+        ResourceScope::Cluster,
+    ),
+    (
+        "apis.kcp.io",
+        "apibindings",
+        "apibinding",
+        ResourceScope::Cluster,
+    ),
+    (
+        "apis.kcp.io",
+        "apiexportendpointslices",
+        "apiexportendpointslice",
+        ResourceScope::Cluster,
+    ),
+    (
+        "apis.kcp.io",
+        "apiexports",
+        "apiexport",
+        ResourceScope::Cluster,
+    ),
+    (
+        "apis.kcp.io",
+        "apiresourceschemas",
+        "apiresourceschema",
+        ResourceScope::Cluster,
+    ),
+];
+
+/// The privileged built-in group (RBAC): see [`BUILTIN_RESOURCES`].
+pub const BUILTIN_PRIVILEGED_RESOURCES: &[(&str, &str, &str, ResourceScope)] = &[
+    (
+        "rbac.authorization.k8s.io",
+        "clusterrolebindings",
+        "clusterrolebinding",
+        ResourceScope::Cluster,
+    ),
+    (
+        "rbac.authorization.k8s.io",
+        "clusterroles",
+        "clusterrole",
+        ResourceScope::Cluster,
+    ),
+    (
+        "rbac.authorization.k8s.io",
+        "rolebindings",
+        "rolebinding",
+        ResourceScope::Namespaced,
+    ),
+    (
+        "rbac.authorization.k8s.io",
+        "roles",
+        "role",
+        ResourceScope::Namespaced,
+    ),
+];
+
+/// The modules of [`BUILTIN_RESOURCES`] and [`BUILTIN_PRIVILEGED_RESOURCES`],
+/// each named `internal_core_types_<plural>`.
+pub fn builtin_modules() -> Vec<Module> {
+    let normal = BUILTIN_RESOURCES
+        .iter()
+        .map(|&(g, p, s, scope)| ResourceModule::new(g, p, s, scope));
+    let privileged = BUILTIN_PRIVILEGED_RESOURCES
+        .iter()
+        .map(|&(g, p, s, scope)| ResourceModule::new(g, p, s, scope).privileged());
+    normal
+        .chain(privileged)
+        .map(|m| {
+            let name = format!("internal_core_types_{}", m.plural);
+            m.named(name).build()
+        })
+        .collect()
+}
+
 /// A per-resource module generated from an API resource.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResourceModule {
@@ -209,13 +410,9 @@ impl ResourceModule {
         }
     }
 
-    /// The object type, `<group>_<singular>`.
+    /// The object type: see [`object_type`].
     pub fn type_name(&self) -> String {
-        format!(
-            "{}_{}",
-            relation_group(&self.group, &self.plural),
-            self.singular
-        )
+        object_type(&self.group, &self.plural, &self.singular)
     }
 
     /// The relation on the parent for `verb` (`create`, `list`, `watch`).
@@ -283,6 +480,78 @@ mod tests {
         assert!(group.replace('.', "_").ends_with(&cut));
         // Short names are left alone.
         assert_eq!(relation_group("apis.kcp.io", "apiexports"), "apis_kcp_io");
+    }
+
+    #[test]
+    fn object_types_are_cut_so_the_create_relation_fits() {
+        assert_eq!(
+            object_type("rbac.authorization.k8s.io", "roles", "role"),
+            "rbac_authorization_k8s_io_role"
+        );
+        let long = object_type(
+            "a.very.long.group.name.example.platform-mesh.io",
+            "widgetdefinitions",
+            "widgetdefinition",
+        );
+        assert_eq!(format!("create_{long}s").len(), MAX_RELATION_NAME_LEN);
+        assert!(long.ends_with("_widgetdefinition"));
+    }
+
+    #[test]
+    fn users_escape_colons_the_same_everywhere() {
+        assert_eq!(user("alice@example.com"), "user:alice@example.com");
+        assert_eq!(
+            user("system:serviceaccount:ns:sa"),
+            "user:system.serviceaccount.ns.sa"
+        );
+    }
+
+    #[test]
+    fn owner_tuples_of_an_org_and_of_an_account() {
+        let org: Vec<String> = owner_tuples("c0", "acme", "new@example.com", None)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            org,
+            [
+                "role:core_platform-mesh_io_account/c0/acme/owner#assignee@user:new@example.com",
+                "core_platform-mesh_io_account:c0/acme#owner@role:core_platform-mesh_io_account/c0/acme/owner#assignee",
+            ]
+        );
+        let account = owner_tuples("c1", "team", "bob", Some(("c0", "acme")));
+        assert_eq!(account.len(), 3);
+        assert_eq!(
+            account[2].to_string(),
+            "core_platform-mesh_io_account:c1/team#parent@core_platform-mesh_io_account:c0/acme"
+        );
+    }
+
+    #[test]
+    fn builtin_modules_compose_with_the_core_module() {
+        let mut files = vec![
+            core_module(CoreModuleVariant::HelmChart)
+                .to_file("core")
+                .unwrap(),
+        ];
+        for module in builtin_modules() {
+            let name = module.name.clone();
+            files.push(module.to_file(&name).unwrap());
+        }
+        let (model, errors) = crate::compose::compose(&files);
+        assert!(errors.is_empty(), "{errors:?}");
+        assert!(
+            model
+                .type_definitions
+                .iter()
+                .any(|t| t.type_name == NAMESPACE_TYPE)
+        );
+        assert!(
+            model
+                .type_definitions
+                .iter()
+                .any(|t| t.type_name == API_EXPORT_TYPE)
+        );
     }
 
     #[test]

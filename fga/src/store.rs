@@ -7,6 +7,7 @@
 //!   `created_at`, then the smallest id** ([`choose_store`]). Every caller, and
 //!   every replica, therefore settles on the same store, including after two
 //!   creators raced and made two.
+//! * [`delete_store`] deletes a store; one already gone is not an error.
 //! * [`latest_model`] reads the newest model (there is no dedicated endpoint:
 //!   `ReadAuthorizationModels` with page size 1, which lists newest first).
 //! * [`write_model_if_changed`] writes a model only when it differs
@@ -17,7 +18,7 @@
 //! [`from_proto_model`]).
 
 use openfga_client::client::{
-    AuthorizationModel as ProtoModel, CreateStoreRequest, ListStoresRequest,
+    AuthorizationModel as ProtoModel, CreateStoreRequest, DeleteStoreRequest, ListStoresRequest,
     ReadAuthorizationModelsRequest, Store, WriteAuthorizationModelRequest,
 };
 
@@ -166,6 +167,34 @@ pub async fn find_or_create_store<C: FgaApi>(
         created: chosen.id == created_store.id,
         store: chosen,
     })
+}
+
+/// Deletes the store `store_id`; a store that is already gone counts as deleted.
+///
+/// # Errors
+/// [`FgaError::DeleteStore`].
+pub async fn delete_store<C: FgaApi>(
+    client: &mut C,
+    store_id: &str,
+    options: &StoreOptions,
+) -> Result<(), FgaError> {
+    let request = DeleteStoreRequest {
+        store_id: store_id.to_owned(),
+    };
+    match retrying!(
+        &options.retry,
+        &mut 0,
+        format_args!("deleting store {store_id}"),
+        client.delete_store(request.clone())
+    ) {
+        Ok(()) => Ok(()),
+        // OpenFGA answers a missing store with `store_id_not_found`, as NotFound.
+        Err(status) if status.code() == tonic::Code::NotFound => Ok(()),
+        Err(status) => Err(FgaError::DeleteStore {
+            store_id: store_id.to_owned(),
+            source: Box::new(status),
+        }),
+    }
 }
 
 /// A model as stored: its id and content.

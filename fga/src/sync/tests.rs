@@ -5,9 +5,9 @@ use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
 use openfga_client::client::{
-    CreateStoreRequest, CreateStoreResponse, ListStoresRequest, ListStoresResponse,
-    ReadAuthorizationModelsRequest, ReadAuthorizationModelsResponse, ReadResponse,
-    WriteAuthorizationModelRequest, WriteAuthorizationModelResponse,
+    CreateStoreRequest, CreateStoreResponse, DeleteStoreRequest, ListStoresRequest,
+    ListStoresResponse, ReadAuthorizationModelsRequest, ReadAuthorizationModelsResponse,
+    ReadResponse, WriteAuthorizationModelRequest, WriteAuthorizationModelResponse,
 };
 
 use super::*;
@@ -314,6 +314,10 @@ impl FgaApi for Fake {
         Err(Status::unimplemented("fake"))
     }
 
+    async fn delete_store(&mut self, _: DeleteStoreRequest) -> Result<(), Status> {
+        Err(Status::unimplemented("fake"))
+    }
+
     async fn read_authorization_models(
         &mut self,
         _: ReadAuthorizationModelsRequest,
@@ -615,6 +619,9 @@ async fn a_permanent_error_stops_the_sync_and_counts_what_was_applied() {
             r: CreateStoreRequest,
         ) -> Result<CreateStoreResponse, Status> {
             self.inner.create_store(r).await
+        }
+        async fn delete_store(&mut self, r: DeleteStoreRequest) -> Result<(), Status> {
+            self.inner.delete_store(r).await
         }
         async fn read_authorization_models(
             &mut self,
