@@ -1,0 +1,167 @@
+//! The security-operator, assembled from the kit: the roles' controllers on the
+//! `core.platform-mesh.io` endpoint slice and on the `security` WorkspaceType's initializing
+//! and terminating virtual workspaces.
+
+use std::sync::Arc;
+
+use fga::compose::{ModuleFile, compose};
+use fga::platform_mesh::{CoreModuleVariant, core_module};
+use kcp::runtime::{EndpointSource, VirtualWorkspaceKind};
+use kit::process::{Binary, Process, ProcessError};
+use openfga_client::client::OpenFgaServiceClient;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::config::{Config, Role};
+use crate::controllers::{self, Settings};
+
+/// The environment prefix of every flag.
+pub const ENV_PREFIX: &str = "SECURITY_OPERATOR";
+
+/// The binary running `roles`. Its Lease is upstream's for the role's Deployment; a process
+/// running several roles takes the Lease of the first (in the order of [`Role`]), so run each
+/// role in one place only: one Deployment per role, or one process with all of them.
+pub fn binary(roles: &[Role]) -> Binary {
+    let first = roles.iter().min().copied().unwrap_or(Role::Fga);
+    Binary {
+        name: "security-operator",
+        env_prefix: ENV_PREFIX,
+        leader_election_id: first.leader_election_id(),
+    }
+}
+
+/// Why the operator could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error(
+        "{0}: these initializer steps need an OIDC provider (Keycloak), which this release does not drive yet; leave them off"
+    )]
+    OidcSteps(String),
+    #[error("--core-module-path {path}: {source}")]
+    CoreModuleFile {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the core module is not a valid OpenFGA module: {0}")]
+    CoreModule(String),
+    #[error("--fga-target {target:?}: {source}")]
+    FgaTarget {
+        target: String,
+        #[source]
+        source: tonic::transport::Error,
+    },
+    #[error(transparent)]
+    Process(#[from] ProcessError),
+}
+
+/// The core module's text: the file given, else the built-in one; refused when it does not
+/// compose on its own, since every new organisation's model would then be broken.
+pub fn core_module_text(config: &Config) -> Result<String, AppError> {
+    let text = match &config.core_module_path {
+        Some(path) => std::fs::read_to_string(path).map_err(|source| AppError::CoreModuleFile {
+            path: path.display().to_string(),
+            source,
+        })?,
+        None => core_module(CoreModuleVariant::HelmChart)
+            .to_dsl()
+            .map_err(|e| AppError::CoreModule(e.to_string()))?,
+    };
+    let (_, errors) = compose(&[ModuleFile::new("core.fga", text.as_str())]);
+    if !errors.is_empty() {
+        let errors: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        return Err(AppError::CoreModule(errors.join("; ")));
+    }
+    Ok(text)
+}
+
+/// A client for OpenFGA's gRPC API; it connects on first use and reconnects by itself.
+pub fn fga_client(target: &str) -> Result<OpenFgaServiceClient<Channel>, AppError> {
+    let url = if target.contains("://") {
+        target.to_owned()
+    } else {
+        format!("http://{target}")
+    };
+    let endpoint = Endpoint::from_shared(url).map_err(|source| AppError::FgaTarget {
+        target: target.to_owned(),
+        source,
+    })?;
+    Ok(OpenFgaServiceClient::new(endpoint.connect_lazy()))
+}
+
+/// Runs the operator's roles until `stop` is cancelled or a part of it fails.
+pub async fn run(config: Config, stop: CancellationToken) -> Result<(), AppError> {
+    let oidc = config.oidc_steps_requested();
+    if !oidc.is_empty() {
+        return Err(AppError::OidcSteps(oidc.join(", ")));
+    }
+    let core_module = core_module_text(&config)?;
+    let fga = fga_client(&config.fga_target)?;
+    let mut process = Process::connect(binary(&config.roles), &config.operator).await?;
+    // The kubeconfig's server is the workspace holding the endpoint slice.
+    let core = process.setup(EndpointSource::ApiExport {
+        client: process.client()?,
+        slice: config.api_export_endpoint_slice_name.clone(),
+    });
+    let settings = Arc::new(Settings {
+        orgs_path: config.kcp_orgs_path.clone(),
+        factory: core.factory.clone(),
+        slice: config.api_export_endpoint_slice_name.clone(),
+        fga,
+        core_module,
+        allow_member_tuples: config.allow_member_tuples_enabled,
+        initialize_org_store: config.initializer_workspace_enabled,
+    });
+    let security_type = |kind| -> Result<EndpointSource, AppError> {
+        Ok(EndpointSource::WorkspaceType {
+            client: core
+                .factory
+                .for_path(&config.workspace_path)
+                .map_err(ProcessError::from)?,
+            name: config.workspace_type_name.clone(),
+            kind,
+        })
+    };
+    let mut roles = config.roles.clone();
+    roles.sort();
+    roles.dedup();
+    for role in roles {
+        match role {
+            Role::Fga => {
+                process.add_controller(
+                    controllers::STORE_RECONCILER,
+                    controllers::store_controller(&core, settings.clone()),
+                );
+                process.add_controller(
+                    controllers::AUTHORIZATION_MODEL_RECONCILER,
+                    controllers::authorization_model_controller(&core, settings.clone()),
+                );
+                process.add_controller(
+                    controllers::ACCOUNT_INFO_RECONCILER,
+                    controllers::account_info_controller(&core, settings.clone()),
+                );
+            }
+            Role::Initializer => {
+                let setup = process.setup(security_type(VirtualWorkspaceKind::Initializing)?);
+                process.add_controller(
+                    controllers::INITIALIZER_RECONCILER,
+                    controllers::initializer_controller(&setup, settings.clone()),
+                );
+            }
+            Role::Terminator => {
+                let setup = process.setup(security_type(VirtualWorkspaceKind::Terminating)?);
+                process.add_controller(
+                    controllers::TERMINATOR_RECONCILER,
+                    controllers::terminator_controller(&setup, settings.clone()),
+                );
+            }
+            Role::ModelGenerator => {
+                process.add_controller(
+                    controllers::MODEL_GENERATOR_RECONCILER,
+                    controllers::model_generator_controller(&core, settings.clone()),
+                );
+            }
+        }
+    }
+    Ok(process.run(stop).await?)
+}

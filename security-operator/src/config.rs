@@ -1,0 +1,180 @@
+//! Command-line flags, with upstream's names and defaults where upstream has the flag. Every
+//! flag also reads an environment variable, `SECURITY_OPERATOR_<FLAG>` (see
+//! [`kit::cli::parse`]), except `--kubeconfig` (`KUBECONFIG`) and
+//! `--leader-election-namespace` (`POD_NAMESPACE`).
+
+use std::path::PathBuf;
+
+use clap::{Parser, ValueEnum};
+use kit::cli::OperatorArgs;
+
+/// A part of the operator, run as upstream's subcommand of the same name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ValueEnum)]
+pub enum Role {
+    /// Stores, AuthorizationModels and AccountInfos on the `core.platform-mesh.io` export.
+    Fga,
+    /// The `root:security` initializer: org Stores and account tuples.
+    Initializer,
+    /// The `root:security` terminator: account tuples, org Stores.
+    Terminator,
+    /// AuthorizationModels generated from APIBindings to provider exports.
+    ModelGenerator,
+}
+
+impl Role {
+    /// Upstream's leader-election ID of the role's Deployment.
+    pub fn leader_election_id(self) -> &'static str {
+        match self {
+            Self::Fga => "security-operator.platform-mesh.io",
+            Self::Initializer => "security-operator-initializer.platform-mesh.io",
+            Self::Terminator => "security-operator-terminator.platform-mesh.io",
+            Self::ModelGenerator => "security-operator-generator.platform-mesh.io",
+        }
+    }
+}
+
+/// security-operator: OpenFGA stores, models and tuples for every organisation and account.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "security-operator", version, about)]
+pub struct Config {
+    /// The roles this process runs, comma-separated (`fga`, `initializer`, `terminator`,
+    /// `model-generator`), e.g. `security-operator fga` as upstream's subcommand, or
+    /// `security-operator fga,initializer,terminator,model-generator` for all in one process.
+    #[arg(required = true, value_delimiter = ',')]
+    pub roles: Vec<Role>,
+
+    #[command(flatten)]
+    pub operator: OperatorArgs,
+
+    /// OpenFGA's gRPC address, `host:port` (plaintext, as upstream) or an `http(s)://` URL.
+    #[arg(long)]
+    pub fga_target: String,
+
+    /// The APIExportEndpointSlice whose virtual workspaces serve Stores, AuthorizationModels,
+    /// AccountInfos and APIBindings.
+    #[arg(long, default_value = "core.platform-mesh.io")]
+    pub api_export_endpoint_slice_name: String,
+
+    /// File holding the core module (OpenFGA DSL, schema 1.2) of every new organisation's
+    /// Store. Default: the module of the upstream Helm chart, built in.
+    #[arg(long)]
+    pub core_module_path: Option<PathBuf>,
+
+    /// The workspace holding the `security` WorkspaceType (the initializer and terminator
+    /// names are read from its status, not built from this).
+    #[arg(long, default_value = "root")]
+    pub workspace_path: kcp::ClusterPath,
+
+    /// The WorkspaceType whose initializing and terminating virtual workspaces this operator
+    /// serves.
+    #[arg(long, default_value = "security")]
+    pub workspace_type_name: String,
+
+    /// The workspace holding organisations, their Stores and the `orgs` Store. Stores and
+    /// AuthorizationModels in workspaces below it (tenants' workspaces) have no effect.
+    #[arg(long, default_value = "root:orgs")]
+    pub kcp_orgs_path: kcp::ClusterPath,
+
+    /// Also let every authenticated user be a member of each new organisation, as upstream's
+    /// flag of the same name.
+    #[arg(long)]
+    pub allow_member_tuples_enabled: bool,
+
+    /// Run the org initializer step (the org's Store with its owner tuples).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub initializer_workspace_enabled: bool,
+
+    /// Run the IdentityProviderConfiguration step of the org initializer. Needs an OIDC
+    /// provider (Keycloak), which this release does not drive yet: `true` is refused at
+    /// start-up.
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
+    pub initializer_idp_enabled: bool,
+
+    /// Run the Invite step of the org initializer. Needs an OIDC provider; `true` is refused
+    /// at start-up (see `--initializer-idp-enabled`).
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
+    pub initializer_invite_enabled: bool,
+
+    /// Run the WorkspaceAuthenticationConfiguration step of the org initializer. Needs an OIDC
+    /// provider; `true` is refused at start-up (see `--initializer-idp-enabled`).
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
+    pub initializer_workspace_auth_enabled: bool,
+}
+
+impl Config {
+    /// The OIDC steps asked for, which need a provider this release does not drive.
+    pub fn oidc_steps_requested(&self) -> Vec<&'static str> {
+        [
+            ("--initializer-idp-enabled", self.initializer_idp_enabled),
+            (
+                "--initializer-invite-enabled",
+                self.initializer_invite_enabled,
+            ),
+            (
+                "--initializer-workspace-auth-enabled",
+                self.initializer_workspace_auth_enabled,
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(flag, on)| on.then_some(flag))
+        .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Config, clap::Error> {
+        kit::cli::parse_from(
+            crate::app::ENV_PREFIX,
+            std::iter::once("security-operator").chain(args.iter().copied()),
+        )
+    }
+
+    #[test]
+    fn one_role_as_upstreams_subcommand_or_several_in_one_process() {
+        let one = parse(&["initializer", "--fga-target=localhost:8081"]).unwrap();
+        assert_eq!(one.roles, [Role::Initializer]);
+        assert_eq!(one.workspace_type_name, "security");
+        assert_eq!(one.kcp_orgs_path.as_str(), "root:orgs");
+        let all = parse(&[
+            "fga,initializer,terminator,model-generator",
+            "--fga-target=x:1",
+        ])
+        .unwrap();
+        assert_eq!(all.roles.len(), 4);
+        assert!(all.oidc_steps_requested().is_empty());
+    }
+
+    #[test]
+    fn bad_input_names_the_argument() {
+        let error = parse(&["fga"]).unwrap_err().to_string();
+        assert!(error.contains("--fga-target"), "{error}");
+        let error = parse(&["gardener", "--fga-target=x:1"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("gardener") && error.contains("model-generator"),
+            "{error}"
+        );
+        let error = parse(&["fga", "--fga-target=x:1", "--kcp-orgs-path=a::b"])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("--kcp-orgs-path"), "{error}");
+    }
+
+    #[test]
+    fn oidc_steps_are_off_unless_asked_for() {
+        let config = parse(&[
+            "initializer",
+            "--fga-target=x:1",
+            "--initializer-invite-enabled=true",
+        ])
+        .unwrap();
+        assert_eq!(
+            config.oidc_steps_requested(),
+            ["--initializer-invite-enabled"]
+        );
+    }
+}

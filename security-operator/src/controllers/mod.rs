@@ -1,0 +1,233 @@
+//! The controllers. Each file holds one kind's controller, its subroutines and the pure
+//! functions that compute what they write, unit-tested without a server:
+//!
+//! * [`store`]: Store → OpenFGA store, composed model, spec tuples (role `fga`);
+//! * [`authorization_model`]: AuthorizationModel → its verdict from the Store, its tuples
+//!   (role `fga`);
+//! * [`account_info`]: holds AccountInfo while APIBindings still need it (role `fga`);
+//! * [`workspace`]: the `root:security` initializer and terminator of org and account
+//!   workspaces (roles `initializer`, `terminator`);
+//! * [`model_generator`]: APIBinding → AuthorizationModels for the bound resources (role
+//!   `model-generator`);
+//! * [`tuples`]: the tuple subroutine the Store and the AuthorizationModel share.
+
+mod account_info;
+mod authorization_model;
+mod model_generator;
+mod store;
+mod tuples;
+mod workspace;
+
+use std::sync::Arc;
+
+use crds::Store;
+use fga::FgaError;
+use kcp::runtime::Context;
+use kcp::types::apis::ApiExportEndpointSlice;
+use kcp::types::core::{LOGICAL_CLUSTER_NAME, LogicalCluster};
+use kcp::{CLUSTER_ANNOTATION, ClientFactory, ClusterPath, PATH_ANNOTATION};
+use kube::api::{Api, ListParams};
+use kube::{Client, ResourceExt};
+use lifecycle::{SubroutineError, Wait};
+use openfga_client::client::OpenFgaServiceClient;
+use tonic::transport::Channel;
+
+pub use account_info::{ACCOUNT_INFO_RECONCILER, account_info_controller};
+pub use authorization_model::{AUTHORIZATION_MODEL_RECONCILER, authorization_model_controller};
+pub use model_generator::{MODEL_GENERATOR_RECONCILER, model_generator_controller};
+pub use store::{STORE_RECONCILER, store_controller};
+pub use workspace::{
+    INITIALIZER_RECONCILER, TERMINATOR_RECONCILER, initializer_controller, terminator_controller,
+};
+
+/// The field manager of every write.
+const MANAGER: &str = "security-operator";
+
+/// What every subroutine needs besides the object.
+#[derive(Debug)]
+pub struct Settings {
+    /// The workspace holding organisations and their Stores (`root:orgs`).
+    pub orgs_path: ClusterPath,
+    /// kcp's front door, for workspaces outside the object's own.
+    pub factory: ClientFactory,
+    /// The endpoint slice's name.
+    pub slice: String,
+    /// OpenFGA.
+    pub fga: OpenFgaServiceClient<Channel>,
+    /// The core module of every new organisation's Store.
+    pub core_module: String,
+    /// `--allow-member-tuples-enabled`.
+    pub allow_member_tuples: bool,
+    /// `--initializer-workspace-enabled`.
+    pub initialize_org_store: bool,
+}
+
+/// The context a subroutine gets: the runtime's and the operator's settings.
+#[derive(Debug, Clone)]
+pub struct Ctx {
+    pub runtime: Context,
+    pub settings: Arc<Settings>,
+}
+
+impl Ctx {
+    /// The object's own cluster name.
+    fn cluster(&self) -> &str {
+        self.runtime.key.cluster.as_str()
+    }
+
+    /// A client for the object's own cluster, through its endpoint.
+    fn origin(&self) -> Result<Client, SubroutineError> {
+        self.runtime.client().map_err(|e| {
+            SubroutineError::transient(format!("client for {}: {e}", self.runtime.key.cluster))
+        })
+    }
+
+    /// OpenFGA (a clone shares the connection).
+    fn fga(&self) -> OpenFgaServiceClient<Channel> {
+        self.settings.fga.clone()
+    }
+}
+
+impl Settings {
+    /// A front-door client for a workspace path.
+    fn workspace(&self, path: &ClusterPath) -> Result<Client, SubroutineError> {
+        self.factory
+            .for_path(path)
+            .map_err(|e| SubroutineError::transient_from(format!("client for {path}"), e))
+    }
+
+    /// A front-door client for a logical cluster (name or path).
+    fn cluster(&self, cluster: &str) -> Result<Client, SubroutineError> {
+        let path: ClusterPath = cluster.parse().map_err(|e| {
+            SubroutineError::permanent("InvalidCluster", format!("cluster {cluster:?}: {e}"))
+        })?;
+        self.workspace(&path)
+    }
+
+    /// The LogicalCluster of a workspace (name or path).
+    async fn logical_cluster(&self, cluster: &str) -> Result<LogicalCluster, SubroutineError> {
+        Api::<LogicalCluster>::all(self.cluster(cluster)?)
+            .get(LOGICAL_CLUSTER_NAME)
+            .await
+            .map_err(|e| kube_failure(format!("reading the LogicalCluster of {cluster}"), e))
+    }
+
+    /// The cluster name of `root:orgs`.
+    async fn orgs_cluster(&self) -> Result<String, SubroutineError> {
+        let orgs = self.orgs_path.as_str();
+        let cluster = self.logical_cluster(orgs).await?;
+        annotation(&cluster, CLUSTER_ANNOTATION).ok_or_else(|| {
+            SubroutineError::transient(format!("{orgs} has no {CLUSTER_ANNOTATION}"))
+        })
+    }
+
+    /// The workspace path of a logical cluster.
+    async fn path_of(&self, cluster: &str) -> Result<String, SubroutineError> {
+        let logical = self.logical_cluster(cluster).await?;
+        annotation(&logical, PATH_ANNOTATION).ok_or_else(|| {
+            SubroutineError::transient(format!("{cluster} has no {PATH_ANNOTATION} annotation"))
+        })
+    }
+
+    /// Whether a workspace path belongs to a tenant: an organisation or an account below it.
+    fn is_tenant_path(&self, path: &str) -> bool {
+        path.strip_prefix(self.orgs_path.as_str())
+            .is_some_and(|rest| rest.starts_with(':'))
+    }
+
+    /// The Store of organisation `org` in `root:orgs`, if it exists.
+    async fn org_store(&self, org: &str) -> Result<Option<Store>, SubroutineError> {
+        Api::<Store>::all(self.workspace(&self.orgs_path)?)
+            .get_opt(org)
+            .await
+            .map_err(|e| kube_failure(format!("reading Store {org} in {}", self.orgs_path), e))
+    }
+
+    /// Every object of kind `K` on every shard of the endpoint slice, with its cluster.
+    async fn list_everywhere<K>(&self) -> Result<Vec<(String, K)>, SubroutineError>
+    where
+        K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    {
+        // The kubeconfig's server is the workspace holding the endpoint slice.
+        let server = self.factory.for_server().map_err(|e| {
+            SubroutineError::transient_from("client for the kubeconfig's workspace", e)
+        })?;
+        let slices: Api<ApiExportEndpointSlice> = Api::all(server);
+        let slice = slices
+            .get(&self.slice)
+            .await
+            .map_err(|e| kube_failure(format!("reading endpoint slice {}", self.slice), e))?;
+        let mut objects = Vec::new();
+        for url in slice.endpoint_urls() {
+            let client = self
+                .factory
+                .for_virtual_wildcard(url)
+                .map_err(|e| SubroutineError::transient_from(format!("client for {url}"), e))?;
+            let list = Api::<K>::all(client)
+                .list(&ListParams::default())
+                .await
+                .map_err(|e| kube_failure(format!("listing {} on {url}", K::plural(&())), e))?;
+            objects.extend(list.items.into_iter().filter_map(|object| {
+                let cluster = annotation(&object, CLUSTER_ANNOTATION)?;
+                Some((cluster, object))
+            }));
+        }
+        Ok(objects)
+    }
+}
+
+/// Merge patches under our field manager.
+fn merge_params() -> kube::api::PatchParams {
+    kube::api::PatchParams {
+        field_manager: Some(MANAGER.to_owned()),
+        ..Default::default()
+    }
+}
+
+/// An annotation's value.
+fn annotation<K: ResourceExt>(object: &K, key: &str) -> Option<String> {
+    object.annotations().get(key).cloned()
+}
+
+/// A failed kcp request: transient, except what only a change of input can fix.
+fn kube_failure(what: impl std::fmt::Display, error: kube::Error) -> SubroutineError {
+    match &error {
+        kube::Error::Api(status) if status.code == 422 || status.code == 400 => {
+            SubroutineError::permanent("Invalid", format!("{what}: {}", status.message))
+        }
+        _ => SubroutineError::transient_from(what, error),
+    }
+}
+
+/// A failed OpenFGA request: what OpenFGA refuses as invalid is permanent (the condition says
+/// what to fix); anything else is retried.
+fn fga_failure(what: impl std::fmt::Display, error: FgaError) -> SubroutineError {
+    match error.status().map(tonic::Status::code) {
+        Some(tonic::Code::InvalidArgument | tonic::Code::FailedPrecondition) => {
+            SubroutineError::permanent("RejectedByOpenFGA", format!("{what}: {error}"))
+        }
+        _ => SubroutineError::transient_from(what, error),
+    }
+}
+
+/// A wait that no watch ends: look again after a short while.
+fn poll(message: impl Into<String>) -> Wait {
+    Wait {
+        message: message.into(),
+        requeue_after: Some(std::time::Duration::from_secs(2)),
+    }
+}
+
+/// The fga crate's tuple from the CRD's.
+fn to_fga(tuple: &crds::Tuple) -> fga::Tuple {
+    fga::Tuple::new(&tuple.object, &tuple.relation, &tuple.user)
+}
+
+/// The CRD's tuple from the fga crate's.
+fn to_crd(tuple: &fga::Tuple) -> crds::Tuple {
+    crds::Tuple {
+        object: tuple.object.clone(),
+        relation: tuple.relation.clone(),
+        user: tuple.user.clone(),
+    }
+}

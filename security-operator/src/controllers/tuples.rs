@@ -1,0 +1,102 @@
+//! The tuple subroutine the Store and the AuthorizationModel share: keep `spec.tuples`
+//! written, delete what left the spec, remember what was written in `status.managedTuples`.
+
+use async_trait::async_trait;
+use crds::store::TUPLES_FINALIZER;
+use fga::sync::{SyncOptions, TupleDiff, apply};
+use kit::controller::Object;
+use kube::ResourceExt;
+use kube::api::Patch;
+use lifecycle::{Outcome, Subroutine, SubroutineError};
+use serde_json::json;
+
+use super::{Ctx, fga_failure, kube_failure, merge_params, to_crd, to_fga};
+
+/// A kind whose spec lists tuples for one store.
+#[async_trait]
+pub(super) trait TupleHolder: Object {
+    /// `spec.tuples`.
+    fn desired(&self) -> Vec<crds::Tuple>;
+    /// `status.managedTuples`.
+    fn managed(&self) -> Vec<crds::Tuple>;
+    /// The OpenFGA store the tuples go to, or `None` when it does not exist (any more).
+    async fn store_id(&self, ctx: &Ctx) -> Result<Option<String>, SubroutineError>;
+}
+
+/// The desired set, deduplicated and sorted, as the fga crate's tuples.
+pub(super) fn tuple_set(tuples: &[crds::Tuple]) -> Vec<fga::Tuple> {
+    let mut set: Vec<fga::Tuple> = tuples.iter().map(to_fga).collect();
+    set.sort();
+    set.dedup();
+    set
+}
+
+/// Keeps the spec's tuples written (condition `TupleSubroutine`).
+#[derive(Debug)]
+pub(super) struct TupleSubroutine;
+
+#[async_trait]
+impl<K: TupleHolder> Subroutine<K, Ctx> for TupleSubroutine {
+    fn name(&self) -> &str {
+        "TupleSubroutine"
+    }
+
+    fn finalizers(&self, _: &K) -> Vec<String> {
+        vec![TUPLES_FINALIZER.to_owned()]
+    }
+
+    async fn process(&self, obj: &K, ctx: &Ctx) -> Result<Outcome, SubroutineError> {
+        let Some(store_id) = obj.store_id(ctx).await? else {
+            return Ok(Outcome::pending(
+                "waiting for the OpenFGA store to be created",
+            ));
+        };
+        let desired = tuple_set(&obj.desired());
+        let managed = tuple_set(&obj.managed());
+        // Every desired tuple is written again each pass (duplicates are ignored), so one
+        // deleted behind our back comes back; only managed ones that left the spec go.
+        let diff = TupleDiff {
+            deletes: managed
+                .iter()
+                .filter(|t| !desired.contains(t))
+                .cloned()
+                .collect(),
+            writes: desired.clone(),
+        };
+        if !diff.is_empty() {
+            apply(&mut ctx.fga(), &store_id, &diff, &SyncOptions::default())
+                .await
+                .map_err(|e| fga_failure("writing the tuples", e))?;
+        }
+        if desired != managed {
+            let tuples: Vec<crds::Tuple> = desired.iter().map(to_crd).collect();
+            let patch = json!({ "status": { "managedTuples": tuples } });
+            ctx.runtime
+                .api::<K>()
+                .map_err(|e| SubroutineError::transient_from("client", e))?
+                .patch_status(&obj.name_any(), &merge_params(), &Patch::Merge(&patch))
+                .await
+                .map_err(|e| kube_failure("recording the managed tuples", e))?;
+        }
+        Ok(Outcome::Ok)
+    }
+
+    async fn finalize(&self, obj: &K, ctx: &Ctx) -> Result<Outcome, SubroutineError> {
+        let managed = tuple_set(&obj.managed());
+        if managed.is_empty() {
+            return Ok(Outcome::Ok);
+        }
+        // A store that is gone took its tuples with it.
+        let Some(store_id) = obj.store_id(ctx).await? else {
+            return Ok(Outcome::Ok);
+        };
+        let diff = TupleDiff {
+            writes: Vec::new(),
+            deletes: managed,
+        };
+        apply(&mut ctx.fga(), &store_id, &diff, &SyncOptions::default())
+            .await
+            .map_err(|e| fga_failure("deleting the managed tuples", e))?;
+        Ok(Outcome::Ok)
+    }
+}

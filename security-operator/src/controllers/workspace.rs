@@ -1,0 +1,458 @@
+//! The `root:security` initializer and terminator of org and account workspaces, on the
+//! `security` WorkspaceType's initializing and terminating virtual workspaces (URLs read from
+//! its status). kcp keeps a workspace initializing until every step below succeeded, and
+//! keeps a deleted one until its termination did.
+//!
+//! * An org: its Store in `root:orgs` (the core module, the creator's owner tuples), waited
+//!   for until the store exists and the tuples are written. On deletion the org's
+//!   AuthorizationModels and Store go (the Store's finalizer deletes its tuples and every
+//!   OpenFGA store of the name), so an org re-created under the same name starts clean
+//!   (upstream #214); upstream had no org terminator and org deletion hung (#43).
+//! * An account: the owner, role and parent tuples in its org's store. On deletion its
+//!   tuples and its roles' tuples go; a missing store is not an error.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use crds::authorization_model::AuthorizationModel;
+use crds::{Account, Store, StoreSpec};
+use fga::platform_mesh::{account_object, owner_tuples, role_prefix};
+use fga::sync::{SyncOptions, TupleDiff, apply, read_tuples};
+use fga::tuple::ReadFilter;
+use kcp::PATH_ANNOTATION;
+use kcp::types::core::LogicalCluster;
+use kit::controller::{LifecycleController, Setup};
+use kube::ResourceExt;
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use lifecycle::{Mode, Outcome, Subroutine, SubroutineError};
+
+use super::store::trusted_models;
+use super::{Ctx, MANAGER, Settings, fga_failure, kube_failure, poll, to_crd};
+
+/// The initializer controller's name.
+pub const INITIALIZER_RECONCILER: &str = "LogicalClusterInitializer";
+/// The terminator controller's name.
+pub const TERMINATOR_RECONCILER: &str = "LogicalClusterTerminator";
+
+/// Builds the initializer.
+pub fn initializer_controller(
+    setup: &Setup,
+    settings: Arc<Settings>,
+) -> LifecycleController<LogicalCluster, Ctx> {
+    controller(INITIALIZER_RECONCILER, setup, settings).mode(Mode::Initializer)
+}
+
+/// Builds the terminator.
+pub fn terminator_controller(
+    setup: &Setup,
+    settings: Arc<Settings>,
+) -> LifecycleController<LogicalCluster, Ctx> {
+    controller(TERMINATOR_RECONCILER, setup, settings).mode(Mode::Terminator)
+}
+
+fn controller(
+    name: &str,
+    setup: &Setup,
+    settings: Arc<Settings>,
+) -> LifecycleController<LogicalCluster, Ctx> {
+    LifecycleController::new(
+        name,
+        setup,
+        vec![Box::new(OrgSubroutine), Box::new(AccountSubroutine)],
+        move |runtime| Ctx {
+            runtime,
+            settings: settings.clone(),
+        },
+    )
+}
+
+/// What a workspace is to Platform Mesh, read from its LogicalCluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Tenant {
+    /// `root:orgs:<org>`; `orgs_cluster` holds its Account.
+    Org { org: String, orgs_cluster: String },
+    /// `root:orgs:<org>:…:<name>`; `parent_cluster` holds its Account.
+    Account {
+        org: String,
+        name: String,
+        parent_cluster: String,
+    },
+}
+
+/// Classifies a LogicalCluster by its `kcp.io/path` below `orgs_path`; `None` for anything
+/// else (no path, no owner, or not below `orgs_path`).
+pub(super) fn tenant(cluster: &LogicalCluster, orgs_path: &str) -> Option<Tenant> {
+    let path = cluster.annotations().get(PATH_ANNOTATION)?;
+    let rest = path.strip_prefix(orgs_path)?.strip_prefix(':')?;
+    let owner = cluster.spec.owner.as_ref()?;
+    let segments: Vec<&str> = rest.split(':').collect();
+    let org = (*segments.first()?).to_owned();
+    if segments.len() == 1 {
+        return Some(Tenant::Org {
+            org,
+            orgs_cluster: owner.cluster.clone(),
+        });
+    }
+    Some(Tenant::Account {
+        org,
+        name: (*segments.last()?).to_owned(),
+        parent_cluster: owner.cluster.clone(),
+    })
+}
+
+fn tenant_of(cluster: &LogicalCluster, ctx: &Ctx) -> Option<Tenant> {
+    tenant(cluster, ctx.settings.orgs_path.as_str())
+}
+
+/// The creator of Account `name` in `cluster`.
+async fn creator(
+    settings: &Settings,
+    cluster: &str,
+    name: &str,
+) -> Result<String, SubroutineError> {
+    let account = Api::<Account>::all(settings.cluster(cluster)?)
+        .get_opt(name)
+        .await
+        .map_err(|e| kube_failure(format!("reading Account {name} in {cluster}"), e))?
+        .ok_or_else(|| {
+            SubroutineError::permanent(
+                "AccountNotFound",
+                format!("there is no Account {name} in {cluster} for this workspace"),
+            )
+        })?;
+    account
+        .spec
+        .creator
+        .filter(|c| !c.is_empty())
+        .ok_or_else(|| {
+            SubroutineError::permanent(
+                "NoCreator",
+                format!("Account {name} in {cluster} has no spec.creator to make its owner"),
+            )
+        })
+}
+
+/// The tuples of a new org: the creator's owner tuples; with `--allow-member-tuples-enabled`,
+/// every authenticated user a member.
+pub(super) fn org_tuples(
+    orgs_cluster: &str,
+    org: &str,
+    creator: &str,
+    members: bool,
+) -> Vec<fga::Tuple> {
+    let mut tuples = owner_tuples(orgs_cluster, org, creator, None);
+    if members {
+        tuples.push(fga::Tuple::new("role:authenticated", "assignee", "user:*"));
+        tuples.push(fga::Tuple::new(
+            account_object(orgs_cluster, org),
+            "member",
+            "role:authenticated#assignee",
+        ));
+    }
+    tuples
+}
+
+/// The org's Store (condition `OrgSubroutine`).
+#[derive(Debug)]
+struct OrgSubroutine;
+
+#[async_trait]
+impl Subroutine<LogicalCluster, Ctx> for OrgSubroutine {
+    fn name(&self) -> &str {
+        "OrgSubroutine"
+    }
+
+    // Runs only as initializer or terminator; as a normal controller it would initialize.
+    async fn process(
+        &self,
+        cluster: &LogicalCluster,
+        ctx: &Ctx,
+    ) -> Result<Outcome, SubroutineError> {
+        self.initialize(cluster, ctx).await
+    }
+
+    async fn initialize(
+        &self,
+        cluster: &LogicalCluster,
+        ctx: &Ctx,
+    ) -> Result<Outcome, SubroutineError> {
+        let Some(Tenant::Org { org, orgs_cluster }) = tenant_of(cluster, ctx) else {
+            return Ok(Outcome::skip("not an organization"));
+        };
+        let settings = &ctx.settings;
+        if !settings.initialize_org_store {
+            return Ok(Outcome::skip("--initializer-workspace-enabled=false"));
+        }
+        let creator = creator(settings, &orgs_cluster, &org).await?;
+        let tuples = org_tuples(&orgs_cluster, &org, &creator, settings.allow_member_tuples);
+        let mut store = Store::new(
+            &org,
+            StoreSpec {
+                core_module: settings.core_module.clone(),
+                tuples: Some(tuples.iter().map(to_crd).collect()),
+            },
+        );
+        store.metadata.managed_fields = None;
+        let store = Api::<Store>::all(settings.workspace(&settings.orgs_path)?)
+            .patch(
+                &org,
+                &PatchParams::apply(MANAGER).force(),
+                &Patch::Apply(&store),
+            )
+            .await
+            .map_err(|e| {
+                kube_failure(format!("applying Store {org} in {}", settings.orgs_path), e)
+            })?;
+        let status = store.status.unwrap_or_default();
+        if status.store_id.as_deref().is_none_or(str::is_empty) {
+            return Err(poll(format!("waiting for Store {org} to get its OpenFGA store")).into());
+        }
+        let written = tuples
+            .iter()
+            .map(to_crd)
+            .all(|t| status.managed_tuples.contains(&t));
+        if !written {
+            return Err(poll(format!("waiting for Store {org} to write the owner tuples")).into());
+        }
+        Ok(Outcome::Ok)
+    }
+
+    async fn terminate(
+        &self,
+        cluster: &LogicalCluster,
+        ctx: &Ctx,
+    ) -> Result<Outcome, SubroutineError> {
+        let Some(Tenant::Org { org, .. }) = tenant_of(cluster, ctx) else {
+            return Ok(Outcome::skip("not an organization"));
+        };
+        let settings = &ctx.settings;
+        // Its modules go first: the Store waits for every module that extends it.
+        for (model_cluster, model) in trusted_models(&org, ctx).await? {
+            let name = model.name_any();
+            delete_ignoring_missing(
+                &Api::<AuthorizationModel>::all(settings.cluster(&model_cluster)?),
+                &name,
+            )
+            .await
+            .map_err(|e| kube_failure(format!("deleting AuthorizationModel {name}"), e))?;
+        }
+        let stores = Api::<Store>::all(settings.workspace(&settings.orgs_path)?);
+        delete_ignoring_missing(&stores, &org)
+            .await
+            .map_err(|e| kube_failure(format!("deleting Store {org}"), e))?;
+        if settings.org_store(&org).await?.is_some() {
+            return Err(poll(format!(
+                "waiting for Store {org} to delete its tuples and OpenFGA store"
+            ))
+            .into());
+        }
+        Ok(Outcome::Ok)
+    }
+}
+
+pub(super) async fn delete_ignoring_missing<K>(api: &Api<K>, name: &str) -> Result<(), kube::Error>
+where
+    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    match api.delete(name, &DeleteParams::default()).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// The OpenFGA store id of organisation `org`, or `None` while it has none.
+async fn org_store_id(settings: &Settings, org: &str) -> Result<Option<String>, SubroutineError> {
+    Ok(settings
+        .org_store(org)
+        .await?
+        .and_then(|s| s.status)
+        .and_then(|s| s.store_id)
+        .filter(|id| !id.is_empty()))
+}
+
+/// An account's tuples (condition `AccountSubroutine`).
+#[derive(Debug)]
+struct AccountSubroutine;
+
+#[async_trait]
+impl Subroutine<LogicalCluster, Ctx> for AccountSubroutine {
+    fn name(&self) -> &str {
+        "AccountSubroutine"
+    }
+
+    // Runs only as initializer or terminator; as a normal controller it would initialize.
+    async fn process(
+        &self,
+        cluster: &LogicalCluster,
+        ctx: &Ctx,
+    ) -> Result<Outcome, SubroutineError> {
+        self.initialize(cluster, ctx).await
+    }
+
+    async fn initialize(
+        &self,
+        cluster: &LogicalCluster,
+        ctx: &Ctx,
+    ) -> Result<Outcome, SubroutineError> {
+        let Some(Tenant::Account {
+            org,
+            name,
+            parent_cluster,
+        }) = tenant_of(cluster, ctx)
+        else {
+            return Ok(Outcome::skip("not an account below an organization"));
+        };
+        let settings = &ctx.settings;
+        let parent = settings.logical_cluster(&parent_cluster).await?;
+        let Some(grandparent) = parent.spec.owner else {
+            return Err(SubroutineError::permanent(
+                "NoParent",
+                format!("the parent workspace {parent_cluster} has no owner"),
+            ));
+        };
+        let creator = creator(settings, &parent_cluster, &name).await?;
+        let Some(store_id) = org_store_id(settings, &org).await? else {
+            return Err(poll(format!("waiting for organization {org}'s store")).into());
+        };
+        let tuples = owner_tuples(
+            &parent_cluster,
+            &name,
+            &creator,
+            Some((&grandparent.cluster, &grandparent.name)),
+        );
+        let diff = TupleDiff {
+            writes: tuples,
+            deletes: Vec::new(),
+        };
+        apply(&mut ctx.fga(), &store_id, &diff, &SyncOptions::default())
+            .await
+            .map_err(|e| fga_failure("writing the account's tuples", e))?;
+        Ok(Outcome::Ok)
+    }
+
+    async fn terminate(
+        &self,
+        cluster: &LogicalCluster,
+        ctx: &Ctx,
+    ) -> Result<Outcome, SubroutineError> {
+        let Some(Tenant::Account {
+            org,
+            name,
+            parent_cluster,
+        }) = tenant_of(cluster, ctx)
+        else {
+            return Ok(Outcome::skip("not an account below an organization"));
+        };
+        let Some(store_id) = org_store_id(&ctx.settings, &org).await? else {
+            return Ok(Outcome::skip(format!(
+                "organization {org} has no store any more: its tuples went with it"
+            )));
+        };
+        let mut fga = ctx.fga();
+        let options = SyncOptions::default();
+        let account = ReadFilter::object(account_object(&parent_cluster, &name));
+        let mut doomed = read_tuples(&mut fga, &store_id, Some(&account), &options)
+            .await
+            .map_err(|e| fga_failure("reading the account's tuples", e))?;
+        let prefix = role_prefix(&parent_cluster, &name);
+        let roles: Vec<String> = doomed
+            .iter()
+            .filter(|t| t.user.starts_with(&prefix))
+            .map(|t| t.user.split('#').next().unwrap_or_default().to_owned())
+            .collect();
+        for role in roles {
+            let filter = ReadFilter::object(role);
+            doomed.extend(
+                read_tuples(&mut fga, &store_id, Some(&filter), &options)
+                    .await
+                    .map_err(|e| fga_failure("reading the account's role tuples", e))?,
+            );
+        }
+        doomed.sort();
+        doomed.dedup();
+        let diff = TupleDiff {
+            writes: Vec::new(),
+            deletes: doomed,
+        };
+        apply(&mut fga, &store_id, &diff, &options)
+            .await
+            .map_err(|e| fga_failure("deleting the account's tuples", e))?;
+        Ok(Outcome::Ok)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kcp::types::core::{LogicalClusterOwner, LogicalClusterSpec};
+
+    fn logical_cluster(path: Option<&str>, owner_cluster: &str) -> LogicalCluster {
+        let mut cluster = LogicalCluster::new(
+            "cluster",
+            LogicalClusterSpec {
+                owner: Some(LogicalClusterOwner {
+                    cluster: owner_cluster.into(),
+                    name: path
+                        .and_then(|p| p.rsplit(':').next())
+                        .unwrap_or("x")
+                        .into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        );
+        if let Some(path) = path {
+            cluster
+                .annotations_mut()
+                .insert(PATH_ANNOTATION.into(), path.into());
+        }
+        cluster
+    }
+
+    #[test]
+    fn workspaces_are_orgs_accounts_or_none_of_ours() {
+        let org = logical_cluster(Some("root:orgs:acme"), "c0");
+        assert_eq!(
+            tenant(&org, "root:orgs"),
+            Some(Tenant::Org {
+                org: "acme".into(),
+                orgs_cluster: "c0".into()
+            })
+        );
+        let account = logical_cluster(Some("root:orgs:acme:team:dev"), "c2");
+        assert_eq!(
+            tenant(&account, "root:orgs"),
+            Some(Tenant::Account {
+                org: "acme".into(),
+                name: "dev".into(),
+                parent_cluster: "c2".into()
+            })
+        );
+        for other in [
+            Some("root:orgs"),
+            Some("root:orgsx:a"),
+            Some("root:providers:p"),
+            None,
+        ] {
+            assert_eq!(
+                tenant(&logical_cluster(other, "c"), "root:orgs"),
+                None,
+                "{other:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn org_tuples_with_and_without_members() {
+        let owners = org_tuples("c0", "acme", "alice:x", false);
+        assert_eq!(owners.len(), 2);
+        assert_eq!(owners[0].user, "user:alice.x");
+        let members = org_tuples("c0", "acme", "alice", true);
+        assert_eq!(members.len(), 4);
+        assert_eq!(
+            members[3].to_string(),
+            "core_platform-mesh_io_account:c0/acme#member@role:authenticated#assignee"
+        );
+    }
+}
