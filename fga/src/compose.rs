@@ -13,6 +13,15 @@
 //! a module out can make later extensions of its types fail; those modules are
 //! then left out too. Upstream also rejects a file that both defines and
 //! extends one type; here that simply works.
+//!
+//! Upstream does not validate semantics, so one module with, say, an undefined
+//! relation makes OpenFGA reject the whole composed model. Here the composed
+//! model is checked with [`crate::validate`]; every problem is blamed on the
+//! module that wrote the type, the `extend type` relation or the condition
+//! (references to other modules' types are fine), all of them are reported,
+//! those modules are left out, and composition repeats until the rest is
+//! valid. The model returned always passes [`crate::validate::validate`],
+//! except when no module is left: OpenFGA rejects a model without types.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -21,6 +30,7 @@ use thiserror::Error;
 
 use crate::dsl::{self, DslError, ParsedFile, Position};
 use crate::model::{AuthorizationModel, SourceInfo, TypeDefinition};
+use crate::validate::{self, Subject, ValidationError};
 
 /// The schema version of composed models.
 pub const MODULAR_SCHEMA_VERSION: &str = "1.2";
@@ -128,6 +138,14 @@ pub enum ModuleErrorKind {
         /// The module that defined it first.
         existing: ModuleRef,
     },
+    /// The module composes, but OpenFGA would reject what it adds.
+    #[error("{error}{}", position.map(|p| format!(" (at {p})")).unwrap_or_default())]
+    Semantic {
+        /// The problem.
+        error: ValidationError,
+        /// Where this file defines the type, relation or condition, when known.
+        position: Option<Position>,
+    },
 }
 
 struct Candidate {
@@ -141,6 +159,31 @@ impl Candidate {
         ModuleRef {
             file: self.file.clone(),
             module: self.module.clone(),
+        }
+    }
+
+    /// Where this file defines what a validation error is about.
+    fn position_of(&self, subject: Subject<'_>) -> Option<Position> {
+        let types = &self.parsed.types;
+        match subject {
+            Subject::Model => None,
+            Subject::Type(name) => types
+                .iter()
+                .find(|t| !t.is_extension && t.definition.type_name == name)
+                .map(|t| t.position),
+            Subject::Relation {
+                type_name,
+                relation,
+            } => types
+                .iter()
+                .filter(|t| t.definition.type_name == type_name)
+                .find_map(|t| t.relation_positions.get(relation).copied()),
+            Subject::Condition(name) => self
+                .parsed
+                .conditions
+                .iter()
+                .find(|c| c.condition.name == name)
+                .map(|c| c.position),
         }
     }
 
@@ -179,16 +222,71 @@ pub fn compose(files: &[ModuleFile]) -> (AuthorizationModel, Vec<ModuleError>) {
             },
         }
     }
-    // Each round either succeeds or drops one faulty module, so this ends.
+    // Each round either succeeds or drops at least one faulty module, so this ends.
     loop {
         match try_compose(&candidates) {
-            Ok(model) => return (model, errors),
+            Ok(model) => {
+                let faulty = semantic_errors(&candidates, &model);
+                if faulty.is_empty() {
+                    return (model, errors);
+                }
+                let dropped: Vec<usize> = faulty.keys().copied().collect();
+                errors.extend(faulty.into_values().flatten());
+                for index in dropped.into_iter().rev() {
+                    candidates.remove(index);
+                }
+            }
             Err((faulty, module_errors)) => {
                 errors.extend(module_errors);
                 candidates.remove(faulty);
             }
         }
     }
+}
+
+/// Every validation error of a structurally composed model, grouped by the
+/// candidate that caused it, in candidate order.
+fn semantic_errors(
+    candidates: &[Candidate],
+    model: &AuthorizationModel,
+) -> BTreeMap<usize, Vec<ModuleError>> {
+    let mut faulty: BTreeMap<usize, Vec<ModuleError>> = BTreeMap::new();
+    for error in validate::validate(model) {
+        if error == ValidationError::NoTypes {
+            // Nothing left to compose is no module's fault.
+            continue;
+        }
+        let by_origin = validate::origin(model, &error)
+            .and_then(|origin| candidates.iter().position(|c| c.file == origin.file));
+        let index = by_origin
+            .or_else(|| match &error {
+                // The module that brought the first type over the limit.
+                ValidationError::TooManyTypes { limit, .. } => {
+                    let file = model
+                        .type_definitions
+                        .get(*limit)
+                        .and_then(|t| t.metadata.as_ref())
+                        .and_then(|m| m.source_info.as_ref())
+                        .map(|s| s.file.as_str());
+                    candidates
+                        .iter()
+                        .position(|c| Some(c.file.as_str()) == file)
+                }
+                _ => None,
+            })
+            // Composition stamps every type, relation and condition with
+            // its file, so this cannot happen; blaming the last module still
+            // keeps the promise that the returned model is valid.
+            .or_else(|| candidates.len().checked_sub(1));
+        let Some(index) = index else { continue };
+        let candidate = &candidates[index];
+        let position = candidate.position_of(error.subject());
+        faulty
+            .entry(index)
+            .or_default()
+            .push(candidate.error(ModuleErrorKind::Semantic { error, position }));
+    }
+    faulty
 }
 
 /// Composes all candidates, or names the first faulty one with its errors.

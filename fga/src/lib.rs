@@ -3,6 +3,7 @@
 //! * [`model`]: the JSON model types the OpenFGA API takes.
 //! * [`dsl`]: DSL text (schema 1.1 models, 1.2 modules) to the JSON model.
 //! * [`compose`]: combine module files into one model, isolating faulty modules.
+//! * [`validate`]: the OpenFGA server's semantic model validation, every problem at once.
 //! * [`builder`]: build models and modules in Rust, and print them as DSL.
 //! * [`platform_mesh`]: the Platform Mesh core module and generated modules.
 //! * [`diff`]: semantic comparison of two models.
@@ -23,6 +24,7 @@ pub mod platform_mesh;
 pub mod store;
 pub mod sync;
 pub mod tuple;
+pub mod validate;
 
 pub use error::FgaError;
 pub use tuple::Tuple;

@@ -339,11 +339,16 @@ impl<'a> Parser<'a> {
         }
         let mut operands = vec![first];
         while self.peek() == Kind::Whitespace && is_operator(self.peek_at(1)) {
-            self.bump();
+            let space = self.bump();
             let token = self.bump();
             if token.kind != operator || operator == Kind::ButNot && operands.len() > 1 {
+                // Where the official parser points: at top level no grammar
+                // alternative fits from the blank before the operator on
+                // ("no viable alternative at input ' '"); inside parentheses
+                // the operator itself is the extraneous input.
+                let at = if self.depth == 0 { space } else { token };
                 return Err(semantic(
-                    position(token),
+                    position(at),
                     DslErrorKind::MixedOperators {
                         first: self_text(operator).to_owned(),
                         second: token.text.to_owned(),
