@@ -67,7 +67,7 @@ async fn readyz_answers_once_the_watches_synced() {
 async fn until_readyz(
     port: u16,
     code: u16,
-    operator: &mut Operator,
+    operator: &mut harness::OperatorChild,
     log: &std::path::Path,
 ) -> String {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);

@@ -5,18 +5,20 @@
 //! Tests share the servers and isolate themselves: each kcp test works in its own private
 //! workspace subtree ([`Kcp::private_workspace`]), each OpenFGA test in its own store.
 
+mod child;
 mod kcp;
 mod openfga;
 mod platform_mesh;
 mod process;
 mod proxy;
 
+pub use child::OperatorChild;
 pub use kcp::{
     Kcp, TestWorkspace, create_workspace, universal, wait_for, wait_for_within, wait_gone,
     when_served,
 };
 pub use openfga::OpenFga;
-pub use platform_mesh::{CoreExport, SYSTEM_PATH};
+pub use platform_mesh::{CoreExport, SECURITY_TYPE, SYSTEM_PATH, root_type, set_up_platform};
 pub use process::{ServerProcess, free_port};
 pub use proxy::TcpProxy;
 
@@ -29,6 +31,23 @@ pub fn init_logging() {
         .with_env_filter(filter)
         .with_test_writer()
         .try_init();
+}
+
+/// Runs `task` on a thread and Tokio runtime of its own, so that it outlives the test that
+/// started it (every test has its own runtime); it stops with the test binary.
+pub fn run_detached<F, Fut>(task: F)
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()>,
+{
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap_or_else(|e| panic!("building a Tokio runtime: {e}"));
+        runtime.block_on(task());
+    });
 }
 
 /// A unique suffix for names of objects a test creates (lowercase, DNS-safe).

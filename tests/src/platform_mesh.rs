@@ -7,12 +7,118 @@ use kcp::types::apis::{
     AcceptablePermissionClaim, ApiBinding, ApiBindingSpec, ApiExport, ApiExportEndpointSlice,
     ApiResourceSchema, BindingReference, ExportBindingReference,
 };
+use kcp::types::tenancy::{
+    ApiExportReference, WorkspaceType, WorkspaceTypeExtension, WorkspaceTypeReference,
+    WorkspaceTypeSpec,
+};
 use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::core::ObjectMeta;
 use tokio::sync::OnceCell;
 
 use crate::kcp::{Kcp, TestWorkspace, create_workspace, universal, wait_for, when_served};
+
+/// The WorkspaceType whose initializer and terminator the security-operator serves.
+pub const SECURITY_TYPE: &str = "security";
+
+/// A WorkspaceType in `root`.
+pub fn root_type(name: &str) -> WorkspaceTypeReference {
+    WorkspaceTypeReference {
+        name: name.into(),
+        path: "root".into(),
+    }
+}
+
+/// Sets up what platform-mesh-operator would: the `root` WorkspaceTypes orgs, org and account,
+/// binding `core.platform-mesh.io` by default, and the `root:orgs` workspace. With `security`,
+/// org and account extend the WorkspaceType `security`, whose initializer and terminator
+/// (`root:security`) hold every org and account workspace for the security-operator, as in
+/// production. Returns `root:orgs` and a kubeconfig for an operator, named `kubeconfig_name`,
+/// whose `root` context points at root:platform-mesh-system.
+pub async fn set_up_platform(
+    kcp: &Kcp,
+    security: bool,
+    kubeconfig_name: &str,
+) -> (TestWorkspace, std::path::PathBuf) {
+    let core = CoreExport::shared(kcp).await;
+    let admin = kcp.admin().await;
+    let root = admin
+        .for_path(&ClusterPath::root())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let types: Api<WorkspaceType> = Api::all(root);
+    let apply = PatchParams::apply("tests").force();
+    if security {
+        let wt = workspace_type(SECURITY_TYPE, vec![universal()], Vec::new());
+        let mut wt = wt;
+        wt.spec.initializer = true;
+        wt.spec.terminator = true;
+        types
+            .patch(SECURITY_TYPE, &apply, &Patch::Apply(&wt))
+            .await
+            .unwrap_or_else(|e| panic!("applying WorkspaceType {SECURITY_TYPE}: {e}"));
+        wait_for(&types, SECURITY_TYPE, "Ready", WorkspaceType::is_ready).await;
+    }
+    let bindings = vec![ApiExportReference {
+        path: SYSTEM_PATH.into(),
+        export: CORE_EXPORT.into(),
+    }];
+    for name in ["orgs", "org", "account"] {
+        let mut extends = vec![universal()];
+        if security && name != "orgs" {
+            extends.push(root_type(SECURITY_TYPE));
+        }
+        let wt = workspace_type(name, extends, bindings.clone());
+        types
+            .patch(name, &apply, &Patch::Apply(&wt))
+            .await
+            .unwrap_or_else(|e| panic!("applying WorkspaceType {name}: {e}"));
+        wait_for(&types, name, "Ready", WorkspaceType::is_ready).await;
+    }
+    let ws = create_workspace(&admin, &ClusterPath::root(), "orgs", root_type("orgs")).await;
+    let orgs = TestWorkspace {
+        factory: admin.clone(),
+        path: "root:orgs".parse().unwrap_or_else(|e| panic!("{e}")),
+        cluster: ws
+            .spec
+            .cluster
+            .unwrap_or_else(|| panic!("root:orgs has no cluster"))
+            .parse()
+            .unwrap_or_else(|e| panic!("{e}")),
+    };
+    core.bind(&orgs).await;
+    (orgs, system_kubeconfig(kcp, kubeconfig_name))
+}
+
+fn workspace_type(
+    name: &str,
+    extends: Vec<WorkspaceTypeReference>,
+    bindings: Vec<ApiExportReference>,
+) -> WorkspaceType {
+    WorkspaceType {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            ..Default::default()
+        },
+        spec: WorkspaceTypeSpec {
+            extend: Some(WorkspaceTypeExtension { with: extends }),
+            default_api_bindings: bindings,
+            ..Default::default()
+        },
+        status: None,
+    }
+}
+
+/// kcp's admin kubeconfig with the `root` context pointed at root:platform-mesh-system, as
+/// platform-mesh-operator writes an operator's kubeconfig.
+fn system_kubeconfig(kcp: &Kcp, file_name: &str) -> std::path::PathBuf {
+    let text = std::fs::read_to_string(kcp.kubeconfig())
+        .unwrap_or_else(|e| panic!("reading kcp's kubeconfig: {e}"));
+    let pointed = text.replace("/clusters/root\n", &format!("/clusters/{SYSTEM_PATH}\n"));
+    assert_ne!(text, pointed, "kubeconfig layout changed");
+    let path = kcp.kubeconfig().with_file_name(file_name);
+    std::fs::write(&path, pointed).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+    path
+}
 
 /// The path of the workspace holding the Platform Mesh exports.
 pub const SYSTEM_PATH: &str = "root:platform-mesh-system";

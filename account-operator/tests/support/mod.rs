@@ -6,82 +6,15 @@ use account_operator::config::Config;
 use clap::Parser;
 use crds::account_info::{ACCOUNT_INFO_NAME, AccountInfo};
 use crds::{Account, AccountSpec};
-use harness::{CoreExport, Kcp, SYSTEM_PATH, TestWorkspace, create_workspace, wait_for};
-use kcp::ClusterPath;
-use kcp::types::tenancy::{
-    ApiExportReference, Workspace, WorkspaceType, WorkspaceTypeExtension, WorkspaceTypeReference,
-    WorkspaceTypeSpec,
-};
-use kube::api::{Api, Patch, PatchParams, PostParams};
-use kube::core::ObjectMeta;
+use harness::{Kcp, TestWorkspace, wait_for};
+use kcp::types::tenancy::Workspace;
+use kube::api::{Api, PostParams};
 use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
 
-pub fn root_type(name: &str) -> WorkspaceTypeReference {
-    WorkspaceTypeReference {
-        name: name.into(),
-        path: "root".into(),
-    }
-}
-
-/// Sets up what platform-mesh-operator would: the `root` WorkspaceTypes orgs, org and account
-/// (without the security initializer), binding `core.platform-mesh.io` by default, and the
-/// `root:orgs` workspace. Returns `root:orgs` and a kubeconfig for the operator.
+/// The test platform without the security initializer: see [`harness::set_up_platform`].
 pub async fn set_up(kcp: &Kcp) -> (TestWorkspace, std::path::PathBuf) {
-    let core = CoreExport::shared(kcp).await;
-    let admin = kcp.admin().await;
-    let root = admin.for_path(&ClusterPath::root()).unwrap();
-    let types: Api<WorkspaceType> = Api::all(root);
-    let bindings = vec![ApiExportReference {
-        path: SYSTEM_PATH.into(),
-        export: crds::export::CORE_EXPORT.into(),
-    }];
-    for name in ["orgs", "org", "account"] {
-        let wt = WorkspaceType {
-            metadata: ObjectMeta {
-                name: Some(name.into()),
-                ..Default::default()
-            },
-            spec: WorkspaceTypeSpec {
-                extend: Some(WorkspaceTypeExtension {
-                    with: vec![root_type("universal")],
-                }),
-                default_api_bindings: bindings.clone(),
-                ..Default::default()
-            },
-            status: None,
-        };
-        types
-            .patch(
-                name,
-                &PatchParams::apply("tests").force(),
-                &Patch::Apply(&wt),
-            )
-            .await
-            .unwrap();
-        wait_for(&types, name, "Ready", WorkspaceType::is_ready).await;
-    }
-    let ws = create_workspace(&admin, &ClusterPath::root(), "orgs", root_type("orgs")).await;
-    let orgs = TestWorkspace {
-        factory: admin.clone(),
-        path: "root:orgs".parse().unwrap(),
-        cluster: ws.spec.cluster.unwrap().parse().unwrap(),
-    };
-    core.bind(&orgs).await;
-    (orgs, system_kubeconfig(kcp))
-}
-
-/// kcp's admin kubeconfig with the `root` context pointed at root:platform-mesh-system, as
-/// platform-mesh-operator writes the operator's kubeconfig.
-fn system_kubeconfig(kcp: &Kcp) -> std::path::PathBuf {
-    let text = std::fs::read_to_string(kcp.kubeconfig()).unwrap();
-    let pointed = text.replace("/clusters/root\n", &format!("/clusters/{SYSTEM_PATH}\n"));
-    assert_ne!(text, pointed, "kubeconfig layout changed");
-    let path = kcp
-        .kubeconfig()
-        .with_file_name("account-operator.kubeconfig");
-    std::fs::write(&path, pointed).unwrap();
-    path
+    harness::set_up_platform(kcp, false, "account-operator.kubeconfig").await
 }
 
 /// The operator's flags for the test platform.
@@ -194,16 +127,9 @@ pub async fn platform() -> &'static Platform {
             let mut args = vec!["account-operator".to_owned()];
             args.extend(operator_args(&kubeconfig));
             let config = Config::try_parse_from(args).unwrap();
-            // Its own thread and runtime, so it outlives the test that started it; it stops
-            // with the test binary.
-            std::thread::spawn(move || {
-                let runtime = tokio::runtime::Builder::new_multi_thread()
-                    .worker_threads(2)
-                    .enable_all()
-                    .build()
-                    .unwrap();
-                runtime
-                    .block_on(account_operator::app::run(config, CancellationToken::new()))
+            harness::run_detached(move || async move {
+                account_operator::app::run(config, CancellationToken::new())
+                    .await
                     .unwrap();
             });
             Platform {
