@@ -1,0 +1,189 @@
+//! The platform the security-operator scenarios run on: real kcp and OpenFGA, the WorkspaceTypes
+//! with the `root:security` initializer and terminator, the account-operator in-process and
+//! the security-operator binary as a child process, once per test binary.
+
+#![allow(clippy::unwrap_used, dead_code)] // each test binary uses part of it
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use clap::Parser;
+use crds::{Account, AccountSpec, Store};
+use fga::sync::{SyncOptions, read_tuples};
+use harness::{Kcp, OpenFga, ServerProcess, TestWorkspace, wait_for};
+use kcp::types::tenancy::Workspace;
+use kube::api::{Api, PostParams};
+use openfga_client::client::{CheckRequest, CheckRequestTupleKey};
+use tokio::sync::OnceCell;
+use tokio_util::sync::CancellationToken;
+
+/// The platform, as plain data: clients belong to the runtime that made them, and every test
+/// has its own.
+pub struct Platform {
+    pub orgs_path: kcp::ClusterPath,
+    pub orgs_cluster: kcp::ClusterName,
+    pub kubeconfig: PathBuf,
+    pub fga_target: String,
+}
+
+impl Platform {
+    /// `root:orgs`, with clients for the calling test.
+    pub async fn orgs(&self) -> TestWorkspace {
+        TestWorkspace {
+            factory: Kcp::shared().await.admin().await,
+            path: self.orgs_path.clone(),
+            cluster: self.orgs_cluster.clone(),
+        }
+    }
+}
+
+/// The security-operator's flags for the test platform, every role in one process.
+pub fn security_args(kubeconfig: &Path, fga_target: &str) -> Vec<String> {
+    vec![
+        "fga,initializer,terminator,model-generator".into(),
+        format!("--kubeconfig={}", kubeconfig.display()),
+        "--kubeconfig-context=root".into(),
+        format!("--fga-target={fga_target}"),
+        "--metrics-bind-address=127.0.0.1:0".into(),
+        "--health-probe-bind-address=127.0.0.1:0".into(),
+        "--no-json".into(),
+    ]
+}
+
+/// Starts the security-operator binary under the harness's watchdog (it cannot outlive the
+/// test binary), logging to `<state_dir>/<name>.log`.
+pub fn start_security_operator(name: &str, args: &[String], state_dir: &Path) -> ServerProcess {
+    ServerProcess::start(
+        name,
+        Path::new(env!("CARGO_BIN_EXE_security-operator")),
+        args,
+        state_dir,
+        false,
+    )
+    .unwrap()
+}
+
+/// The platform with both operators running, set up on first use.
+pub async fn platform() -> &'static Platform {
+    static PLATFORM: OnceCell<Platform> = OnceCell::const_new();
+    PLATFORM
+        .get_or_init(|| async {
+            let kcp = Kcp::shared().await;
+            let openfga = OpenFga::shared().await;
+            let (orgs, kubeconfig) =
+                harness::set_up_platform(kcp, true, "security-operator.kubeconfig").await;
+            let config = account_operator::config::Config::try_parse_from([
+                "account-operator".to_owned(),
+                format!("--kubeconfig={}", kubeconfig.display()),
+                "--kubeconfig-context=root".into(),
+                "--metrics-bind-address=127.0.0.1:0".into(),
+                "--health-probe-bind-address=127.0.0.1:0".into(),
+            ])
+            .unwrap();
+            harness::run_detached(move || async move {
+                account_operator::app::run(config, CancellationToken::new())
+                    .await
+                    .unwrap();
+            });
+            let fga_target = openfga.grpc_endpoint();
+            let dir = kubeconfig.parent().unwrap().to_path_buf();
+            let operator = start_security_operator(
+                "security-operator",
+                &security_args(&kubeconfig, &fga_target),
+                &dir,
+            );
+            // Kept for the test binary's lifetime; the watchdog stops it when the binary exits.
+            std::mem::forget(operator);
+            Platform {
+                orgs_path: orgs.path,
+                orgs_cluster: orgs.cluster,
+                kubeconfig,
+                fga_target,
+            }
+        })
+        .await
+}
+
+pub fn new_account(name: &str, account_type: &str, creator: &str) -> Account {
+    Account::new(
+        name,
+        AccountSpec {
+            type_: account_type.into(),
+            display_name: name.into(),
+            creator: Some(creator.into()),
+            ..Default::default()
+        },
+    )
+}
+
+pub fn is_ready(account: &Account) -> bool {
+    account.status.as_ref().is_some_and(|s| {
+        s.conditions
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == "True")
+    })
+}
+
+/// Creates an Account in `parent` and waits for it to be Ready; returns its workspace.
+pub async fn ready_account(
+    parent: &TestWorkspace,
+    name: &str,
+    account_type: &str,
+    creator: &str,
+) -> TestWorkspace {
+    let accounts: Api<Account> = Api::all(parent.client());
+    accounts
+        .create(
+            &PostParams::default(),
+            &new_account(name, account_type, creator),
+        )
+        .await
+        .unwrap();
+    wait_for(&accounts, name, "Ready", is_ready).await;
+    let ws: Workspace = Api::all(parent.client()).get(name).await.unwrap();
+    TestWorkspace {
+        factory: parent.factory.clone(),
+        path: parent.path.join(name).unwrap(),
+        cluster: ws.spec.cluster.unwrap().parse().unwrap(),
+    }
+}
+
+/// The OpenFGA store id of organisation `org`'s Store.
+pub async fn store_id(orgs: &TestWorkspace, org: &str) -> String {
+    let stores: Api<Store> = Api::all(orgs.client());
+    let store = wait_for(&stores, org, "a store id", |s| {
+        s.status.as_ref().is_some_and(|s| s.store_id.is_some())
+    })
+    .await;
+    store.status.unwrap().store_id.unwrap()
+}
+
+/// Every tuple of a store, as `object#relation@user`.
+pub async fn tuples(store_id: &str) -> BTreeSet<String> {
+    let mut client = OpenFga::shared().await.client().await;
+    read_tuples(&mut client, store_id, None, &SyncOptions::default())
+        .await
+        .unwrap()
+        .iter()
+        .map(ToString::to_string)
+        .collect()
+}
+
+/// OpenFGA's answer to "has `user` `relation` on `object`".
+pub async fn check(store_id: &str, user: &str, relation: &str, object: &str) -> bool {
+    let mut client = OpenFga::shared().await.client().await;
+    client
+        .check(CheckRequest {
+            store_id: store_id.to_owned(),
+            tuple_key: Some(CheckRequestTupleKey {
+                user: user.to_owned(),
+                relation: relation.to_owned(),
+                object: object.to_owned(),
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .allowed
+}

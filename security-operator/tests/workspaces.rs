@@ -1,0 +1,295 @@
+//! The security-operator with the account-operator, on real kcp and OpenFGA: org and account
+//! workspaces are initialized with exactly the reference tuples, OpenFGA answers as the model
+//! says, deletion tears down in order, and bad input ends in conditions that say why.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::collections::BTreeSet;
+
+use crds::authorization_model::{AuthorizationModel, AuthorizationModelSpec, StoreRef};
+use crds::{Account, Store, StoreSpec};
+use fga::platform_mesh::{CoreModuleVariant, account_object, core_module};
+use fga::store::{StoreOptions, list_stores_named};
+use harness::{OpenFga, TestWorkspace, unique_suffix, wait_for, wait_gone};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kcp::types::core::{LOGICAL_CLUSTER_NAME, LogicalCluster};
+use kcp::types::tenancy::Workspace;
+use kube::api::{Api, DeleteParams, PostParams};
+use support::{check, platform, ready_account, store_id, tuples};
+
+const ACCOUNT: &str = "core_platform-mesh_io_account";
+
+fn owner_tuples(cluster: &str, name: &str, user: &str) -> Vec<String> {
+    let role = format!("role:{ACCOUNT}/{cluster}/{name}/owner");
+    vec![
+        format!("{role}#assignee@user:{user}"),
+        format!("{ACCOUNT}:{cluster}/{name}#owner@{role}#assignee"),
+    ]
+}
+
+fn parent_tuple(cluster: &str, name: &str, parent: &str) -> String {
+    format!("{ACCOUNT}:{cluster}/{name}#parent@{parent}")
+}
+
+#[tokio::test]
+async fn an_org_and_a_three_level_tree_get_exactly_the_reference_tuples() {
+    let platform = platform().await;
+    let orgs = platform.orgs().await;
+    let org = format!("acme-{}", unique_suffix());
+    let acme = ready_account(&orgs, &org, "org", "alice@example.com").await;
+    // Ready means kcp released the workspace: our initializer is gone from it.
+    let logical: LogicalCluster = Api::all(acme.client())
+        .get(LOGICAL_CLUSTER_NAME)
+        .await
+        .unwrap();
+    let initializers = logical.status.unwrap().initializers;
+    assert!(
+        !initializers.iter().any(|i| i == "root:security"),
+        "{initializers:?}"
+    );
+
+    let team = ready_account(&acme, "team", "account", "bob@example.com").await;
+    ready_account(&team, "dev", "account", "carol:ops").await;
+    let store = store_id(&orgs, &org).await;
+
+    let (orgs_c, acme_c, team_c) = (
+        orgs.cluster.as_str(),
+        acme.cluster.as_str(),
+        team.cluster.as_str(),
+    );
+    let mut expected: BTreeSet<String> = BTreeSet::new();
+    expected.extend(owner_tuples(orgs_c, &org, "alice@example.com"));
+    expected.extend(owner_tuples(acme_c, "team", "bob@example.com"));
+    expected.insert(parent_tuple(acme_c, "team", &account_object(orgs_c, &org)));
+    // A ':' in a user name becomes '.', the one escaping the webhook uses too.
+    expected.extend(owner_tuples(team_c, "dev", "carol.ops"));
+    expected.insert(parent_tuple(team_c, "dev", &account_object(acme_c, "team")));
+    assert_eq!(tuples(&store).await, expected);
+
+    // The model decides: ownership flows down the tree, not up, and not across orgs.
+    let team_obj = account_object(acme_c, "team");
+    let dev_obj = account_object(team_c, "dev");
+    let acme_obj = account_object(orgs_c, &org);
+    assert!(check(&store, "user:alice@example.com", "get", &team_obj).await);
+    assert!(check(&store, "user:alice@example.com", "delete", &dev_obj).await);
+    assert!(check(&store, "user:bob@example.com", "get", &dev_obj).await);
+    assert!(!check(&store, "user:bob@example.com", "get", &acme_obj).await);
+    assert!(!check(&store, "user:carol.ops", "get", &team_obj).await);
+
+    let globex = format!("globex-{}", unique_suffix());
+    ready_account(&orgs, &globex, "org", "gina@example.com").await;
+    let globex_store = store_id(&orgs, &globex).await;
+    assert_ne!(globex_store, store);
+    assert!(!check(&store, "user:gina@example.com", "get", &team_obj).await);
+    assert!(
+        check(
+            &globex_store,
+            "user:gina@example.com",
+            "get",
+            &account_object(orgs_c, &globex)
+        )
+        .await
+    );
+}
+
+#[tokio::test]
+async fn deleting_an_account_and_then_an_org_with_descendants_leaves_nothing() {
+    let platform = platform().await;
+    let orgs = platform.orgs().await;
+    let org = format!("initech-{}", unique_suffix());
+    let initech = ready_account(&orgs, &org, "org", "peter@example.com").await;
+    let team = ready_account(&initech, "team", "account", "peter@example.com").await;
+    ready_account(&team, "dev", "account", "milton@example.com").await;
+    let store = store_id(&orgs, &org).await;
+    assert_eq!(tuples(&store).await.len(), 8);
+
+    // An account: its tuples go, then its workspace.
+    let team_accounts: Api<Account> = Api::all(team.client());
+    team_accounts
+        .delete("dev", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_gone(&team_accounts, "dev").await;
+    let team_workspaces: Api<Workspace> = Api::all(team.client());
+    wait_gone(&team_workspaces, "dev").await;
+    let left = tuples(&store).await;
+    assert_eq!(left.len(), 5, "{left:#?}");
+    assert!(left.iter().all(|t| !t.contains("/dev")), "{left:#?}");
+
+    // The org with a descendant: completes, and leaves no store, no tuple, no workspace.
+    let org_accounts: Api<Account> = Api::all(orgs.client());
+    org_accounts
+        .delete(&org, &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_gone(&org_accounts, &org).await;
+    wait_gone(&Api::<Workspace>::all(orgs.client()), &org).await;
+    wait_gone(&Api::<Store>::all(orgs.client()), &org).await;
+    let mut client = OpenFga::shared().await.client().await;
+    let left = list_stores_named(&mut client, &org, &StoreOptions::default())
+        .await
+        .unwrap();
+    assert!(left.is_empty(), "{left:?}");
+
+    // Re-created under the same name, it starts clean: the old owner has no access.
+    ready_account(&orgs, &org, "org", "joanna@example.com").await;
+    let fresh = store_id(&orgs, &org).await;
+    assert_ne!(fresh, store);
+    let org_obj = account_object(orgs.cluster.as_str(), &org);
+    assert!(!check(&fresh, "user:peter@example.com", "get", &org_obj).await);
+    assert!(check(&fresh, "user:joanna@example.com", "get", &org_obj).await);
+    assert_eq!(tuples(&fresh).await.len(), 2);
+}
+
+fn condition<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Condition> {
+    conditions.iter().find(|c| c.type_ == type_)
+}
+
+/// Waits until the Store's condition `type_` is False with `reason`; returns its message.
+async fn store_refused(stores: &Api<Store>, name: &str, type_: &str, reason: &str) -> String {
+    let store = wait_for(stores, name, reason, |s| {
+        s.status
+            .as_ref()
+            .and_then(|s| condition(&s.conditions, type_))
+            .is_some_and(|c| c.status == "False" && c.reason == reason)
+    })
+    .await;
+    condition(&store.status.unwrap().conditions, type_)
+        .unwrap()
+        .message
+        .clone()
+}
+
+fn store(name: &str, core: &str, tuples: Vec<crds::Tuple>) -> Store {
+    Store::new(
+        name,
+        StoreSpec {
+            core_module: core.into(),
+            tuples: Some(tuples),
+        },
+    )
+}
+
+fn core() -> String {
+    core_module(CoreModuleVariant::HelmChart).to_dsl().unwrap()
+}
+
+#[tokio::test]
+async fn bad_input_ends_in_a_condition_with_a_reason_and_nothing_else_breaks() {
+    let platform = platform().await;
+    let orgs = platform.orgs().await;
+    let stores: Api<Store> = Api::all(orgs.client());
+    let sfx = unique_suffix();
+    let post = PostParams::default();
+
+    let bad_core = format!("bad-core-{sfx}");
+    stores
+        .create(&post, &store(&bad_core, "module core\n\ntype", vec![]))
+        .await
+        .unwrap();
+    let message = store_refused(
+        &stores,
+        &bad_core,
+        "AuthorizationModelSubroutine",
+        "InvalidCoreModule",
+    )
+    .await;
+    assert!(message.contains("core.fga"), "{message}");
+
+    let bad_tuple = format!("bad-tuple-{sfx}");
+    let tuple = crds::Tuple {
+        object: format!("{ACCOUNT}:c/x"),
+        relation: "owner".into(),
+        user: "not a user".into(),
+    };
+    stores
+        .create(&post, &store(&bad_tuple, &core(), vec![tuple]))
+        .await
+        .unwrap();
+    let message = store_refused(&stores, &bad_tuple, "TupleSubroutine", "RejectedByOpenFGA").await;
+    assert!(
+        message.contains("not a user") || message.contains("user"),
+        "{message}"
+    );
+
+    let long = format!("long-{sfx}-{}", "x".repeat(64));
+    stores
+        .create(&post, &store(&long, &core(), vec![]))
+        .await
+        .unwrap();
+    let message = store_refused(&stores, &long, "StoreSubroutine", "RejectedByOpenFGA").await;
+    assert!(message.contains(&long), "{message}");
+
+    let models: Api<AuthorizationModel> = Api::all(orgs.client());
+    let orphan = format!("orphan-{sfx}");
+    let model = AuthorizationModel::new(
+        &orphan,
+        AuthorizationModelSpec {
+            store_ref: StoreRef {
+                name: format!("nowhere-{sfx}"),
+                cluster: "root:orgs".into(),
+                path: None,
+            },
+            model: "module orphan\n\ntype orphan_thing\n".into(),
+            tuples: None,
+        },
+    );
+    models.create(&post, &model).await.unwrap();
+    wait_for(&models, &orphan, "StoreNotFound", |m| {
+        m.status
+            .as_ref()
+            .and_then(|s| condition(&s.conditions, "ModuleSubroutine"))
+            .is_some_and(|c| c.status == "False" && c.reason == "StoreNotFound")
+    })
+    .await;
+
+    // Nothing else broke: a good Store next to them works.
+    let good = format!("good-{sfx}");
+    stores
+        .create(&post, &store(&good, &core(), vec![]))
+        .await
+        .unwrap();
+    wait_for(&stores, &good, "Ready", |s| {
+        s.status
+            .as_ref()
+            .and_then(|s| condition(&s.conditions, "Ready"))
+            .is_some_and(|c| c.status == "True")
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_store_in_a_tenant_workspace_has_no_effect() {
+    let platform = platform().await;
+    let orgs = platform.orgs().await;
+    let org = format!("umbrella-{}", unique_suffix());
+    let tenant: TestWorkspace = ready_account(&orgs, &org, "org", "albert@example.com").await;
+    let store_id = store_id(&orgs, &org).await;
+    let before = tuples(&store_id).await;
+
+    // The tenant names a Store after its org and lists a tuple making mallory the owner.
+    let role = format!("role:{ACCOUNT}/{}/{org}/owner", orgs.cluster.as_str());
+    let grab = crds::Tuple {
+        object: role,
+        relation: "assignee".into(),
+        user: "user:mallory@example.com".into(),
+    };
+    let stores: Api<Store> = Api::all(tenant.client());
+    stores
+        .create(&PostParams::default(), &store(&org, &core(), vec![grab]))
+        .await
+        .unwrap();
+    let message = store_refused(&stores, &org, "StoreSubroutine", "NotInOrgsWorkspace").await;
+    assert!(message.contains("root:orgs"), "{message}");
+
+    let mut client = OpenFga::shared().await.client().await;
+    let named = list_stores_named(&mut client, &org, &StoreOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(named.len(), 1, "{named:?}");
+    assert_eq!(tuples(&store_id).await, before);
+    let org_obj = account_object(orgs.cluster.as_str(), &org);
+    assert!(!check(&store_id, "user:mallory@example.com", "get", &org_obj).await);
+}
