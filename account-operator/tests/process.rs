@@ -12,23 +12,8 @@ mod support;
 
 use std::time::Duration;
 
-use harness::{Kcp, TcpProxy, free_port};
+use harness::{Kcp, TcpProxy, free_port, http_get as get};
 use operator::Operator;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-/// A plain HTTP/1.1 GET; the status code and the body, or `None` while nothing listens.
-async fn get(port: u16, path: &str) -> Option<(u16, String)> {
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .ok()?;
-    let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.ok()?;
-    let code = response.split_whitespace().nth(1)?.parse().ok()?;
-    let body = response.split_once("\r\n\r\n")?.1.to_owned();
-    Some((code, body))
-}
 
 #[tokio::test]
 async fn readyz_answers_once_the_watches_synced() {

@@ -163,6 +163,14 @@ where
         self
     }
 
+    /// Writes no conditions: for a kind whose status is not ours (see
+    /// [`Lifecycle::without_conditions`]).
+    #[must_use]
+    pub fn without_conditions(mut self) -> Self {
+        self.lifecycle = self.lifecycle.without_conditions();
+        self
+    }
+
     /// Also watch kind `R`, reconciling the primary objects `map` names for each change.
     #[must_use]
     pub fn watches<R>(

@@ -9,7 +9,7 @@
 //! 3. compute conditions, `Ready`, `observedGeneration` and the remaining finalizers;
 //! 4. deleting: patch the finalizers away (guarded by `resourceVersion`);
 //! 5. merge-patch the status subresource, guarded by `resourceVersion`, only when it changed
-//!    and the object still exists;
+//!    and the object still exists (never for a lifecycle [`Lifecycle::without_conditions`]);
 //! 6. a 409 on any patch means someone else wrote first: requeue quickly, no error.
 
 use std::fmt::Debug;
@@ -121,6 +121,7 @@ pub struct Lifecycle<K, C> {
     mode: Mode,
     metrics: Option<Metrics>,
     field_manager: String,
+    conditions: bool,
 }
 
 impl<K: Send + Sync, C: Send + Sync> Debug for Lifecycle<K, C> {
@@ -162,7 +163,16 @@ where
             subroutines,
             mode: Mode::Normal,
             metrics: None,
+            conditions: true,
         }
+    }
+
+    /// Writes no status: for a kind whose status belongs to someone else (a kcp APIBinding,
+    /// say), where the engine manages only finalizers and the conditions would be refused.
+    #[must_use]
+    pub fn without_conditions(mut self) -> Self {
+        self.conditions = false;
+        self
     }
 
     /// Sets the mode (initializer or terminator controllers).
@@ -311,8 +321,8 @@ where
             }
         }
 
-        // 5. Status, only when it changed.
-        if let (Some(patch), true) = (plan.status_patch, exists) {
+        // 5. Status, only when it changed (and is ours to write).
+        if let (Some(patch), true, true) = (plan.status_patch, exists, self.conditions) {
             match self.patch_status(api, &obj, patch, &object).await? {
                 Written::Ok(_) => reconciled.status_written = true,
                 Written::Conflict => return Ok(conflict(reconciled)),
@@ -612,6 +622,27 @@ mod tests {
 
     const PATCH_OBJECT: &str = "PATCH /apis/test.platform-mesh.io/v1/widgets/w";
     const PATCH_STATUS: &str = "PATCH /apis/test.platform-mesh.io/v1/widgets/w/status";
+
+    #[tokio::test]
+    async fn without_conditions_only_finalizers_are_written() {
+        let (fake, client) = Fake::start().await;
+        let api: Api<Widget> = Api::all(client);
+        let lifecycle = Lifecycle::new(
+            "widget",
+            vec![sub("A", Some("a.test/finalizer"), ok()) as Box<dyn Subroutine<Widget, Log>>],
+        )
+        .without_conditions();
+        let log = Log::default();
+        let obj = fake.put(widget("w"));
+        let r = lifecycle
+            .reconcile(&api, Arc::new(obj), &log)
+            .await
+            .unwrap();
+        assert_eq!(fake.requests(), [PATCH_OBJECT]);
+        assert!(r.completed && r.finalizers_patched && !r.status_written);
+        assert_eq!(log.take(), ["A.process"]);
+        assert!(fake.get("w").unwrap().status.is_none());
+    }
 
     #[tokio::test]
     async fn finalizers_first_then_conditions_then_nothing_when_unchanged() {

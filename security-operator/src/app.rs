@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 
-use fga::compose::{ModuleFile, compose};
 use fga::platform_mesh::{CoreModuleVariant, core_module};
 use kcp::runtime::{EndpointSource, VirtualWorkspaceKind};
 use kit::process::{Binary, Process, ProcessError};
@@ -56,7 +55,8 @@ pub enum AppError {
 }
 
 /// The core module's text: the file given, else the built-in one; refused when it does not
-/// compose on its own, since every new organisation's model would then be broken.
+/// compose with the built-in API modules, since every new organisation's model would then be
+/// broken.
 pub fn core_module_text(config: &Config) -> Result<String, AppError> {
     let text = match &config.core_module_path {
         Some(path) => std::fs::read_to_string(path).map_err(|source| AppError::CoreModuleFile {
@@ -67,12 +67,9 @@ pub fn core_module_text(config: &Config) -> Result<String, AppError> {
             .to_dsl()
             .map_err(|e| AppError::CoreModule(e.to_string()))?,
     };
-    let (_, errors) = compose(&[ModuleFile::new("core.fga", text.as_str())]);
-    if !errors.is_empty() {
-        let errors: Vec<String> = errors.iter().map(ToString::to_string).collect();
-        return Err(AppError::CoreModule(errors.join("; ")));
-    }
-    Ok(text)
+    controllers::core_module_problems(&text)
+        .map(|problems| Err(AppError::CoreModule(problems)))
+        .unwrap_or(Ok(text))
 }
 
 /// A client for OpenFGA's gRPC API; it connects on first use and reconnects by itself.
@@ -106,6 +103,8 @@ pub async fn run(config: Config, stop: CancellationToken) -> Result<(), AppError
     let settings = Arc::new(Settings {
         orgs_path: config.kcp_orgs_path.clone(),
         factory: core.factory.clone(),
+        // The kubeconfig's server is the workspace holding the endpoint slice.
+        slices: kube::Api::all(process.client()?),
         slice: config.api_export_endpoint_slice_name.clone(),
         fga,
         core_module,

@@ -50,6 +50,22 @@ where
     });
 }
 
+/// A plain HTTP/1.1 GET on loopback; the status code and the body, or `None` while nothing
+/// listens (probes of an operator's ops server).
+pub async fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .ok()?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.ok()?;
+    let code = response.split_whitespace().nth(1)?.parse().ok()?;
+    let body = response.split_once("\r\n\r\n")?.1.to_owned();
+    Some((code, body))
+}
+
 /// A unique suffix for names of objects a test creates (lowercase, DNS-safe).
 pub fn unique_suffix() -> String {
     use std::sync::atomic::{AtomicU32, Ordering};

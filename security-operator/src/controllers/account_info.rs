@@ -35,6 +35,8 @@ pub fn account_info_controller(
             settings: settings.clone(),
         },
     )
+    // AccountInfo's conditions are the account-operator's.
+    .without_conditions()
 }
 
 /// Holds the AccountInfo until no APIBinding of its workspace carries the model generator's

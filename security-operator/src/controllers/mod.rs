@@ -35,7 +35,7 @@ use tonic::transport::Channel;
 pub use account_info::{ACCOUNT_INFO_RECONCILER, account_info_controller};
 pub use authorization_model::{AUTHORIZATION_MODEL_RECONCILER, authorization_model_controller};
 pub use model_generator::{MODEL_GENERATOR_RECONCILER, model_generator_controller};
-pub use store::{STORE_RECONCILER, store_controller};
+pub use store::{STORE_RECONCILER, core_module_problems, store_controller};
 pub use workspace::{
     INITIALIZER_RECONCILER, TERMINATOR_RECONCILER, initializer_controller, terminator_controller,
 };
@@ -50,6 +50,8 @@ pub struct Settings {
     pub orgs_path: ClusterPath,
     /// kcp's front door, for workspaces outside the object's own.
     pub factory: ClientFactory,
+    /// The endpoint slices of the kubeconfig's workspace.
+    pub slices: Api<ApiExportEndpointSlice>,
     /// The endpoint slice's name.
     pub slice: String,
     /// OpenFGA.
@@ -148,12 +150,8 @@ impl Settings {
     where
         K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
     {
-        // The kubeconfig's server is the workspace holding the endpoint slice.
-        let server = self.factory.for_server().map_err(|e| {
-            SubroutineError::transient_from("client for the kubeconfig's workspace", e)
-        })?;
-        let slices: Api<ApiExportEndpointSlice> = Api::all(server);
-        let slice = slices
+        let slice = self
+            .slices
             .get(&self.slice)
             .await
             .map_err(|e| kube_failure(format!("reading endpoint slice {}", self.slice), e))?;

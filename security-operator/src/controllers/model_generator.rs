@@ -40,6 +40,8 @@ pub fn model_generator_controller(
             settings: settings.clone(),
         },
     )
+    // An APIBinding's status is kcp's.
+    .without_conditions()
     // A binding waits for its workspace's AccountInfo.
     .watches::<AccountInfo>(|_, key, bindings| {
         bindings

@@ -228,6 +228,13 @@ pub(super) struct Composition {
     pub rejected: Vec<RejectedModule>,
 }
 
+/// What is wrong with a core module, composed as an organisation's store would compose it
+/// (with the built-in API modules it references); `None` when nothing.
+pub fn core_module_problems(core_module: &str) -> Option<String> {
+    let composition = compose_store("", core_module, &[]);
+    (!composition.core_errors.is_empty()).then(|| composition.core_errors.join("; "))
+}
+
 /// The file name of an AuthorizationModel's module.
 fn model_file(cluster: &str, name: &str) -> String {
     format!("authorizationmodel-{cluster}-{name}.fga")
@@ -441,6 +448,16 @@ mod tests {
         let composition = compose_store("acme", "module core\n\ntype", &[]);
         assert_eq!(composition.core_errors.len(), 1);
         assert!(composition.core_errors[0].contains(CORE_FILE));
+    }
+
+    #[test]
+    fn the_built_in_core_module_is_checked_with_the_built_in_api_modules() {
+        assert_eq!(core_module_problems(&core()), None);
+        let problems = core_module_problems(
+            "module core\n\ntype user\n  relations\n    define owner: [nobody]\n",
+        )
+        .unwrap();
+        assert!(problems.contains("nobody"), "{problems}");
     }
 
     #[test]

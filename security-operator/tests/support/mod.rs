@@ -37,17 +37,34 @@ impl Platform {
     }
 }
 
-/// The security-operator's flags for the test platform, every role in one process.
-pub fn security_args(kubeconfig: &Path, fga_target: &str) -> Vec<String> {
+/// The security-operator's flags for the test platform, every role in one process, its
+/// probes on `health_port`.
+pub fn security_args(kubeconfig: &Path, fga_target: &str, health_port: u16) -> Vec<String> {
     vec![
         "fga,initializer,terminator,model-generator".into(),
         format!("--kubeconfig={}", kubeconfig.display()),
         "--kubeconfig-context=root".into(),
         format!("--fga-target={fga_target}"),
         "--metrics-bind-address=127.0.0.1:0".into(),
-        "--health-probe-bind-address=127.0.0.1:0".into(),
+        format!("--health-probe-bind-address=127.0.0.1:{health_port}"),
         "--no-json".into(),
     ]
+}
+
+/// Waits until the operator answers `/readyz` with 200; fails with its log if it exits.
+pub async fn until_ready(operator: &ServerProcess, health_port: u16) {
+    loop {
+        if operator.exited() {
+            panic!("the security-operator exited:\n{}", operator.log_tail(20));
+        }
+        if harness::http_get(health_port, "/readyz")
+            .await
+            .is_some_and(|(code, _)| code == 200)
+        {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
 }
 
 /// Starts the security-operator binary under the harness's watchdog (it cannot outlive the
@@ -87,11 +104,13 @@ pub async fn platform() -> &'static Platform {
             });
             let fga_target = openfga.grpc_endpoint();
             let dir = kubeconfig.parent().unwrap().to_path_buf();
+            let health_port = harness::free_port();
             let operator = start_security_operator(
                 "security-operator",
-                &security_args(&kubeconfig, &fga_target),
+                &security_args(&kubeconfig, &fga_target, health_port),
                 &dir,
             );
+            until_ready(&operator, health_port).await;
             // Kept for the test binary's lifetime; the watchdog stops it when the binary exits.
             std::mem::forget(operator);
             Platform {
