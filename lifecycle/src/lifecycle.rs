@@ -836,9 +836,13 @@ mod tests {
         assert!(r.permanent_error && !r.completed);
         assert_eq!(r.requeue_after, None);
         let stored = fake.get("w").unwrap();
+        let a = condition(&stored, "A");
         assert_eq!(
-            condition(&stored, "A").message,
-            "InvalidSpec: size must be positive (not retried until the object changes)"
+            (&*a.reason, &*a.message),
+            (
+                "InvalidSpec",
+                "size must be positive (not retried until the object changes)"
+            )
         );
         // A rerun writes nothing: no loop.
         fake.clear_requests();

@@ -73,7 +73,9 @@ impl Step {
     }
 
     /// Status, reason and message of this step's condition.
-    fn condition(&self) -> (&'static str, &'static str, String) {
+    /// The subroutine's condition: status, reason, message. A permanent error carries its own
+    /// reason (`InvalidCoreModule`, say), so the condition names the cause; `Ready` says `Error`.
+    fn condition(&self) -> (&'static str, &str, String) {
         match &self.result {
             Ok(Outcome::Ok | Outcome::OkRequeue(_)) => (
                 status::TRUE,
@@ -90,6 +92,11 @@ impl Step {
             Ok(Outcome::Stop { message } | Outcome::StopRequeue { message, .. }) => {
                 (status::FALSE, reason::STOPPED, message.clone())
             }
+            Err(SubroutineError::Permanent { reason, message }) => (
+                status::FALSE,
+                reason,
+                format!("{message} (not retried until the object changes)"),
+            ),
             Err(error) => (status::FALSE, reason::ERROR, error.condition_message()),
         }
     }
@@ -348,8 +355,8 @@ mod tests {
                 Err(SubroutineError::permanent("InvalidSpec", "bad type")),
                 (
                     "False",
-                    "Error",
-                    "InvalidSpec: bad type (not retried until the object changes)",
+                    "InvalidSpec",
+                    "bad type (not retried until the object changes)",
                 ),
                 ("False", "Error"),
             ),
