@@ -198,14 +198,18 @@ fn kube_failure(what: impl std::fmt::Display, error: kube::Error) -> SubroutineE
 }
 
 /// A failed OpenFGA request: what OpenFGA refuses as invalid is permanent (the condition says
-/// what to fix); anything else is retried.
+/// what to fix); anything else is retried. OpenFGA answers an invalid tuple with gRPC code
+/// Unknown and a message naming the tuple, so that case is recognised by its message.
 fn fga_failure(what: impl std::fmt::Display, error: FgaError) -> SubroutineError {
-    match error.status().map(tonic::Status::code) {
-        Some(tonic::Code::InvalidArgument | tonic::Code::FailedPrecondition) => {
-            SubroutineError::permanent("RejectedByOpenFGA", format!("{what}: {error}"))
-        }
-        _ => SubroutineError::transient_from(what, error),
-    }
+    let Some(status) = error.status() else {
+        return SubroutineError::transient_from(what, error);
+    };
+    let reason = match status.code() {
+        tonic::Code::InvalidArgument | tonic::Code::FailedPrecondition => "RejectedByOpenFGA",
+        tonic::Code::Unknown if status.message().starts_with("Invalid tuple") => "InvalidTuple",
+        _ => return SubroutineError::transient_from(what, error),
+    };
+    SubroutineError::permanent(reason, format!("{what}: {error}"))
 }
 
 /// A wait that no watch ends: look again after a short while.
@@ -213,6 +217,38 @@ fn poll(message: impl Into<String>) -> Wait {
     Wait {
         message: message.into(),
         requeue_after: Some(std::time::Duration::from_secs(2)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(status: tonic::Status) -> SubroutineError {
+        let error = FgaError::CreateStore {
+            name: "acme".into(),
+            source: Box::new(status),
+        };
+        fga_failure("creating", error)
+    }
+
+    fn reason(error: &SubroutineError) -> Option<&str> {
+        match error {
+            SubroutineError::Permanent { reason, .. } => Some(reason),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn what_openfga_refuses_is_permanent_and_the_rest_is_retried() {
+        let invalid = refused(tonic::Status::invalid_argument("name too long"));
+        assert_eq!(reason(&invalid), Some("RejectedByOpenFGA"));
+        let tuple = refused(tonic::Status::unknown(
+            "Invalid tuple 'a:b#r@not a user'. Reason: the 'user' field is malformed",
+        ));
+        assert_eq!(reason(&tuple), Some("InvalidTuple"));
+        assert_eq!(reason(&refused(tonic::Status::unknown("boom"))), None);
+        assert_eq!(reason(&refused(tonic::Status::unavailable("down"))), None);
     }
 }
 
