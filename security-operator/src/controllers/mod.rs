@@ -220,6 +220,20 @@ fn poll(message: impl Into<String>) -> Wait {
     }
 }
 
+/// The fga crate's tuple from the CRD's.
+fn to_fga(tuple: &crds::Tuple) -> fga::Tuple {
+    fga::Tuple::new(&tuple.object, &tuple.relation, &tuple.user)
+}
+
+/// The CRD's tuple from the fga crate's.
+fn to_crd(tuple: &fga::Tuple) -> crds::Tuple {
+    crds::Tuple {
+        object: tuple.object.clone(),
+        relation: tuple.relation.clone(),
+        user: tuple.user.clone(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -249,19 +263,5 @@ mod tests {
         assert_eq!(reason(&tuple), Some("InvalidTuple"));
         assert_eq!(reason(&refused(tonic::Status::unknown("boom"))), None);
         assert_eq!(reason(&refused(tonic::Status::unavailable("down"))), None);
-    }
-}
-
-/// The fga crate's tuple from the CRD's.
-fn to_fga(tuple: &crds::Tuple) -> fga::Tuple {
-    fga::Tuple::new(&tuple.object, &tuple.relation, &tuple.user)
-}
-
-/// The CRD's tuple from the fga crate's.
-fn to_crd(tuple: &fga::Tuple) -> crds::Tuple {
-    crds::Tuple {
-        object: tuple.object.clone(),
-        relation: tuple.relation.clone(),
-        user: tuple.user.clone(),
     }
 }

@@ -80,47 +80,63 @@ pub fn start_security_operator(name: &str, args: &[String], state_dir: &Path) ->
     .unwrap()
 }
 
+/// The platform with the account-operator running in-process, set up on first use; the
+/// security-operator is the caller's to start (see [`platform`]).
+pub async fn base() -> &'static Platform {
+    static BASE: OnceCell<Platform> = OnceCell::const_new();
+    BASE.get_or_init(|| async {
+        let kcp = Kcp::shared().await;
+        let openfga = OpenFga::shared().await;
+        let (orgs, kubeconfig) =
+            harness::set_up_platform(kcp, true, "security-operator.kubeconfig").await;
+        let config = account_operator::config::Config::try_parse_from([
+            "account-operator".to_owned(),
+            format!("--kubeconfig={}", kubeconfig.display()),
+            "--kubeconfig-context=root".into(),
+            "--metrics-bind-address=127.0.0.1:0".into(),
+            "--health-probe-bind-address=127.0.0.1:0".into(),
+        ])
+        .unwrap();
+        harness::run_detached(move || async move {
+            account_operator::app::run(config, CancellationToken::new())
+                .await
+                .unwrap();
+        });
+        Platform {
+            orgs_path: orgs.path,
+            orgs_cluster: orgs.cluster,
+            kubeconfig,
+            fga_target: openfga.grpc_endpoint(),
+        }
+    })
+    .await
+}
+
+impl Platform {
+    /// Starts a security-operator named `name` on this platform and waits until it is ready.
+    pub async fn start_operator(&self, name: &str) -> ServerProcess {
+        let health_port = harness::free_port();
+        let operator = start_security_operator(
+            name,
+            &security_args(&self.kubeconfig, &self.fga_target, health_port),
+            self.kubeconfig.parent().unwrap(),
+        );
+        until_ready(&operator, health_port).await;
+        operator
+    }
+}
+
 /// The platform with both operators running, set up on first use.
 pub async fn platform() -> &'static Platform {
-    static PLATFORM: OnceCell<Platform> = OnceCell::const_new();
+    static PLATFORM: OnceCell<()> = OnceCell::const_new();
+    let platform = base().await;
     PLATFORM
         .get_or_init(|| async {
-            let kcp = Kcp::shared().await;
-            let openfga = OpenFga::shared().await;
-            let (orgs, kubeconfig) =
-                harness::set_up_platform(kcp, true, "security-operator.kubeconfig").await;
-            let config = account_operator::config::Config::try_parse_from([
-                "account-operator".to_owned(),
-                format!("--kubeconfig={}", kubeconfig.display()),
-                "--kubeconfig-context=root".into(),
-                "--metrics-bind-address=127.0.0.1:0".into(),
-                "--health-probe-bind-address=127.0.0.1:0".into(),
-            ])
-            .unwrap();
-            harness::run_detached(move || async move {
-                account_operator::app::run(config, CancellationToken::new())
-                    .await
-                    .unwrap();
-            });
-            let fga_target = openfga.grpc_endpoint();
-            let dir = kubeconfig.parent().unwrap().to_path_buf();
-            let health_port = harness::free_port();
-            let operator = start_security_operator(
-                "security-operator",
-                &security_args(&kubeconfig, &fga_target, health_port),
-                &dir,
-            );
-            until_ready(&operator, health_port).await;
             // Kept for the test binary's lifetime; the watchdog stops it when the binary exits.
-            std::mem::forget(operator);
-            Platform {
-                orgs_path: orgs.path,
-                orgs_cluster: orgs.cluster,
-                kubeconfig,
-                fga_target,
-            }
+            std::mem::forget(platform.start_operator("security-operator").await);
         })
-        .await
+        .await;
+    platform
 }
 
 pub fn new_account(name: &str, account_type: &str, creator: &str) -> Account {

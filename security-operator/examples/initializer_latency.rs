@@ -1,0 +1,451 @@
+//! Benchmark (run by `cargo xtask bench`, printed, never asserted): on one real kcp and one
+//! real OpenFGA, in one run,
+//!
+//! * A: the account-operator alone (WorkspaceTypes without the `root:security` initializer):
+//!   an org Account's and an account Account's time from creation to Ready, median of 20 each;
+//! * B: the same two series with the security-operator serving the initializer and terminator
+//!   of every org and account workspace; the difference of the medians is the time the
+//!   initializer adds to an org's and an account's path to Ready;
+//! * C: the terminator's time to delete an org with 50 accounts directly below it, until its
+//!   Account, its Workspace and its Store are gone.
+//!
+//! `tests/support/mod.rs` cannot be included here: it names the security-operator binary with
+//! `env!("CARGO_BIN_EXE_security-operator")`, which Cargo sets for integration tests and
+//! benches only, not for examples. The few helpers needed are repeated below, and the binary
+//! is located next to this example (`target/<profile>/security-operator`) after building it
+//! with `cargo build -p security-operator --bin security-operator` in the same profile, since
+//! `cargo run --example` builds the package's library, not its binaries.
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use crds::{Account, AccountSpec, Store};
+use fga::sync::{SyncOptions, read_tuples};
+use futures::{StreamExt, TryStreamExt};
+use harness::{
+    Kcp, OpenFga, ServerProcess, TestWorkspace, free_port, run_detached, set_up_platform,
+    unique_suffix, wait_for, wait_for_within,
+};
+use kcp::types::tenancy::Workspace;
+use kube::api::{Api, DeleteParams, PostParams};
+use kube::runtime::wait::await_condition;
+use tokio_util::sync::CancellationToken;
+
+/// Samples per series.
+const ROUNDS: usize = 20;
+/// Accounts below the org that phase C deletes.
+const TEARDOWN_ACCOUNTS: usize = 50;
+/// How many of those are created at once.
+const CREATE_CONCURRENCY: usize = 10;
+/// Generous deadlines for bulk work on two shared cores.
+const BULK_TIMEOUT: Duration = Duration::from_secs(900);
+const CREATOR: &str = "alice@example.com";
+const KUBECONFIG: &str = "bench.kubeconfig";
+
+type BenchResult<T> = Result<T, String>;
+
+fn new_account(name: &str, account_type: &str) -> Account {
+    Account::new(
+        name,
+        AccountSpec {
+            type_: account_type.into(),
+            display_name: name.into(),
+            creator: Some(CREATOR.into()),
+            ..Default::default()
+        },
+    )
+}
+
+fn is_ready(account: &Account) -> bool {
+    account.status.as_ref().is_some_and(|s| {
+        s.conditions
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == "True")
+    })
+}
+
+/// Creates Account `name` in `parent`, waits for it to be Ready; returns the time that took.
+async fn time_to_ready(parent: &TestWorkspace, name: &str, account_type: &str) -> Duration {
+    let accounts: Api<Account> = Api::all(parent.client());
+    let started = Instant::now();
+    accounts
+        .create(&PostParams::default(), &new_account(name, account_type))
+        .await
+        .unwrap_or_else(|e| panic!("creating Account {name} in {}: {e}", parent.path));
+    wait_for(&accounts, name, "Ready", is_ready).await;
+    started.elapsed()
+}
+
+/// `ROUNDS` Accounts of `account_type` in `parent`, one after the other.
+async fn series(parent: &TestWorkspace, prefix: &str, account_type: &str) -> Vec<Duration> {
+    let mut samples = Vec::with_capacity(ROUNDS);
+    for i in 0..ROUNDS {
+        samples.push(time_to_ready(parent, &format!("{prefix}{i}"), account_type).await);
+    }
+    samples
+}
+
+/// Creates Account `name` in `parent`, waits for it to be Ready; returns its workspace.
+async fn ready_account(parent: &TestWorkspace, name: &str, account_type: &str) -> TestWorkspace {
+    time_to_ready(parent, name, account_type).await;
+    let ws: Workspace = Api::all(parent.client())
+        .get(name)
+        .await
+        .unwrap_or_else(|e| panic!("reading Workspace {name} in {}: {e}", parent.path));
+    TestWorkspace {
+        factory: parent.factory.clone(),
+        path: parent.path.join(name).unwrap(),
+        cluster: ws.spec.cluster.unwrap().parse().unwrap(),
+    }
+}
+
+/// Waits until `name` no longer exists, within `BULK_TIMEOUT`.
+async fn gone<K>(api: &Api<K>, kind: &str, name: &str) -> BenchResult<()>
+where
+    K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + 'static,
+{
+    let condition = |object: Option<&K>| object.is_none();
+    match tokio::time::timeout(BULK_TIMEOUT, await_condition(api.clone(), name, condition)).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(format!("watching {kind} {name}: {e}")),
+        Err(_) => Err(format!(
+            "{kind} {name} still exists after {BULK_TIMEOUT:?}: {:#?}",
+            api.get_opt(name).await
+        )),
+    }
+}
+
+/// The security-operator's flags (as `tests/support`): every role in one process.
+fn security_args(kubeconfig: &Path, fga_target: &str, health_port: u16) -> Vec<String> {
+    vec![
+        "fga,initializer,terminator,model-generator".into(),
+        format!("--kubeconfig={}", kubeconfig.display()),
+        "--kubeconfig-context=root".into(),
+        format!("--fga-target={fga_target}"),
+        "--metrics-bind-address=127.0.0.1:0".into(),
+        format!("--health-probe-bind-address=127.0.0.1:{health_port}"),
+        "--no-json".into(),
+    ]
+}
+
+/// Waits until the operator answers `/readyz` with 200.
+async fn until_ready(operator: &ServerProcess, health_port: u16) -> BenchResult<()> {
+    let started = Instant::now();
+    loop {
+        if operator.exited() {
+            return Err(format!(
+                "the security-operator exited:\n{}",
+                operator.log_tail(40)
+            ));
+        }
+        if started.elapsed() > Duration::from_secs(120) {
+            return Err(format!(
+                "the security-operator is not ready after 120 s:\n{}",
+                operator.log_tail(40)
+            ));
+        }
+        if harness::http_get(health_port, "/readyz")
+            .await
+            .is_some_and(|(code, _)| code == 200)
+        {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Builds the security-operator binary in this example's profile and target directory, and
+/// returns its path (`target/<profile>/security-operator`, next to `examples/`).
+fn security_operator_binary() -> BenchResult<PathBuf> {
+    let exe = std::env::current_exe().map_err(|e| format!("locating this example: {e}"))?;
+    let examples = exe
+        .parent()
+        .filter(|d| d.file_name().is_some_and(|n| n == "examples"))
+        .ok_or_else(|| {
+            format!(
+                "{} is not in target/<profile>/examples; run it with \
+                 `cargo run -p security-operator --example initializer_latency`",
+                exe.display()
+            )
+        })?;
+    let profile_dir = examples
+        .parent()
+        .ok_or("the examples directory has no parent")?;
+    let target_dir = profile_dir
+        .parent()
+        .ok_or("the profile directory has no parent")?;
+    let profile = profile_dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or("the profile directory has no name")?;
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut build = Command::new(cargo);
+    build
+        .args(["build", "--quiet", "--manifest-path"])
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"))
+        .args(["-p", "security-operator", "--bin", "security-operator"])
+        .arg("--target-dir")
+        .arg(target_dir);
+    match profile {
+        "debug" => {}
+        "release" => {
+            build.arg("--release");
+        }
+        other => {
+            build.args(["--profile", other]);
+        }
+    }
+    let status = build
+        .status()
+        .map_err(|e| format!("running {build:?}: {e}"))?;
+    if !status.success() {
+        return Err(format!("{build:?} failed: {status}"));
+    }
+    let binary = profile_dir.join("security-operator");
+    if !binary.is_file() {
+        return Err(format!("{} was not built", binary.display()));
+    }
+    Ok(binary)
+}
+
+/// Median (the upper one of an even count) and maximum.
+fn stats(samples: &[Duration]) -> (Duration, Duration) {
+    let mut sorted = samples.to_vec();
+    sorted.sort();
+    (sorted[sorted.len() / 2], sorted[sorted.len() - 1])
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+struct Teardown {
+    accounts_ready: Duration,
+    account_gone: Duration,
+    workspace_gone: Duration,
+    store_gone: Duration,
+}
+
+async fn bench() -> BenchResult<()> {
+    let binary = security_operator_binary()?;
+    let kcp = Kcp::shared().await;
+    // Started before phase A, so that both phases run next to the same servers.
+    let openfga = OpenFga::shared().await;
+    let sfx = unique_suffix();
+
+    // Phase A: the account-operator alone.
+    let (orgs, kubeconfig) = set_up_platform(kcp, false, KUBECONFIG).await;
+    let config = account_operator::config::Config::try_parse_from([
+        "account-operator".to_owned(),
+        format!("--kubeconfig={}", kubeconfig.display()),
+        "--kubeconfig-context=root".into(),
+        "--metrics-bind-address=127.0.0.1:0".into(),
+        "--health-probe-bind-address=127.0.0.1:0".into(),
+        "--no-json".into(),
+    ])
+    .map_err(|e| format!("account-operator flags: {e}"))?;
+    run_detached(move || async move {
+        if let Err(e) = account_operator::app::run(config, CancellationToken::new()).await {
+            eprintln!("the account-operator stopped: {e}");
+            std::process::exit(1);
+        }
+    });
+    eprintln!("phase A: the account-operator alone");
+    let a_orgs = series(&orgs, &format!("a{sfx}-org"), "org").await;
+    let a_host = ready_account(&orgs, &format!("a{sfx}-host"), "org").await;
+    let a_accounts = series(&a_host, "acct", "account").await;
+
+    // Phase B: org and account extend the `security` type; the security-operator serves it.
+    set_up_platform(kcp, true, KUBECONFIG).await;
+    let state_dir = kubeconfig
+        .parent()
+        .ok_or("the kubeconfig has no directory")?
+        .to_path_buf();
+    let health_port = free_port();
+    let operator = ServerProcess::start(
+        "security-operator",
+        &binary,
+        &security_args(&kubeconfig, &openfga.grpc_endpoint(), health_port),
+        &state_dir,
+        false,
+    )
+    .map_err(|e| format!("starting {}: {e}", binary.display()))?;
+    let log = state_dir.join("security-operator.log");
+    install_log_on_panic(log.clone());
+    eprintln!(
+        "phase B: with the security-operator (log {}, removed with kcp's state at exit)",
+        log.display()
+    );
+    until_ready(&operator, health_port).await?;
+
+    let b_orgs = series(&orgs, &format!("b{sfx}-org"), "org").await;
+    let b_host_name = format!("b{sfx}-host");
+    let b_host = ready_account(&orgs, &b_host_name, "org").await;
+    let b_accounts = series(&b_host, "acct", "account").await;
+    check_initialized(&orgs, &b_host_name, &format!("b{sfx}-org"), &operator).await?;
+
+    // Phase C: an org with 50 accounts, deleted.
+    eprintln!("phase C: deleting an org with {TEARDOWN_ACCOUNTS} accounts");
+    let teardown = teardown(&orgs, &format!("c{sfx}-org")).await?;
+
+    if operator.exited() {
+        return Err(format!(
+            "the security-operator exited during the run:\n{}",
+            operator.log_tail(40)
+        ));
+    }
+    report([(&a_orgs, &b_orgs), (&a_accounts, &b_accounts)], &teardown);
+    operator.stop();
+    Ok(())
+}
+
+/// Checks that phase B really ran through the initializer: every org has a Store, and the
+/// host org's store holds the owner and parent tuples of its 20 accounts.
+async fn check_initialized(
+    orgs: &TestWorkspace,
+    host: &str,
+    org_prefix: &str,
+    operator: &ServerProcess,
+) -> BenchResult<()> {
+    let stores: Api<Store> = Api::all(orgs.client());
+    for i in 0..ROUNDS {
+        let name = format!("{org_prefix}{i}");
+        let store = stores
+            .get_opt(&name)
+            .await
+            .map_err(|e| format!("reading Store {name}: {e}"))?;
+        if store.is_none() {
+            return Err(format!(
+                "org {name} became Ready without a Store: the initializer did not run\n{}",
+                operator.log_tail(40)
+            ));
+        }
+    }
+    let store = wait_for(&stores, host, "a store id", |s| {
+        s.status.as_ref().is_some_and(|s| s.store_id.is_some())
+    })
+    .await;
+    let store_id = store.status.and_then(|s| s.store_id).unwrap_or_default();
+    let mut client = OpenFga::shared().await.client().await;
+    let tuples = read_tuples(&mut client, &store_id, None, &SyncOptions::default())
+        .await
+        .map_err(|e| format!("reading the tuples of store {store_id}: {e}"))?;
+    // The org's two owner tuples; per account two owner tuples and one parent tuple.
+    let expected = 2 + 3 * ROUNDS;
+    if tuples.len() != expected {
+        return Err(format!(
+            "org {host}'s store holds {} tuples, not {expected}: the initializer did not run \
+             for every account\n{}",
+            tuples.len(),
+            operator.log_tail(40)
+        ));
+    }
+    Ok(())
+}
+
+async fn teardown(orgs: &TestWorkspace, org: &str) -> BenchResult<Teardown> {
+    let org_ws = ready_account(orgs, org, "org").await;
+    let accounts: Api<Account> = Api::all(org_ws.client());
+    let started = Instant::now();
+    futures::stream::iter(0..TEARDOWN_ACCOUNTS)
+        .map(|i| {
+            let accounts = accounts.clone();
+            async move {
+                let name = format!("acct{i}");
+                accounts
+                    .create(&PostParams::default(), &new_account(&name, "account"))
+                    .await
+                    .map_err(|e| format!("creating Account {name} in org {org}: {e}"))?;
+                wait_for_within(BULK_TIMEOUT, &accounts, &name, "Ready", is_ready).await;
+                Ok::<_, String>(())
+            }
+        })
+        .buffer_unordered(CREATE_CONCURRENCY)
+        .try_collect::<Vec<()>>()
+        .await?;
+    let accounts_ready = started.elapsed();
+
+    let org_accounts: Api<Account> = Api::all(orgs.client());
+    let started = Instant::now();
+    org_accounts
+        .delete(org, &DeleteParams::default())
+        .await
+        .map_err(|e| format!("deleting Account {org}: {e}"))?;
+    gone(&org_accounts, "Account", org).await?;
+    let account_gone = started.elapsed();
+    gone(&Api::<Workspace>::all(orgs.client()), "Workspace", org).await?;
+    let workspace_gone = started.elapsed();
+    gone(&Api::<Store>::all(orgs.client()), "Store", org).await?;
+    let store_gone = started.elapsed();
+    Ok(Teardown {
+        accounts_ready,
+        account_gone,
+        workspace_gone,
+        store_gone,
+    })
+}
+
+fn report(series: [(&Vec<Duration>, &Vec<Duration>); 2], teardown: &Teardown) {
+    println!("security-operator bench: Account created -> Ready, {ROUNDS} rounds per series (ms)");
+    println!(
+        "  {:<10} {:>22} {:>22} {:>16}",
+        "", "account-operator alone", "with the initializer", "added by the"
+    );
+    println!(
+        "  {:<10} {:>10} {:>11} {:>10} {:>11} {:>16}",
+        "series", "median", "max", "median", "max", "initializer"
+    );
+    for (label, (alone, secured)) in ["org", "account"].iter().zip(series) {
+        let (a_median, a_max) = stats(alone);
+        let (b_median, b_max) = stats(secured);
+        println!(
+            "  {:<10} {:>10.0} {:>11.0} {:>10.0} {:>11.0} {:>+16.0}",
+            label,
+            ms(a_median),
+            ms(a_max),
+            ms(b_median),
+            ms(b_max),
+            ms(b_median) - ms(a_median)
+        );
+    }
+    println!(
+        "  deleting an org with {TEARDOWN_ACCOUNTS} accounts: Account gone after {:.0} ms, \
+         Workspace after {:.0} ms, Store after {:.0} ms (its {TEARDOWN_ACCOUNTS} accounts were \
+         made Ready in {:.1} s, {CREATE_CONCURRENCY} at a time)",
+        ms(teardown.account_gone),
+        ms(teardown.workspace_gone),
+        ms(teardown.store_gone),
+        teardown.accounts_ready.as_secs_f64()
+    );
+}
+
+/// On a panic (the harness panics on timeouts), prints the security-operator's log tail too:
+/// the log lives in kcp's state directory, which is removed when this process exits.
+fn install_log_on_panic(log: PathBuf) {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        default(info);
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        eprintln!(
+            "initializer_latency failed; last lines of {}:\n{}",
+            log.display(),
+            lines[lines.len().saturating_sub(40)..].join("\n")
+        );
+    }));
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    match bench().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("initializer_latency failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
