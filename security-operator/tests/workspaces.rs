@@ -290,3 +290,242 @@ async fn a_store_in_a_tenant_workspace_has_no_effect() {
     let org_obj = account_object(orgs.cluster.as_str(), &org);
     assert!(!check(&store_id, "user:mallory@example.com", "get", &org_obj).await);
 }
+
+/// Polls `probe` until it returns `Some`, for at most two minutes.
+async fn eventually<T, F, Fut>(what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        if let Some(value) = probe().await {
+            return value;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+}
+
+/// The type names of a store's latest model.
+async fn model_types(store_id: &str) -> Vec<String> {
+    let mut client = OpenFga::shared().await.client().await;
+    fga::store::latest_model(&mut client, store_id, &StoreOptions::default())
+        .await
+        .unwrap()
+        .map(|m| {
+            m.model
+                .type_definitions
+                .into_iter()
+                .map(|t| t.type_name)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn module_condition(model: &AuthorizationModel) -> Option<&Condition> {
+    condition(&model.status.as_ref()?.conditions, "ModuleSubroutine")
+}
+
+/// A provider workspace exporting `widgets.example.io` (cluster-scoped Widgets), bound to the
+/// core export so the model generator can write AuthorizationModels there.
+async fn widget_provider() -> TestWorkspace {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinitionNames;
+    use kcp::types::apis::{
+        ApiExport, ApiExportSpec, ApiResourceSchema, ApiResourceSchemaSpec, ApiResourceVersion,
+        ResourceSchema, ResourceSchemaStorage,
+    };
+    let kcp = harness::Kcp::shared().await;
+    let provider = kcp.private_workspace("provider").await;
+    harness::CoreExport::shared(kcp).await.bind(&provider).await;
+    let post = PostParams::default();
+    let schema = ApiResourceSchema::new(
+        "v1.widgets.example.io",
+        ApiResourceSchemaSpec {
+            group: "example.io".into(),
+            names: CustomResourceDefinitionNames {
+                plural: "widgets".into(),
+                singular: Some("widget".into()),
+                kind: "Widget".into(),
+                list_kind: Some("WidgetList".into()),
+                ..Default::default()
+            },
+            scope: "Cluster".into(),
+            versions: vec![ApiResourceVersion {
+                name: "v1".into(),
+                served: true,
+                storage: true,
+                deprecated: false,
+                deprecation_warning: None,
+                schema: serde_json::json!({
+                    "type": "object",
+                    "x-kubernetes-preserve-unknown-fields": true
+                }),
+                subresources: None,
+                additional_printer_columns: Vec::new(),
+            }],
+            name_validation: None,
+        },
+    );
+    Api::<ApiResourceSchema>::all(provider.client())
+        .create(&post, &schema)
+        .await
+        .unwrap();
+    let export = ApiExport::new(
+        "widgets.example.io",
+        ApiExportSpec {
+            resources: vec![ResourceSchema {
+                name: "widgets".into(),
+                group: "example.io".into(),
+                schema: "v1.widgets.example.io".into(),
+                storage: ResourceSchemaStorage::crd(),
+            }],
+            ..Default::default()
+        },
+    );
+    Api::<ApiExport>::all(provider.client())
+        .create(&post, &export)
+        .await
+        .unwrap();
+    provider
+}
+
+/// Binds `widgets.example.io` from `provider` into `workspace` and waits until Ready.
+async fn bind_widgets(provider: &TestWorkspace, workspace: &TestWorkspace) {
+    use kcp::types::apis::{ApiBinding, ApiBindingSpec, BindingReference, ExportBindingReference};
+    let binding = ApiBinding {
+        metadata: kube::core::ObjectMeta {
+            name: Some("widgets".into()),
+            ..Default::default()
+        },
+        spec: ApiBindingSpec {
+            reference: BindingReference {
+                export: Some(ExportBindingReference {
+                    path: provider.path.to_string(),
+                    name: "widgets.example.io".into(),
+                }),
+            },
+            permission_claims: Vec::new(),
+        },
+        status: None,
+    };
+    let bindings: Api<ApiBinding> = Api::all(workspace.client());
+    bindings
+        .create(&PostParams::default(), &binding)
+        .await
+        .unwrap();
+    wait_for(&bindings, "widgets", "Ready", ApiBinding::is_ready).await;
+}
+
+#[tokio::test]
+async fn a_provider_export_bound_in_two_orgs_gets_a_module_per_org_and_a_clash_stays_contained() {
+    let platform = platform().await;
+    let orgs = platform.orgs().await;
+    let provider = widget_provider().await;
+    let sfx = unique_suffix();
+    let (one, two) = (format!("wone-{sfx}"), format!("wtwo-{sfx}"));
+    let org_one = ready_account(&orgs, &one, "org", "alice@example.com").await;
+    let org_two = ready_account(&orgs, &two, "org", "bob@example.com").await;
+    bind_widgets(&provider, &org_one).await;
+    bind_widgets(&provider, &org_two).await;
+
+    // One module per org, in the provider's workspace, each extending its org's store.
+    let models: Api<AuthorizationModel> = Api::all(provider.client());
+    for org in [&one, &two] {
+        let name = format!("example-io-widgets-{org}");
+        let model = wait_for(&models, &name, "its module in force", |m| {
+            module_condition(m).is_some_and(|c| c.status == "True")
+        })
+        .await;
+        assert_eq!(model.spec.store_ref.name, *org);
+        assert_eq!(model.spec.store_ref.cluster, orgs.cluster.as_str());
+        let store = store_id(&orgs, org).await;
+        eventually("the widget type in the model", || async {
+            model_types(&store)
+                .await
+                .contains(&"example_io_widget".to_owned())
+                .then_some(())
+        })
+        .await;
+    }
+
+    // The generated module works: alice owns org one, so she may get its widgets.
+    let store_one = store_id(&orgs, &one).await;
+    let widget = format!("example_io_widget:{}/w1", org_one.cluster.as_str());
+    let mut client = OpenFga::shared().await.client().await;
+    let parent = fga::Tuple::new(
+        &widget,
+        "parent",
+        account_object(orgs.cluster.as_str(), &one),
+    );
+    fga::sync::apply(
+        &mut client,
+        &store_one,
+        &fga::sync::TupleDiff {
+            writes: vec![parent],
+            deletes: Vec::new(),
+        },
+        &fga::sync::SyncOptions::default(),
+    )
+    .await
+    .unwrap();
+    assert!(check(&store_one, "user:alice@example.com", "get", &widget).await);
+    assert!(!check(&store_one, "user:bob@example.com", "get", &widget).await);
+
+    // A newer module that redefines the widget type is left out and says so; the org keeps
+    // its model and its checks.
+    let clash = format!("clash-{sfx}");
+    let clashing = AuthorizationModel::new(
+        &clash,
+        AuthorizationModelSpec {
+            store_ref: StoreRef {
+                name: one.clone(),
+                cluster: "root:orgs".into(),
+                path: None,
+            },
+            model: "module clash\n\ntype example_io_widget\n".into(),
+            tuples: None,
+        },
+    );
+    models
+        .create(&PostParams::default(), &clashing)
+        .await
+        .unwrap();
+    let refused = wait_for(&models, &clash, "ModuleRejected", |m| {
+        module_condition(m).is_some_and(|c| c.status == "False" && c.reason == "ModuleRejected")
+    })
+    .await;
+    let message = &module_condition(&refused).unwrap().message;
+    assert!(message.contains("example_io_widget"), "{message}");
+    let stores: Api<Store> = Api::all(orgs.client());
+    wait_for(&stores, &one, "the clash in its status", |s| {
+        s.status
+            .as_ref()
+            .is_some_and(|s| s.rejected_modules.iter().any(|r| r.name == clash))
+    })
+    .await;
+    assert!(check(&store_one, "user:alice@example.com", "get", &widget).await);
+    let generated = models
+        .get(&format!("example-io-widgets-{one}"))
+        .await
+        .unwrap();
+    assert_eq!(module_condition(&generated).unwrap().status, "True");
+
+    // The org's last binding goes: so does its module; the other org's stays.
+    let bindings: Api<kcp::types::apis::ApiBinding> = Api::all(org_two.client());
+    bindings
+        .delete("widgets", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_gone(&models, &format!("example-io-widgets-{two}")).await;
+    assert!(
+        models
+            .get_opt(&format!("example-io-widgets-{one}"))
+            .await
+            .unwrap()
+            .is_some()
+    );
+}

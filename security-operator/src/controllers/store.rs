@@ -181,7 +181,7 @@ async fn extending_models(name: &str, ctx: &Ctx) -> Result<Vec<String>, Subrouti
 }
 
 /// The AuthorizationModels that reference Store `name` in `root:orgs` and live outside tenant
-/// workspaces, sorted by cluster and name.
+/// workspaces, oldest first (see [`model_order`]).
 pub(super) async fn trusted_models(
     name: &str,
     ctx: &Ctx,
@@ -198,8 +198,22 @@ pub(super) async fn trusted_models(
         }
         trusted.push((cluster, model));
     }
-    trusted.sort_by(|a, b| (&a.0, a.1.name_any()).cmp(&(&b.0, b.1.name_any())));
+    trusted.sort_by_key(|(cluster, model)| model_order(cluster, model));
     Ok(trusted)
+}
+
+/// The order modules compose in: the first to claim a type keeps it, so the oldest module
+/// wins a clash and a newcomer that clashes is the one left out; cluster and name break ties,
+/// so the same inputs always give the same model.
+pub(super) fn model_order(
+    cluster: &str,
+    model: &AuthorizationModel,
+) -> (Option<k8s_openapi::jiff::Timestamp>, String, String) {
+    (
+        model.metadata.creation_timestamp.as_ref().map(|t| t.0),
+        cluster.to_owned(),
+        model.name_any(),
+    )
 }
 
 /// Whether `model` extends Store `name` in `root:orgs` (given by path or cluster name; the
