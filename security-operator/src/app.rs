@@ -139,6 +139,10 @@ pub async fn run(config: Config, stop: CancellationToken) -> Result<(), AppError
                     controllers::ACCOUNT_INFO_RECONCILER,
                     controllers::account_info_controller(&core, settings.clone()),
                 );
+                process.add_controller(
+                    controllers::WORKSPACE_RECONCILER,
+                    controllers::workspace_controller(&core, settings.clone()),
+                );
             }
             Role::Initializer => {
                 let setup = process.setup(security_type(VirtualWorkspaceKind::Initializing)?);

@@ -529,3 +529,51 @@ async fn a_provider_export_bound_in_two_orgs_gets_a_module_per_org_and_a_clash_s
             .is_some()
     );
 }
+
+#[tokio::test]
+async fn a_tuple_deleted_behind_the_operators_back_comes_back() {
+    let platform = platform().await;
+    let orgs = platform.orgs().await;
+    let org = format!("hooli-{}", unique_suffix());
+    let hooli = ready_account(&orgs, &org, "org", "gavin@example.com").await;
+    let team = ready_account(&hooli, "team", "account", "gavin@example.com").await;
+    let store = store_id(&orgs, &org).await;
+    let before = tuples(&store).await;
+    assert_eq!(before.len(), 5);
+
+    let parent = fga::Tuple::new(
+        account_object(hooli.cluster.as_str(), "team"),
+        "parent",
+        account_object(orgs.cluster.as_str(), &org),
+    );
+    let mut client = OpenFga::shared().await.client().await;
+    fga::sync::apply(
+        &mut client,
+        &store,
+        &fga::sync::TupleDiff {
+            writes: Vec::new(),
+            deletes: vec![parent],
+        },
+        &fga::sync::SyncOptions::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(tuples(&store).await.len(), 4);
+
+    // Any change to the account's LogicalCluster brings the operator back to it.
+    let clusters: Api<LogicalCluster> = Api::all(team.client());
+    let poke =
+        serde_json::json!({"metadata": {"annotations": {"test.platform-mesh.io/poke": "1"}}});
+    clusters
+        .patch(
+            LOGICAL_CLUSTER_NAME,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&poke),
+        )
+        .await
+        .unwrap();
+    eventually("the parent tuple back", || async {
+        (tuples(&store).await == before).then_some(())
+    })
+    .await;
+}

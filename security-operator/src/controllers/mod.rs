@@ -6,7 +6,8 @@
 //!   (role `fga`);
 //! * [`account_info`]: holds AccountInfo while APIBindings still need it (role `fga`);
 //! * [`workspace`]: the `root:security` initializer and terminator of org and account
-//!   workspaces (roles `initializer`, `terminator`);
+//!   workspaces (roles `initializer`, `terminator`), and the same work re-applied to
+//!   initialized workspaces (role `fga`);
 //! * [`model_generator`]: APIBinding → AuthorizationModels for the bound resources (role
 //!   `model-generator`);
 //! * [`tuples`]: the tuple subroutine the Store and the AuthorizationModel share.
@@ -37,7 +38,8 @@ pub use authorization_model::{AUTHORIZATION_MODEL_RECONCILER, authorization_mode
 pub use model_generator::{MODEL_GENERATOR_RECONCILER, model_generator_controller};
 pub use store::{STORE_RECONCILER, core_module_problems, store_controller};
 pub use workspace::{
-    INITIALIZER_RECONCILER, TERMINATOR_RECONCILER, initializer_controller, terminator_controller,
+    INITIALIZER_RECONCILER, TERMINATOR_RECONCILER, WORKSPACE_RECONCILER, initializer_controller,
+    terminator_controller, workspace_controller,
 };
 
 /// The field manager of every write.

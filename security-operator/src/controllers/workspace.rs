@@ -20,7 +20,7 @@ use fga::platform_mesh::{account_object, owner_tuples, role_prefix};
 use fga::sync::{SyncOptions, TupleDiff, apply, read_tuples};
 use fga::tuple::ReadFilter;
 use kcp::PATH_ANNOTATION;
-use kcp::types::core::LogicalCluster;
+use kcp::types::core::{LogicalCluster, LogicalClusterPhase};
 use kit::controller::{LifecycleController, Setup};
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
@@ -31,6 +31,8 @@ use super::{Ctx, MANAGER, Settings, fga_failure, kube_failure, poll, to_crd};
 
 /// The initializer controller's name.
 pub const INITIALIZER_RECONCILER: &str = "LogicalClusterInitializer";
+/// The name of the controller that re-applies the initializer's work to initialized workspaces.
+pub const WORKSPACE_RECONCILER: &str = "LogicalClusterReconciler";
 /// The terminator controller's name.
 pub const TERMINATOR_RECONCILER: &str = "LogicalClusterTerminator";
 
@@ -48,6 +50,26 @@ pub fn terminator_controller(
     settings: Arc<Settings>,
 ) -> LifecycleController<LogicalCluster, Ctx> {
     controller(TERMINATOR_RECONCILER, setup, settings).mode(Mode::Terminator)
+}
+
+/// Builds the controller that re-applies the initializer's work to initialized workspaces
+/// (role `fga`, on the endpoint slice, which claims LogicalClusters): a Store or tuple deleted
+/// behind the operator's back comes back. It writes nothing to the LogicalCluster.
+pub fn workspace_controller(
+    setup: &Setup,
+    settings: Arc<Settings>,
+) -> LifecycleController<LogicalCluster, Ctx> {
+    controller(WORKSPACE_RECONCILER, setup, settings).without_conditions()
+}
+
+/// Whether kcp finished initializing the workspace and it is not being deleted: before, the
+/// initializer does the work; after, the terminator undoes it.
+fn initialized(cluster: &LogicalCluster) -> bool {
+    cluster.metadata.deletion_timestamp.is_none()
+        && cluster
+            .status
+            .as_ref()
+            .is_some_and(|s| s.phase == Some(LogicalClusterPhase::Ready))
 }
 
 fn controller(
@@ -162,12 +184,14 @@ impl Subroutine<LogicalCluster, Ctx> for OrgSubroutine {
         "OrgSubroutine"
     }
 
-    // Runs only as initializer or terminator; as a normal controller it would initialize.
     async fn process(
         &self,
         cluster: &LogicalCluster,
         ctx: &Ctx,
     ) -> Result<Outcome, SubroutineError> {
+        if !initialized(cluster) {
+            return Ok(Outcome::skip("not initialized, or being deleted"));
+        }
         self.initialize(cluster, ctx).await
     }
 
@@ -281,12 +305,14 @@ impl Subroutine<LogicalCluster, Ctx> for AccountSubroutine {
         "AccountSubroutine"
     }
 
-    // Runs only as initializer or terminator; as a normal controller it would initialize.
     async fn process(
         &self,
         cluster: &LogicalCluster,
         ctx: &Ctx,
     ) -> Result<Outcome, SubroutineError> {
+        if !initialized(cluster) {
+            return Ok(Outcome::skip("not initialized, or being deleted"));
+        }
         self.initialize(cluster, ctx).await
     }
 
@@ -441,6 +467,27 @@ mod tests {
                 "{other:?}"
             );
         }
+    }
+
+    #[test]
+    fn only_ready_workspaces_not_being_deleted_are_reapplied() {
+        let mut cluster = logical_cluster(Some("root:orgs:acme"), "c0");
+        assert!(!initialized(&cluster));
+        for (phase, expected) in [
+            (LogicalClusterPhase::Initializing, false),
+            (LogicalClusterPhase::Ready, true),
+        ] {
+            cluster.status = Some(kcp::types::core::LogicalClusterStatus {
+                phase: Some(phase),
+                ..Default::default()
+            });
+            assert_eq!(initialized(&cluster), expected);
+        }
+        cluster.metadata.deletion_timestamp =
+            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+            ));
+        assert!(!initialized(&cluster));
     }
 
     #[test]
