@@ -110,6 +110,7 @@ pub async fn run(config: Config, stop: CancellationToken) -> Result<(), AppError
         core_module,
         allow_member_tuples: config.allow_member_tuples_enabled,
         initialize_org_store: config.initializer_workspace_enabled,
+        metrics: controllers::SecurityMetrics::register(process.registry()),
     });
     let security_type = |kind| -> Result<EndpointSource, AppError> {
         Ok(EndpointSource::WorkspaceType {

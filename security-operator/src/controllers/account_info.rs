@@ -13,7 +13,7 @@ use kube::api::{Api, ListParams};
 use lifecycle::{Outcome, Subroutine, SubroutineError};
 
 use super::model_generator::APIBINDING_FINALIZER;
-use super::{Ctx, Settings, kube_failure};
+use super::{Ctx, Settings, kube_failure, new_controller};
 
 /// The controller's name, as upstream.
 pub const ACCOUNT_INFO_RECONCILER: &str = "accountinfo";
@@ -26,14 +26,11 @@ pub fn account_info_controller(
     setup: &Setup,
     settings: Arc<Settings>,
 ) -> LifecycleController<AccountInfo, Ctx> {
-    LifecycleController::new(
+    new_controller(
         ACCOUNT_INFO_RECONCILER,
         setup,
         vec![Box::new(AccountInfoFinalizer)],
-        move |runtime| Ctx {
-            runtime,
-            settings: settings.clone(),
-        },
+        settings,
     )
     // AccountInfo's conditions are the account-operator's.
     .without_conditions()

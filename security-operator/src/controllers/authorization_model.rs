@@ -17,7 +17,7 @@ use lifecycle::{Outcome, Subroutine, SubroutineError};
 
 use super::store::references;
 use super::tuples::{TupleHolder, TupleSubroutine};
-use super::{Ctx, Settings};
+use super::{Ctx, Settings, new_controller};
 
 /// The controller's name, as upstream.
 pub const AUTHORIZATION_MODEL_RECONCILER: &str = "authorizationmodel";
@@ -27,14 +27,11 @@ pub fn authorization_model_controller(
     setup: &Setup,
     settings: Arc<Settings>,
 ) -> LifecycleController<AuthorizationModel, Ctx> {
-    LifecycleController::new(
+    new_controller(
         AUTHORIZATION_MODEL_RECONCILER,
         setup,
         vec![Box::new(ModuleSubroutine), Box::new(TupleSubroutine)],
-        move |runtime| Ctx {
-            runtime,
-            settings: settings.clone(),
-        },
+        settings,
     )
     // The Store's verdict on the module, and its store id, live in the Store's status.
     .watches::<Store>(|store, _, models| {

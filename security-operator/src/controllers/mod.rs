@@ -14,6 +14,7 @@
 
 mod account_info;
 mod authorization_model;
+mod metrics;
 mod model_generator;
 mod store;
 mod tuples;
@@ -35,6 +36,7 @@ use tonic::transport::Channel;
 
 pub use account_info::{ACCOUNT_INFO_RECONCILER, account_info_controller};
 pub use authorization_model::{AUTHORIZATION_MODEL_RECONCILER, authorization_model_controller};
+pub use metrics::{FgaOperation, SecurityMetrics};
 pub use model_generator::{MODEL_GENERATOR_RECONCILER, model_generator_controller};
 pub use store::{STORE_RECONCILER, core_module_problems, store_controller};
 pub use workspace::{
@@ -64,6 +66,8 @@ pub struct Settings {
     pub allow_member_tuples: bool,
     /// `--initializer-workspace-enabled`.
     pub initialize_org_store: bool,
+    /// `security_operator_*` metrics.
+    pub metrics: SecurityMetrics,
 }
 
 /// The context a subroutine gets: the runtime's and the operator's settings.
@@ -174,6 +178,22 @@ impl Settings {
         }
         Ok(objects)
     }
+}
+
+/// A lifecycle controller of this operator: its reconciles counted in
+/// `security_operator_reconcile_total`, its subroutines given the operator's settings.
+fn new_controller<K: kit::controller::Object>(
+    name: &'static str,
+    setup: &kit::controller::Setup,
+    subroutines: Vec<Box<dyn lifecycle::Subroutine<K, Ctx>>>,
+    settings: Arc<Settings>,
+) -> kit::controller::LifecycleController<K, Ctx> {
+    let metrics = settings.metrics.clone();
+    kit::controller::LifecycleController::new(name, setup, subroutines, move |runtime| Ctx {
+        runtime,
+        settings: settings.clone(),
+    })
+    .observe(move |_, result| metrics.reconciled(name, result.as_str()))
 }
 
 /// Merge patches under our field manager.

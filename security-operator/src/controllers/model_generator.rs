@@ -18,7 +18,7 @@ use kube::api::{Api, Patch, PatchParams};
 use lifecycle::{Outcome, Subroutine, SubroutineError};
 
 use super::workspace::delete_ignoring_missing;
-use super::{Ctx, MANAGER, Settings, kube_failure};
+use super::{Ctx, MANAGER, Settings, kube_failure, new_controller};
 
 /// The controller's name, as upstream.
 pub const MODEL_GENERATOR_RECONCILER: &str = "apibinding";
@@ -31,14 +31,11 @@ pub fn model_generator_controller(
     setup: &Setup,
     settings: Arc<Settings>,
 ) -> LifecycleController<ApiBinding, Ctx> {
-    LifecycleController::new(
+    new_controller(
         MODEL_GENERATOR_RECONCILER,
         setup,
         vec![Box::new(ModelGeneration)],
-        move |runtime| Ctx {
-            runtime,
-            settings: settings.clone(),
-        },
+        settings,
     )
     // An APIBinding's status is kcp's.
     .without_conditions()

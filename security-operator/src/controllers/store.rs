@@ -29,7 +29,7 @@ use lifecycle::{Outcome, Subroutine, SubroutineError};
 use serde_json::json;
 
 use super::tuples::{TupleHolder, TupleSubroutine};
-use super::{Ctx, Settings, fga_failure, kube_failure, merge_params};
+use super::{Ctx, Settings, fga_failure, kube_failure, merge_params, new_controller};
 
 /// The controller's name, as upstream.
 pub const STORE_RECONCILER: &str = "store";
@@ -39,7 +39,7 @@ const CORE_FILE: &str = "core.fga";
 
 /// Builds the Store controller.
 pub fn store_controller(setup: &Setup, settings: Arc<Settings>) -> LifecycleController<Store, Ctx> {
-    LifecycleController::new(
+    new_controller(
         STORE_RECONCILER,
         setup,
         vec![
@@ -47,10 +47,7 @@ pub fn store_controller(setup: &Setup, settings: Arc<Settings>) -> LifecycleCont
             Box::new(ModelSubroutine),
             Box::new(TupleSubroutine),
         ],
-        move |runtime| Ctx {
-            runtime,
-            settings: settings.clone(),
-        },
+        settings,
     )
     // A module added, changed or removed changes the model of the Stores of its name.
     .watches::<AuthorizationModel>(|model, _, stores| {

@@ -10,7 +10,7 @@ use kube::api::Patch;
 use lifecycle::{Outcome, Subroutine, SubroutineError};
 use serde_json::json;
 
-use super::{Ctx, fga_failure, kube_failure, merge_params, to_crd, to_fga};
+use super::{Ctx, FgaOperation, fga_failure, kube_failure, merge_params, to_crd, to_fga};
 
 /// A kind whose spec lists tuples for one store.
 #[async_trait]
@@ -64,8 +64,10 @@ impl<K: TupleHolder> Subroutine<K, Ctx> for TupleSubroutine {
             writes: desired.clone(),
         };
         if !diff.is_empty() {
-            apply(&mut ctx.fga(), &store_id, &diff, &SyncOptions::default())
-                .await
+            let applied = apply(&mut ctx.fga(), &store_id, &diff, &SyncOptions::default()).await;
+            ctx.settings
+                .metrics
+                .fga(FgaOperation::Apply, applied)
                 .map_err(|e| fga_failure("writing the tuples", e))?;
         }
         if desired != managed {
@@ -94,8 +96,10 @@ impl<K: TupleHolder> Subroutine<K, Ctx> for TupleSubroutine {
             writes: Vec::new(),
             deletes: managed,
         };
-        apply(&mut ctx.fga(), &store_id, &diff, &SyncOptions::default())
-            .await
+        let deleted = apply(&mut ctx.fga(), &store_id, &diff, &SyncOptions::default()).await;
+        ctx.settings
+            .metrics
+            .fga(FgaOperation::Delete, deleted)
             .map_err(|e| fga_failure("deleting the managed tuples", e))?;
         Ok(Outcome::Ok)
     }

@@ -27,7 +27,9 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use lifecycle::{Mode, Outcome, Subroutine, SubroutineError};
 
 use super::store::trusted_models;
-use super::{Ctx, MANAGER, Settings, fga_failure, kube_failure, poll, to_crd};
+use super::{
+    Ctx, FgaOperation, MANAGER, Settings, fga_failure, kube_failure, new_controller, poll, to_crd,
+};
 
 /// The initializer controller's name.
 pub const INITIALIZER_RECONCILER: &str = "LogicalClusterInitializer";
@@ -73,18 +75,15 @@ fn initialized(cluster: &LogicalCluster) -> bool {
 }
 
 fn controller(
-    name: &str,
+    name: &'static str,
     setup: &Setup,
     settings: Arc<Settings>,
 ) -> LifecycleController<LogicalCluster, Ctx> {
-    LifecycleController::new(
+    new_controller(
         name,
         setup,
         vec![Box::new(OrgSubroutine), Box::new(AccountSubroutine)],
-        move |runtime| Ctx {
-            runtime,
-            settings: settings.clone(),
-        },
+        settings,
     )
 }
 
@@ -351,8 +350,10 @@ impl Subroutine<LogicalCluster, Ctx> for AccountSubroutine {
             writes: tuples,
             deletes: Vec::new(),
         };
-        apply(&mut ctx.fga(), &store_id, &diff, &SyncOptions::default())
-            .await
+        let applied = apply(&mut ctx.fga(), &store_id, &diff, &SyncOptions::default()).await;
+        settings
+            .metrics
+            .fga(FgaOperation::Apply, applied)
             .map_err(|e| fga_failure("writing the account's tuples", e))?;
         Ok(Outcome::Ok)
     }
@@ -378,8 +379,10 @@ impl Subroutine<LogicalCluster, Ctx> for AccountSubroutine {
         let mut fga = ctx.fga();
         let options = SyncOptions::default();
         let account = ReadFilter::object(account_object(&parent_cluster, &name));
-        let mut doomed = read_tuples(&mut fga, &store_id, Some(&account), &options)
-            .await
+        let metrics = &ctx.settings.metrics;
+        let read = read_tuples(&mut fga, &store_id, Some(&account), &options).await;
+        let mut doomed = metrics
+            .fga(FgaOperation::List, read)
             .map_err(|e| fga_failure("reading the account's tuples", e))?;
         let prefix = role_prefix(&parent_cluster, &name);
         let roles: Vec<String> = doomed
@@ -389,9 +392,10 @@ impl Subroutine<LogicalCluster, Ctx> for AccountSubroutine {
             .collect();
         for role in roles {
             let filter = ReadFilter::object(role);
+            let read = read_tuples(&mut fga, &store_id, Some(&filter), &options).await;
             doomed.extend(
-                read_tuples(&mut fga, &store_id, Some(&filter), &options)
-                    .await
+                metrics
+                    .fga(FgaOperation::List, read)
                     .map_err(|e| fga_failure("reading the account's role tuples", e))?,
             );
         }
@@ -401,8 +405,9 @@ impl Subroutine<LogicalCluster, Ctx> for AccountSubroutine {
             writes: Vec::new(),
             deletes: doomed,
         };
-        apply(&mut fga, &store_id, &diff, &options)
-            .await
+        let deleted = apply(&mut fga, &store_id, &diff, &options).await;
+        metrics
+            .fga(FgaOperation::Delete, deleted)
             .map_err(|e| fga_failure("deleting the account's tuples", e))?;
         Ok(Outcome::Ok)
     }
