@@ -231,7 +231,7 @@ fn manifest(name: &str, type_: &str, creator: Option<&str>) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kcp_calls_the_webhooks_registered_next_to_the_export() {
     let kcp = harness::Kcp::shared().await;
-    let core = harness::CoreExport::shared(kcp).await;
+    let core = harness::PlatformExport::core(kcp).await;
     let ws = kcp.private_workspace("webhooks").await;
     core.bind(&ws).await;
     let admin = kcp.admin().await;

@@ -88,7 +88,7 @@ fn condition<'a>(account: &'a Account, type_: &str) -> &'a Condition {
 async fn engine_on_real_kcp() {
     let kcp = harness::Kcp::shared().await;
     let ws = kcp.private_workspace("lifecycle").await;
-    harness::CoreExport::shared(kcp).await.bind(&ws).await;
+    harness::PlatformExport::core(kcp).await.bind(&ws).await;
     let accounts: Api<Account> = Api::all(ws.client());
     let lifecycle = Lifecycle::new("lifecycle-test", chain());
     let ctx = Ctx::default();

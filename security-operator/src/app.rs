@@ -159,6 +159,16 @@ pub async fn run(config: Config, stop: CancellationToken) -> Result<(), AppError
                     controllers::terminator_controller(&setup, settings.clone()),
                 );
             }
+            Role::System => {
+                let setup = process.setup(EndpointSource::ApiExport {
+                    client: process.client()?,
+                    slice: config.system_api_export_endpoint_slice_name.clone(),
+                });
+                process.add_controller(
+                    controllers::API_EXPORT_POLICY_RECONCILER,
+                    controllers::api_export_policy_controller(&setup, settings.clone()),
+                );
+            }
             Role::ModelGenerator => {
                 process.add_controller(
                     controllers::MODEL_GENERATOR_RECONCILER,

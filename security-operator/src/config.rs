@@ -19,6 +19,8 @@ pub enum Role {
     Terminator,
     /// AuthorizationModels generated from APIBindings to provider exports.
     ModelGenerator,
+    /// APIExportPolicies on the `system.platform-mesh.io` export.
+    System,
 }
 
 impl Role {
@@ -29,6 +31,7 @@ impl Role {
             Self::Initializer => "security-operator-initializer.platform-mesh.io",
             Self::Terminator => "security-operator-terminator.platform-mesh.io",
             Self::ModelGenerator => "security-operator-generator.platform-mesh.io",
+            Self::System => "security-operator-system.platform-mesh.io",
         }
     }
 }
@@ -38,8 +41,9 @@ impl Role {
 #[command(name = "security-operator", version, about)]
 pub struct Config {
     /// The roles this process runs, comma-separated (`fga`, `initializer`, `terminator`,
-    /// `model-generator`), e.g. `security-operator fga` as upstream's subcommand, or
-    /// `security-operator fga,initializer,terminator,model-generator` for all in one process.
+    /// `model-generator`, `system`), e.g. `security-operator fga` as upstream's subcommand, or
+    /// `security-operator fga,initializer,terminator,model-generator,system` for all in one
+    /// process.
     #[arg(required = true, value_delimiter = ',')]
     pub roles: Vec<Role>,
 
@@ -54,6 +58,11 @@ pub struct Config {
     /// AccountInfos and APIBindings.
     #[arg(long, default_value = "core.platform-mesh.io")]
     pub api_export_endpoint_slice_name: String,
+
+    /// The APIExportEndpointSlice whose virtual workspaces serve APIExportPolicies (role
+    /// `system`); in the same workspace as `--api-export-endpoint-slice-name`.
+    #[arg(long, default_value = "system.platform-mesh.io")]
+    pub system_api_export_endpoint_slice_name: String,
 
     /// File holding the core module (OpenFGA DSL, schema 1.2) of every new organisation's
     /// Store. Default: the module of the upstream Helm chart, built in.
@@ -139,11 +148,11 @@ mod tests {
         assert_eq!(one.workspace_type_name, "security");
         assert_eq!(one.kcp_orgs_path.as_str(), "root:orgs");
         let all = parse(&[
-            "fga,initializer,terminator,model-generator",
+            "fga,initializer,terminator,model-generator,system",
             "--fga-target=x:1",
         ])
         .unwrap();
-        assert_eq!(all.roles.len(), 4);
+        assert_eq!(all.roles.len(), 5);
         assert!(all.oidc_steps_requested().is_empty());
     }
 

@@ -340,7 +340,10 @@ async fn widget_provider() -> TestWorkspace {
     };
     let kcp = harness::Kcp::shared().await;
     let provider = kcp.private_workspace("provider").await;
-    harness::CoreExport::shared(kcp).await.bind(&provider).await;
+    harness::PlatformExport::core(kcp)
+        .await
+        .bind(&provider)
+        .await;
     let post = PostParams::default();
     let schema = ApiResourceSchema::new(
         "v1.widgets.example.io",
@@ -574,6 +577,99 @@ async fn a_tuple_deleted_behind_the_operators_back_comes_back() {
         .unwrap();
     eventually("the parent tuple back", || async {
         (tuples(&store).await == before).then_some(())
+    })
+    .await;
+}
+
+fn policy(name: &str, provider: &TestWorkspace, expressions: &[String]) -> crds::ApiExportPolicy {
+    crds::ApiExportPolicy::new(
+        name,
+        crds::ApiExportPolicySpec {
+            api_export_ref: crds::api_export_policy::ApiExportRef {
+                name: "widgets.example.io".into(),
+                cluster_path: provider.path.to_string(),
+            },
+            allow_path_expressions: expressions.to_vec(),
+        },
+    )
+}
+
+#[tokio::test]
+async fn an_api_export_policy_grants_bind_to_the_accounts_it_names() {
+    let platform = platform().await;
+    let orgs = platform.orgs().await;
+    let provider = widget_provider().await;
+    let org = format!("pol-{}", unique_suffix());
+    let pol = ready_account(&orgs, &org, "org", "ada@example.com").await;
+    ready_account(&pol, "team", "account", "ada@example.com").await;
+    let store = store_id(&orgs, &org).await;
+    let exporter = format!(
+        "apis_kcp_io_apiexport:{}/widgets.example.io",
+        provider.cluster.as_str()
+    );
+    let org_obj = account_object(orgs.cluster.as_str(), &org);
+    let team_obj = account_object(pol.cluster.as_str(), "team");
+    let grants = || async {
+        tuples(&store)
+            .await
+            .into_iter()
+            .filter(|t| t.ends_with(&exporter))
+            .collect::<BTreeSet<String>>()
+    };
+
+    // Exactly the org: bind on it, not on its team.
+    let policies: Api<crds::ApiExportPolicy> = Api::all(orgs.client());
+    let name = format!("widgets-{org}");
+    let exact = vec![format!("root:orgs:{org}")];
+    policies
+        .create(&PostParams::default(), &policy(&name, &provider, &exact))
+        .await
+        .unwrap();
+    let bind = format!("{org_obj}#bind@{exporter}");
+    eventually("the bind tuple", || async {
+        (grants().await == BTreeSet::from([bind.clone()])).then_some(())
+    })
+    .await;
+    assert!(check(&store, &exporter, "bind", &org_obj).await);
+    assert!(!check(&store, &exporter, "bind", &team_obj).await);
+
+    // The org and everything below it: the old tuple goes, the team may bind too.
+    let mut subtree = policies.get(&name).await.unwrap();
+    subtree.spec.allow_path_expressions = vec![format!("root:orgs:{org}:*")];
+    policies
+        .replace(&name, &PostParams::default(), &subtree)
+        .await
+        .unwrap();
+    let inherited = format!("{org_obj}#bind_inherited@{exporter}");
+    eventually("the bind_inherited tuple alone", || async {
+        (grants().await == BTreeSet::from([inherited.clone()])).then_some(())
+    })
+    .await;
+    assert!(check(&store, &exporter, "bind", &team_obj).await);
+
+    // Deleted: no grant is left.
+    policies
+        .delete(&name, &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_gone(&policies, &name).await;
+    assert!(grants().await.is_empty());
+    assert!(!check(&store, &exporter, "bind", &team_obj).await);
+
+    // An expression outside root:orgs is refused with a reason.
+    let bad = format!("bad-{org}");
+    policies
+        .create(
+            &PostParams::default(),
+            &policy(&bad, &provider, &["root:elsewhere:x".to_owned()]),
+        )
+        .await
+        .unwrap();
+    wait_for(&policies, &bad, "InvalidPathExpression", |p| {
+        p.status
+            .as_ref()
+            .and_then(|s| condition(&s.conditions, "ApiExportPolicySubroutine"))
+            .is_some_and(|c| c.status == "False" && c.reason == "InvalidPathExpression")
     })
     .await;
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crds::{Account, AccountSpec};
-use harness::{CoreExport, Kcp, universal};
+use harness::{Kcp, PlatformExport, universal};
 use kcp::runtime::{Action, Context, Controller, ControllerConfig, EndpointSource, RuntimeMetrics};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use prometheus_client::registry::Registry;
@@ -25,7 +25,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         kcp.startup.as_secs_f64(),
         kcp.rss_mib().unwrap_or_default()
     );
-    let core = CoreExport::shared(kcp).await;
+    let core = PlatformExport::core(kcp).await;
     let tenant = kcp.private_workspace("bench").await;
     let mut workspaces = Vec::new();
     for i in 0..WORKSPACES {

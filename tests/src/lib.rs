@@ -18,7 +18,7 @@ pub use kcp::{
     when_served,
 };
 pub use openfga::OpenFga;
-pub use platform_mesh::{CoreExport, SECURITY_TYPE, SYSTEM_PATH, root_type, set_up_platform};
+pub use platform_mesh::{PlatformExport, SECURITY_TYPE, SYSTEM_PATH, root_type, set_up_platform};
 pub use process::{ServerProcess, free_port};
 pub use proxy::TcpProxy;
 

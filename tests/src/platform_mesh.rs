@@ -1,7 +1,9 @@
 //! `root:platform-mesh-system` with the generated schemas and the `core.platform-mesh.io`
 //! export, as platform-mesh-operator would set it up, and bindings of it.
 
-use crds::export::{CORE_EXPORT, api_export, core_export_crds, schemas};
+use crds::export::{
+    CORE_EXPORT, SYSTEM_EXPORT, api_export, core_export_crds, schemas, system_export_crds,
+};
 use kcp::ClusterPath;
 use kcp::types::apis::{
     AcceptablePermissionClaim, ApiBinding, ApiBindingSpec, ApiExport, ApiExportEndpointSlice,
@@ -33,14 +35,14 @@ pub fn root_type(name: &str) -> WorkspaceTypeReference {
 /// binding `core.platform-mesh.io` by default, and the `root:orgs` workspace. With `security`,
 /// org and account extend the WorkspaceType `security`, whose initializer and terminator
 /// (`root:security`) hold every org and account workspace for the security-operator, as in
-/// production. Returns `root:orgs` and a kubeconfig for an operator, named `kubeconfig_name`,
+/// production, and `root:orgs` also binds `system.platform-mesh.io`. Returns `root:orgs` and a kubeconfig for an operator, named `kubeconfig_name`,
 /// whose `root` context points at root:platform-mesh-system.
 pub async fn set_up_platform(
     kcp: &Kcp,
     security: bool,
     kubeconfig_name: &str,
 ) -> (TestWorkspace, std::path::PathBuf) {
-    let core = CoreExport::shared(kcp).await;
+    let core = PlatformExport::core(kcp).await;
     let admin = kcp.admin().await;
     let root = admin
         .for_path(&ClusterPath::root())
@@ -86,6 +88,10 @@ pub async fn set_up_platform(
             .unwrap_or_else(|e| panic!("{e}")),
     };
     core.bind(&orgs).await;
+    if security {
+        // APIExportPolicies live in root:orgs, served by the system export.
+        PlatformExport::system(kcp).await.bind(&orgs).await;
+    }
     (orgs, system_kubeconfig(kcp, kubeconfig_name))
 }
 
@@ -123,24 +129,38 @@ fn system_kubeconfig(kcp: &Kcp, file_name: &str) -> std::path::PathBuf {
 /// The path of the workspace holding the Platform Mesh exports.
 pub const SYSTEM_PATH: &str = "root:platform-mesh-system";
 
-/// The `core.platform-mesh.io` export in `root:platform-mesh-system`, set up once per test
-/// binary (schemas and export applied with server-side apply, so reruns are harmless).
+/// A Platform Mesh export in `root:platform-mesh-system` (`core.platform-mesh.io` or
+/// `system.platform-mesh.io`), set up once per test binary (schemas and export applied with
+/// server-side apply, so reruns are harmless).
 #[derive(Debug, Clone)]
-pub struct CoreExport {
+pub struct PlatformExport {
     /// The workspace holding the export.
     pub system: ClusterPath,
     /// The export as kcp stored it.
     pub export: ApiExport,
 }
 
-impl CoreExport {
-    /// Sets up the export on first use.
-    pub async fn shared(kcp: &Kcp) -> &'static CoreExport {
-        static SHARED: OnceCell<CoreExport> = OnceCell::const_new();
-        SHARED.get_or_init(|| Self::set_up(kcp)).await
+impl PlatformExport {
+    /// The `core.platform-mesh.io` export, set up on first use.
+    pub async fn core(kcp: &Kcp) -> &'static PlatformExport {
+        static CORE: OnceCell<PlatformExport> = OnceCell::const_new();
+        CORE.get_or_init(|| Self::set_up(kcp, CORE_EXPORT, core_export_crds()))
+            .await
     }
 
-    async fn set_up(kcp: &Kcp) -> CoreExport {
+    /// The `system.platform-mesh.io` export, set up on first use.
+    pub async fn system(kcp: &Kcp) -> &'static PlatformExport {
+        static SYSTEM: OnceCell<PlatformExport> = OnceCell::const_new();
+        SYSTEM
+            .get_or_init(|| Self::set_up(kcp, SYSTEM_EXPORT, system_export_crds()))
+            .await
+    }
+
+    async fn set_up(
+        kcp: &Kcp,
+        name: &str,
+        crds: Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>,
+    ) -> PlatformExport {
         let admin = kcp.admin().await;
         let system: ClusterPath = SYSTEM_PATH.parse().unwrap_or_else(|e| panic!("{e}"));
         create_workspace(&admin, &ClusterPath::root(), system.base(), universal()).await;
@@ -157,7 +177,7 @@ impl CoreExport {
 
         let client = admin.for_path(&system).unwrap_or_else(|e| panic!("{e}"));
         let apply = PatchParams::apply("platform-mesh-rs-tests").force();
-        let schemas = schemas(&core_export_crds());
+        let schemas = schemas(&crds);
         let schema_api: Api<ApiResourceSchema> = Api::all(client.clone());
         for schema in &schemas {
             schema_api
@@ -168,19 +188,20 @@ impl CoreExport {
         let exports: Api<ApiExport> = Api::all(client);
         let export = exports
             .patch(
-                CORE_EXPORT,
+                name,
                 &apply,
-                &Patch::Apply(&api_export(CORE_EXPORT, &schemas, &identity)),
+                &Patch::Apply(&api_export(name, &schemas, &identity)),
             )
             .await
-            .unwrap_or_else(|e| panic!("applying the {CORE_EXPORT} export: {e}"));
-        CoreExport { system, export }
+            .unwrap_or_else(|e| panic!("applying the {name} export: {e}"));
+        PlatformExport { system, export }
     }
 
     /// Binds the export into `workspace`, accepting every claim, and waits until Ready. A
     /// binding of the export that already exists (a WorkspaceType's default binding) is
     /// adopted: its claims are accepted instead of creating a second, conflicting binding.
     pub async fn bind(&self, workspace: &TestWorkspace) -> ApiBinding {
+        let export_name = self.export.metadata.name.clone().unwrap_or_default();
         let api: Api<ApiBinding> = Api::all(workspace.client());
         let accepted: Vec<AcceptablePermissionClaim> = self
             .export
@@ -201,7 +222,7 @@ impl CoreExport {
                     .reference
                     .export
                     .as_ref()
-                    .is_some_and(|e| e.name == CORE_EXPORT && e.path == self.system.as_str())
+                    .is_some_and(|e| e.name == export_name && e.path == self.system.as_str())
             });
         let name = match existing {
             Some(binding) => {
@@ -219,14 +240,14 @@ impl CoreExport {
             None => {
                 let binding = ApiBinding {
                     metadata: ObjectMeta {
-                        name: Some(CORE_EXPORT.to_owned()),
+                        name: Some(export_name.clone()),
                         ..Default::default()
                     },
                     spec: ApiBindingSpec {
                         reference: BindingReference {
                             export: Some(ExportBindingReference {
                                 path: self.system.to_string(),
-                                name: CORE_EXPORT.to_owned(),
+                                name: export_name.clone(),
                             }),
                         },
                         permission_claims: accepted,
@@ -236,18 +257,28 @@ impl CoreExport {
                 match api.create(&PostParams::default(), &binding).await {
                     Ok(_) => {}
                     Err(kube::Error::Api(status)) if status.code == 409 => {}
-                    Err(e) => panic!("binding {CORE_EXPORT} in {}: {e}", workspace.path),
+                    Err(e) => panic!("binding {export_name} in {}: {e}", workspace.path),
                 }
-                CORE_EXPORT.to_owned()
+                export_name.clone()
             }
         };
         let ready = wait_for(&api, &name, "Ready", ApiBinding::is_ready).await;
         // A Ready binding's resources can take a moment to be served.
-        let accounts: Api<crds::Account> = Api::all(workspace.client());
+        let served = self
+            .export
+            .spec
+            .resources
+            .first()
+            .unwrap_or_else(|| panic!("the {export_name} export serves nothing"));
+        let resource = kube::discovery::ApiResource::from_gvk_with_plural(
+            &kube::api::GroupVersionKind::gvk(&served.group, crds::VERSION, ""),
+            &served.name,
+        );
+        let objects: Api<kube::api::DynamicObject> = Api::all_with(workspace.client(), &resource);
         let list = kube::api::ListParams::default();
-        when_served(|| accounts.list(&list))
+        when_served(|| objects.list(&list))
             .await
-            .unwrap_or_else(|e| panic!("accounts not served in {}: {e}", workspace.path));
+            .unwrap_or_else(|e| panic!("{} not served in {}: {e}", served.name, workspace.path));
         ready
     }
 
@@ -258,7 +289,8 @@ impl CoreExport {
             .for_path(&self.system)
             .unwrap_or_else(|e| panic!("{e}"));
         let slices: Api<ApiExportEndpointSlice> = Api::all(client);
-        let slice = wait_for(&slices, CORE_EXPORT, "to publish an endpoint", |s| {
+        let name = self.export.metadata.name.clone().unwrap_or_default();
+        let slice = wait_for(&slices, &name, "to publish an endpoint", |s| {
             s.endpoint_urls().next().is_some()
         })
         .await;

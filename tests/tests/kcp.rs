@@ -7,7 +7,7 @@
 use std::collections::BTreeSet;
 
 use crds::{Account, AccountSpec};
-use harness::{CoreExport, Kcp, create_workspace, universal};
+use harness::{Kcp, PlatformExport, create_workspace, universal};
 use kcp::types::core::{LOGICAL_CLUSTER_NAME, LogicalCluster};
 use kcp::{CLUSTER_ANNOTATION, ClusterPath, PATH_ANNOTATION};
 use kube::ResourceExt;
@@ -97,7 +97,7 @@ fn org_account(name: &str, display_name: &str) -> Account {
 #[tokio::test]
 async fn bound_workspaces_are_listed_together_through_the_virtual_workspace() {
     let kcp = Kcp::shared().await;
-    let core = CoreExport::shared(kcp).await;
+    let core = PlatformExport::core(kcp).await;
     let admin = kcp.admin().await;
 
     let tenant = kcp.private_workspace("export").await;
@@ -152,7 +152,7 @@ async fn bound_workspaces_are_listed_together_through_the_virtual_workspace() {
 async fn changing_an_account_type_is_refused_by_kcp() {
     let kcp = Kcp::shared().await;
     let tenant = kcp.private_workspace("immutable").await;
-    CoreExport::shared(kcp).await.bind(&tenant).await;
+    PlatformExport::core(kcp).await.bind(&tenant).await;
 
     let accounts: Api<Account> = Api::all(tenant.client());
     accounts

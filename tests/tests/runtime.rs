@@ -13,7 +13,7 @@ use std::time::Duration;
 use crds::{Account, AccountSpec};
 use futures::future::join_all;
 use harness::{
-    CoreExport, Kcp, TcpProxy, TestWorkspace, universal, wait_for, wait_gone, when_served,
+    Kcp, PlatformExport, TcpProxy, TestWorkspace, universal, wait_for, wait_gone, when_served,
 };
 use k8s_openapi::api::core::v1::Namespace;
 use kcp::initialization::{Marker, Released, release, release_patch};
@@ -104,7 +104,7 @@ fn account(name: &str) -> Account {
 
 async fn account_controller(
     kcp: &Kcp,
-    core: &CoreExport,
+    core: &PlatformExport,
     registry: &mut Registry,
     name: &str,
 ) -> Controller<Account> {
@@ -125,7 +125,7 @@ async fn account_controller(
 #[tokio::test]
 async fn fifty_bound_workspaces_share_one_watch_per_kind_and_writes_reach_their_own_workspace() {
     let kcp = Kcp::shared().await;
-    let core = CoreExport::shared(kcp).await;
+    let core = PlatformExport::core(kcp).await;
     let tenant = kcp.private_workspace("fifty").await;
 
     // 50 workspaces, each binding the export and holding an Account of the same name.
@@ -206,7 +206,7 @@ async fn fifty_bound_workspaces_share_one_watch_per_kind_and_writes_reach_their_
 #[tokio::test]
 async fn deleting_a_binding_disengages_and_a_new_binding_engages_without_restart() {
     let kcp = Kcp::shared().await;
-    let core = CoreExport::shared(kcp).await;
+    let core = PlatformExport::core(kcp).await;
     let tenant = kcp.private_workspace("engage").await;
     let ws = tenant.child("consumer", universal()).await;
     core.bind(&ws).await;
@@ -266,7 +266,7 @@ async fn deleting_a_binding_disengages_and_a_new_binding_engages_without_restart
 #[tokio::test]
 async fn a_child_workspace_that_binds_requeues_its_parent_account_without_a_poll() {
     let kcp = Kcp::shared().await;
-    let core = CoreExport::shared(kcp).await;
+    let core = PlatformExport::core(kcp).await;
     let tenant = kcp.private_workspace("onengage").await;
     let parent = tenant.child("parent", universal()).await;
     core.bind(&parent).await;
@@ -352,7 +352,7 @@ async fn a_child_workspace_that_binds_requeues_its_parent_account_without_a_poll
 #[tokio::test]
 async fn a_failing_watch_shows_in_the_health_and_clears_when_it_resumes() {
     let kcp = Kcp::shared().await;
-    let core = CoreExport::shared(kcp).await;
+    let core = PlatformExport::core(kcp).await;
     let proxy = TcpProxy::to_kcp(kcp).await;
     let proxied = proxy.kubeconfig(kcp.kubeconfig(), "proxied.kubeconfig");
     let factory = kcp::ClientFactory::from_kubeconfig(&proxied, Some("root"))

@@ -152,6 +152,13 @@ const BENCHMARKS: &[(&str, &str, &str)] = &[
         "sync_throughput",
         "tuple-sync throughput on a real OpenFGA, next to a plain write loop",
     ),
+    // Builds and starts the security-operator binary itself (`cargo run --example` builds
+    // the package's library only).
+    (
+        "security-operator",
+        "initializer_latency",
+        "time the security initializer adds to Ready; org teardown with 50 accounts",
+    ),
 ];
 
 fn bench() -> TaskResult {

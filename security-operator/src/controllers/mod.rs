@@ -8,11 +8,13 @@
 //! * [`workspace`]: the `root:security` initializer and terminator of org and account
 //!   workspaces (roles `initializer`, `terminator`), and the same work re-applied to
 //!   initialized workspaces (role `fga`);
+//! * [`api_export_policy`]: APIExportPolicy → `bind` tuples (role `system`);
 //! * [`model_generator`]: APIBinding → AuthorizationModels for the bound resources (role
 //!   `model-generator`);
 //! * [`tuples`]: the tuple subroutine the Store and the AuthorizationModel share.
 
 mod account_info;
+mod api_export_policy;
 mod authorization_model;
 mod metrics;
 mod model_generator;
@@ -35,6 +37,7 @@ use openfga_client::client::OpenFgaServiceClient;
 use tonic::transport::Channel;
 
 pub use account_info::{ACCOUNT_INFO_RECONCILER, account_info_controller};
+pub use api_export_policy::{API_EXPORT_POLICY_RECONCILER, api_export_policy_controller};
 pub use authorization_model::{AUTHORIZATION_MODEL_RECONCILER, authorization_model_controller};
 pub use metrics::{FgaOperation, SecurityMetrics};
 pub use model_generator::{MODEL_GENERATOR_RECONCILER, model_generator_controller};

@@ -41,7 +41,7 @@ impl Platform {
 /// probes on `health_port`.
 pub fn security_args(kubeconfig: &Path, fga_target: &str, health_port: u16) -> Vec<String> {
     vec![
-        "fga,initializer,terminator,model-generator".into(),
+        "fga,initializer,terminator,model-generator,system".into(),
         format!("--kubeconfig={}", kubeconfig.display()),
         "--kubeconfig-context=root".into(),
         format!("--fga-target={fga_target}"),

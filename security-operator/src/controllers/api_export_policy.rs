@@ -1,0 +1,306 @@
+//! The APIExportPolicy controller (role `system`): grants the kcp `bind` verb on an APIExport
+//! to the accounts its path expressions name, as tuples in each account's organisation store:
+//! `root:orgs:<path>` gives `bind` on exactly that account, `root:orgs:<path>:*` gives
+//! `bind_inherited` (that account and every descendant), `root:orgs:*` gives
+//! `bind_inherited` on every organisation. Tuples of expressions that left the spec are
+//! deleted. Policies are evaluated again every minute, so organisations and accounts that
+//! appear later get their tuples (upstream re-evaluated only policies in `root:orgs`, and only
+//! on new orgs).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use crds::Account;
+use crds::account_info::{ACCOUNT_INFO_NAME, AccountInfo};
+use crds::api_export_policy::{API_EXPORT_POLICY_FINALIZER, ApiExportPolicy};
+use fga::platform_mesh::{API_EXPORT_TYPE, account_object};
+use fga::sync::{SyncOptions, TupleDiff, apply};
+use kcp::CLUSTER_ANNOTATION;
+use kit::controller::{LifecycleController, Setup};
+use kube::ResourceExt;
+use kube::api::{Api, ListParams, Patch};
+use lifecycle::{Outcome, Subroutine, SubroutineError};
+use serde_json::json;
+
+use super::{
+    Ctx, FgaOperation, Settings, annotation, fga_failure, kube_failure, merge_params,
+    new_controller, poll,
+};
+
+/// The controller's name, as upstream.
+pub const API_EXPORT_POLICY_RECONCILER: &str = "apiexportpolicy";
+
+/// How often a policy is evaluated again, for organisations and accounts created since.
+pub const REEVALUATION: Duration = Duration::from_secs(60);
+
+/// Builds the APIExportPolicy controller.
+pub fn api_export_policy_controller(
+    setup: &Setup,
+    settings: Arc<Settings>,
+) -> LifecycleController<ApiExportPolicy, Ctx> {
+    new_controller(
+        API_EXPORT_POLICY_RECONCILER,
+        setup,
+        vec![Box::new(ApiExportPolicySubroutine)],
+        settings,
+    )
+}
+
+/// What one path expression grants.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Grant {
+    /// The account's workspace path, or `root:orgs` itself for every organisation.
+    pub path: String,
+    /// `bind` or `bind_inherited`.
+    pub relation: &'static str,
+}
+
+/// Parses `[:]root:orgs:<path>[:*]`.
+pub(super) fn parse_expression(expression: &str, orgs_path: &str) -> Result<Grant, String> {
+    let trimmed = expression.strip_prefix(':').unwrap_or(expression);
+    let (path, relation) = match trimmed.strip_suffix(":*") {
+        Some(path) => (path, "bind_inherited"),
+        None => (trimmed, "bind"),
+    };
+    let below = path
+        .strip_prefix(orgs_path)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with(':'));
+    let valid_segments = path.split(':').all(|s| !s.is_empty() && s != "*");
+    if !below || !valid_segments || (path == orgs_path && relation == "bind") {
+        return Err(format!(
+            "{expression:?} is not {orgs_path}:<path> or {orgs_path}:<path>:* (or {orgs_path}:* for every organization)"
+        ));
+    }
+    Ok(Grant {
+        path: path.to_owned(),
+        relation,
+    })
+}
+
+/// The tuples of one grant, per organisation store name.
+async fn grant_tuples(
+    settings: &Settings,
+    grant: &Grant,
+    principal: &str,
+) -> Result<BTreeMap<String, Vec<fga::Tuple>>, SubroutineError> {
+    let mut by_org: BTreeMap<String, Vec<fga::Tuple>> = BTreeMap::new();
+    if grant.path == settings.orgs_path.as_str() {
+        let orgs_cluster = settings.orgs_cluster().await?;
+        let accounts = Api::<Account>::all(settings.workspace(&settings.orgs_path)?)
+            .list(&ListParams::default())
+            .await
+            .map_err(|e| kube_failure("listing organizations", e))?;
+        for org in accounts.items.iter().filter(|a| a.spec.type_ == "org") {
+            let name = org.name_any();
+            by_org
+                .entry(name.clone())
+                .or_default()
+                .push(fga::Tuple::new(
+                    account_object(&orgs_cluster, &name),
+                    grant.relation,
+                    principal,
+                ));
+        }
+        return Ok(by_org);
+    }
+    // The account's AccountInfo says where its Account object lives; none yet: no tuple yet.
+    let Some(info) = Api::<AccountInfo>::all(settings.cluster(&grant.path)?)
+        .get_opt(ACCOUNT_INFO_NAME)
+        .await
+        .map_err(|e| kube_failure(format!("reading the AccountInfo of {}", grant.path), e))?
+    else {
+        return Ok(by_org);
+    };
+    let account = &info.spec.account;
+    by_org
+        .entry(info.spec.organization.name.clone())
+        .or_default()
+        .push(fga::Tuple::new(
+            account_object(&account.origin_cluster_id, &account.name),
+            grant.relation,
+            principal,
+        ));
+    Ok(by_org)
+}
+
+/// The tuples of `expressions`, per organisation store name.
+async fn policy_tuples(
+    settings: &Settings,
+    policy: &ApiExportPolicy,
+    expressions: &[String],
+) -> Result<BTreeMap<String, Vec<fga::Tuple>>, SubroutineError> {
+    let reference = &policy.spec.api_export_ref;
+    let provider = settings
+        .logical_cluster(&reference.cluster_path)
+        .await
+        .map_err(|_| {
+            poll(format!(
+                "waiting for the provider workspace {}",
+                reference.cluster_path
+            ))
+        })?;
+    let provider = annotation(&provider, CLUSTER_ANNOTATION).ok_or_else(|| {
+        poll(format!(
+            "waiting for {} to have a cluster name",
+            reference.cluster_path
+        ))
+    })?;
+    let principal = format!("{API_EXPORT_TYPE}:{provider}/{}", reference.name);
+    let mut all: BTreeMap<String, Vec<fga::Tuple>> = BTreeMap::new();
+    for expression in expressions {
+        let grant = parse_expression(expression, settings.orgs_path.as_str())
+            .map_err(|e| SubroutineError::permanent("InvalidPathExpression", e))?;
+        for (org, tuples) in grant_tuples(settings, &grant, &principal).await? {
+            all.entry(org).or_default().extend(tuples);
+        }
+    }
+    Ok(all)
+}
+
+/// Writes or deletes tuples in each organisation's store; an organisation without a store
+/// has nothing to delete and gets its tuples on a later evaluation.
+async fn change(
+    ctx: &Ctx,
+    tuples: BTreeMap<String, Vec<fga::Tuple>>,
+    operation: FgaOperation,
+) -> Result<(), SubroutineError> {
+    for (org, tuples) in tuples {
+        let Some(store_id) = ctx
+            .settings
+            .org_store(&org)
+            .await?
+            .and_then(|s| s.status)
+            .and_then(|s| s.store_id)
+        else {
+            continue;
+        };
+        let diff = match operation {
+            FgaOperation::Delete => TupleDiff {
+                writes: Vec::new(),
+                deletes: tuples,
+            },
+            _ => TupleDiff {
+                writes: tuples,
+                deletes: Vec::new(),
+            },
+        };
+        let result = apply(&mut ctx.fga(), &store_id, &diff, &SyncOptions::default()).await;
+        ctx.settings
+            .metrics
+            .fga(operation, result)
+            .map_err(|e| fga_failure(format!("changing bind tuples of {org}"), e))?;
+    }
+    Ok(())
+}
+
+/// Keeps the policy's bind tuples (condition `ApiExportPolicySubroutine`).
+#[derive(Debug)]
+struct ApiExportPolicySubroutine;
+
+#[async_trait]
+impl Subroutine<ApiExportPolicy, Ctx> for ApiExportPolicySubroutine {
+    fn name(&self) -> &str {
+        "ApiExportPolicySubroutine"
+    }
+
+    fn finalizers(&self, _: &ApiExportPolicy) -> Vec<String> {
+        vec![API_EXPORT_POLICY_FINALIZER.to_owned()]
+    }
+
+    async fn process(
+        &self,
+        policy: &ApiExportPolicy,
+        ctx: &Ctx,
+    ) -> Result<Outcome, SubroutineError> {
+        let spec = &policy.spec.allow_path_expressions;
+        let managed = policy
+            .status
+            .as_ref()
+            .map(|s| s.managed_allow_expressions.clone())
+            .unwrap_or_default();
+        let stale: Vec<String> = managed
+            .iter()
+            .filter(|e| !spec.contains(e))
+            .cloned()
+            .collect();
+        // Stale expressions of an older spec may no longer parse; they wrote nothing then.
+        let stale: Vec<String> = stale
+            .into_iter()
+            .filter(|e| parse_expression(e, ctx.settings.orgs_path.as_str()).is_ok())
+            .collect();
+        let desired = policy_tuples(&ctx.settings, policy, spec).await?;
+        let mut outdated = policy_tuples(&ctx.settings, policy, &stale).await?;
+        // A tuple still wanted by another expression stays.
+        for (org, tuples) in &mut outdated {
+            if let Some(wanted) = desired.get(org) {
+                tuples.retain(|t| !wanted.contains(t));
+            }
+        }
+        change(ctx, outdated, FgaOperation::Delete).await?;
+        change(ctx, desired, FgaOperation::Apply).await?;
+        if managed != *spec {
+            let patch = json!({ "status": { "managedAllowExpressions": spec } });
+            ctx.runtime
+                .api::<ApiExportPolicy>()
+                .map_err(|e| SubroutineError::transient_from("client", e))?
+                .patch_status(&policy.name_any(), &merge_params(), &Patch::Merge(&patch))
+                .await
+                .map_err(|e| kube_failure("recording the managed expressions", e))?;
+        }
+        Ok(Outcome::OkRequeue(REEVALUATION))
+    }
+
+    async fn finalize(
+        &self,
+        policy: &ApiExportPolicy,
+        ctx: &Ctx,
+    ) -> Result<Outcome, SubroutineError> {
+        let mut expressions = policy.spec.allow_path_expressions.clone();
+        if let Some(status) = &policy.status {
+            expressions.extend(status.managed_allow_expressions.iter().cloned());
+        }
+        expressions.sort();
+        expressions.dedup();
+        expressions.retain(|e| parse_expression(e, ctx.settings.orgs_path.as_str()).is_ok());
+        let tuples = policy_tuples(&ctx.settings, policy, &expressions).await?;
+        change(ctx, tuples, FgaOperation::Delete).await?;
+        Ok(Outcome::Ok)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expressions_name_an_account_a_subtree_or_every_org() {
+        let exact = parse_expression("root:orgs:acme:team", "root:orgs").unwrap();
+        assert_eq!(
+            (exact.path.as_str(), exact.relation),
+            ("root:orgs:acme:team", "bind")
+        );
+        let subtree = parse_expression(":root:orgs:acme:*", "root:orgs").unwrap();
+        assert_eq!(
+            (subtree.path.as_str(), subtree.relation),
+            ("root:orgs:acme", "bind_inherited")
+        );
+        let every = parse_expression("root:orgs:*", "root:orgs").unwrap();
+        assert_eq!(
+            (every.path.as_str(), every.relation),
+            ("root:orgs", "bind_inherited")
+        );
+        for bad in [
+            "root:other:acme",
+            "root:orgs",
+            "root:orgsx:a",
+            "root:orgs::a",
+            "root:orgs:*:a",
+            "",
+        ] {
+            let error = parse_expression(bad, "root:orgs").unwrap_err();
+            assert!(error.contains("root:orgs:<path>"), "{bad}: {error}");
+        }
+    }
+}
