@@ -230,7 +230,6 @@ pub fn owner_tuples(
 pub const BUILTIN_RESOURCES: &[(&str, &str, &str, ResourceScope)] = &[
     ("", "configmaps", "configmap", ResourceScope::Namespaced),
     ("", "events", "event", ResourceScope::Namespaced),
-    ("", "limitranges", "limitrange", ResourceScope::Namespaced),
     ("", "namespaces", "namespace", ResourceScope::Cluster),
     (
         "",
@@ -279,6 +278,12 @@ pub const BUILTIN_RESOURCES: &[(&str, &str, &str, ResourceScope)] = &[
         "authorization.k8s.io",
         "subjectaccessreviews",
         "subjectaccessreview",
+        ResourceScope::Cluster,
+    ),
+    (
+        "apis.kcp.io",
+        "apiconversions",
+        "apiconversion",
         ResourceScope::Cluster,
     ),
     (

@@ -673,3 +673,48 @@ async fn an_api_export_policy_grants_bind_to_the_accounts_it_names() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn the_built_in_modules_cover_exactly_what_an_org_workspace_serves() {
+    use fga::platform_mesh::{BUILTIN_PRIVILEGED_RESOURCES, BUILTIN_RESOURCES, ResourceScope};
+    use kube::discovery::{Discovery, Scope};
+    let platform = platform().await;
+    let orgs = platform.orgs().await;
+    let org = format!("disco-{}", unique_suffix());
+    let workspace = ready_account(&orgs, &org, "org", "dora@example.com").await;
+    let versions = [
+        ("", "v1"),
+        ("authentication.k8s.io", "v1"),
+        ("authorization.k8s.io", "v1"),
+        ("apis.kcp.io", "v1alpha1"),
+        ("rbac.authorization.k8s.io", "v1"),
+    ];
+    let groups: Vec<&str> = versions.iter().map(|(g, _)| *g).collect();
+    let discovery = Discovery::new(workspace.client())
+        .filter(&groups)
+        .run()
+        .await
+        .unwrap();
+    let mut served = BTreeSet::new();
+    for group in discovery.groups() {
+        let Some((_, version)) = versions.iter().find(|(g, _)| *g == group.name()) else {
+            continue;
+        };
+        for (resource, capabilities) in group.versioned_resources(version) {
+            let namespaced = capabilities.scope == Scope::Namespaced;
+            served.insert((resource.group.clone(), resource.plural.clone(), namespaced));
+        }
+    }
+    let modelled: BTreeSet<(String, String, bool)> = BUILTIN_RESOURCES
+        .iter()
+        .chain(BUILTIN_PRIVILEGED_RESOURCES)
+        .map(|(group, plural, _, scope)| {
+            (
+                (*group).to_owned(),
+                (*plural).to_owned(),
+                *scope == ResourceScope::Namespaced,
+            )
+        })
+        .collect();
+    assert_eq!(modelled, served);
+}
