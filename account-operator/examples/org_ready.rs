@@ -43,7 +43,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         accounts
             .create(&PostParams::default(), &support::new_account(&name, "org"))
             .await?;
-        wait_for(&accounts, &name, "Ready", support::is_ready).await;
+        wait_for(&accounts, &name, "Ready", harness::is_ready).await;
         operator.push(started.elapsed());
     }
 

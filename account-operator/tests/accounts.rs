@@ -9,6 +9,7 @@ mod support;
 
 use crds::Account;
 use crds::account_info::{ACCOUNT_INFO_NAME, AccountInfo, ClientInfo, OidcInfo};
+use harness::{account_condition as condition, is_ready};
 use harness::{wait_for, wait_gone};
 use kcp::types::tenancy::{
     Workspace, WorkspaceType, WorkspaceTypeExtension, WorkspaceTypeReference, WorkspaceTypeSpec,
@@ -16,7 +17,7 @@ use kcp::types::tenancy::{
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::core::ObjectMeta;
-use support::{account_info, condition, is_ready, new_account, platform, ready_account};
+use support::{account_info, new_account, platform, ready_account};
 
 #[tokio::test]
 async fn an_org_and_a_four_level_tree_become_ready_with_their_account_infos() {

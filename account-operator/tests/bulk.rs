@@ -8,10 +8,11 @@
 mod support;
 
 use crds::Account;
+use harness::is_ready;
 use harness::wait_for_within;
 use kcp::types::tenancy::Workspace;
 use kube::api::Api;
-use support::{create_accounts, is_ready, platform, ready_account};
+use support::{create_accounts, platform, ready_account};
 
 #[tokio::test]
 async fn two_hundred_accounts_created_at_once_all_become_ready() {

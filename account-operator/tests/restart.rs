@@ -11,12 +11,13 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use crds::Account;
+use harness::is_ready;
 use harness::{Kcp, wait_for};
 use kcp::types::tenancy::Workspace;
 use kube::ResourceExt;
 use kube::api::Api;
 use operator::Operator;
-use support::{create_accounts, is_ready, ready_account};
+use support::{create_accounts, ready_account};
 
 #[tokio::test]
 async fn a_killed_operator_converges_after_restart_without_duplicates_or_orphans() {

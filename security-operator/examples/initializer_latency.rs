@@ -9,21 +9,21 @@
 //! * C: the terminator's time to delete an org with 50 accounts directly below it, until its
 //!   Account, its Workspace and its Store are gone.
 //!
-//! `tests/support/mod.rs` cannot be included here: it names the security-operator binary with
-//! `env!("CARGO_BIN_EXE_security-operator")`, which Cargo sets for integration tests and
-//! benches only, not for examples. The few helpers needed are repeated below, and the binary
-//! is located next to this example (`target/<profile>/security-operator`) after building it
-//! with `cargo build -p security-operator --bin security-operator` in the same profile, since
-//! `cargo run --example` builds the package's library, not its binaries.
+//! `cargo run --example` builds the package's library, not its binaries, so the example builds
+//! the security-operator binary into its own profile directory first, where
+//! `tests/support`'s [`support::binary`] finds it.
 
 #![allow(clippy::unwrap_used)]
+
+#[path = "../tests/support/mod.rs"]
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use crds::{Account, AccountSpec, Store};
+use crds::{Account, Store};
 use fga::sync::{SyncOptions, read_tuples};
 use futures::{StreamExt, TryStreamExt};
 use harness::{
@@ -48,35 +48,18 @@ const KUBECONFIG: &str = "bench.kubeconfig";
 
 type BenchResult<T> = Result<T, String>;
 
-fn new_account(name: &str, account_type: &str) -> Account {
-    Account::new(
-        name,
-        AccountSpec {
-            type_: account_type.into(),
-            display_name: name.into(),
-            creator: Some(CREATOR.into()),
-            ..Default::default()
-        },
-    )
-}
-
-fn is_ready(account: &Account) -> bool {
-    account.status.as_ref().is_some_and(|s| {
-        s.conditions
-            .iter()
-            .any(|c| c.type_ == "Ready" && c.status == "True")
-    })
-}
-
 /// Creates Account `name` in `parent`, waits for it to be Ready; returns the time that took.
 async fn time_to_ready(parent: &TestWorkspace, name: &str, account_type: &str) -> Duration {
     let accounts: Api<Account> = Api::all(parent.client());
     let started = Instant::now();
     accounts
-        .create(&PostParams::default(), &new_account(name, account_type))
+        .create(
+            &PostParams::default(),
+            &harness::new_account(name, account_type, CREATOR),
+        )
         .await
         .unwrap_or_else(|e| panic!("creating Account {name} in {}: {e}", parent.path));
-    wait_for(&accounts, name, "Ready", is_ready).await;
+    wait_for(&accounts, name, "Ready", harness::is_ready).await;
     started.elapsed()
 }
 
@@ -87,20 +70,6 @@ async fn series(parent: &TestWorkspace, prefix: &str, account_type: &str) -> Vec
         samples.push(time_to_ready(parent, &format!("{prefix}{i}"), account_type).await);
     }
     samples
-}
-
-/// Creates Account `name` in `parent`, waits for it to be Ready; returns its workspace.
-async fn ready_account(parent: &TestWorkspace, name: &str, account_type: &str) -> TestWorkspace {
-    time_to_ready(parent, name, account_type).await;
-    let ws: Workspace = Api::all(parent.client())
-        .get(name)
-        .await
-        .unwrap_or_else(|e| panic!("reading Workspace {name} in {}: {e}", parent.path));
-    TestWorkspace {
-        factory: parent.factory.clone(),
-        path: parent.path.join(name).unwrap(),
-        cluster: ws.spec.cluster.unwrap().parse().unwrap(),
-    }
 }
 
 /// Waits until `name` no longer exists, within `BULK_TIMEOUT`.
@@ -116,45 +85,6 @@ where
             "{kind} {name} still exists after {BULK_TIMEOUT:?}: {:#?}",
             api.get_opt(name).await
         )),
-    }
-}
-
-/// The security-operator's flags (as `tests/support`): every role in one process.
-fn security_args(kubeconfig: &Path, fga_target: &str, health_port: u16) -> Vec<String> {
-    vec![
-        "fga,initializer,terminator,model-generator".into(),
-        format!("--kubeconfig={}", kubeconfig.display()),
-        "--kubeconfig-context=root".into(),
-        format!("--fga-target={fga_target}"),
-        "--metrics-bind-address=127.0.0.1:0".into(),
-        format!("--health-probe-bind-address=127.0.0.1:{health_port}"),
-        "--no-json".into(),
-    ]
-}
-
-/// Waits until the operator answers `/readyz` with 200.
-async fn until_ready(operator: &ServerProcess, health_port: u16) -> BenchResult<()> {
-    let started = Instant::now();
-    loop {
-        if operator.exited() {
-            return Err(format!(
-                "the security-operator exited:\n{}",
-                operator.log_tail(40)
-            ));
-        }
-        if started.elapsed() > Duration::from_secs(120) {
-            return Err(format!(
-                "the security-operator is not ready after 120 s:\n{}",
-                operator.log_tail(40)
-            ));
-        }
-        if harness::http_get(health_port, "/readyz")
-            .await
-            .is_some_and(|(code, _)| code == 200)
-        {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
@@ -205,7 +135,7 @@ fn security_operator_binary() -> BenchResult<PathBuf> {
     if !status.success() {
         return Err(format!("{build:?} failed: {status}"));
     }
-    let binary = profile_dir.join("security-operator");
+    let binary = support::binary();
     if !binary.is_file() {
         return Err(format!("{} was not built", binary.display()));
     }
@@ -256,7 +186,7 @@ async fn bench() -> BenchResult<()> {
     });
     eprintln!("phase A: the account-operator alone");
     let a_orgs = series(&orgs, &format!("a{sfx}-org"), "org").await;
-    let a_host = ready_account(&orgs, &format!("a{sfx}-host"), "org").await;
+    let a_host = support::ready_account(&orgs, &format!("a{sfx}-host"), "org", CREATOR).await;
     let a_accounts = series(&a_host, "acct", "account").await;
 
     // Phase B: org and account extend the `security` type; the security-operator serves it.
@@ -269,7 +199,7 @@ async fn bench() -> BenchResult<()> {
     let operator = ServerProcess::start(
         "security-operator",
         &binary,
-        &security_args(&kubeconfig, &openfga.grpc_endpoint(), health_port),
+        &support::security_args(&kubeconfig, &openfga.grpc_endpoint(), health_port),
         &state_dir,
         false,
     )
@@ -280,11 +210,11 @@ async fn bench() -> BenchResult<()> {
         "phase B: with the security-operator (log {}, removed with kcp's state at exit)",
         log.display()
     );
-    until_ready(&operator, health_port).await?;
+    support::until_ready(&operator, health_port).await;
 
     let b_orgs = series(&orgs, &format!("b{sfx}-org"), "org").await;
     let b_host_name = format!("b{sfx}-host");
-    let b_host = ready_account(&orgs, &b_host_name, "org").await;
+    let b_host = support::ready_account(&orgs, &b_host_name, "org", CREATOR).await;
     let b_accounts = series(&b_host, "acct", "account").await;
     check_initialized(&orgs, &b_host_name, &format!("b{sfx}-org"), &operator).await?;
 
@@ -348,7 +278,7 @@ async fn check_initialized(
 }
 
 async fn teardown(orgs: &TestWorkspace, org: &str) -> BenchResult<Teardown> {
-    let org_ws = ready_account(orgs, org, "org").await;
+    let org_ws = support::ready_account(orgs, org, "org", CREATOR).await;
     let accounts: Api<Account> = Api::all(org_ws.client());
     let started = Instant::now();
     futures::stream::iter(0..TEARDOWN_ACCOUNTS)
@@ -357,10 +287,13 @@ async fn teardown(orgs: &TestWorkspace, org: &str) -> BenchResult<Teardown> {
             async move {
                 let name = format!("acct{i}");
                 accounts
-                    .create(&PostParams::default(), &new_account(&name, "account"))
+                    .create(
+                        &PostParams::default(),
+                        &harness::new_account(&name, "account", CREATOR),
+                    )
                     .await
                     .map_err(|e| format!("creating Account {name} in org {org}: {e}"))?;
-                wait_for_within(BULK_TIMEOUT, &accounts, &name, "Ready", is_ready).await;
+                wait_for_within(BULK_TIMEOUT, &accounts, &name, "Ready", harness::is_ready).await;
                 Ok::<_, String>(())
             }
         })

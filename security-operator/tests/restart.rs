@@ -11,9 +11,9 @@ use std::time::Duration;
 use crds::{Account, Store};
 use fga::platform_mesh::owner_tuples;
 use fga::store::{StoreOptions, list_stores_named};
-use harness::{OpenFga, unique_suffix, wait_for_within};
+use harness::{OpenFga, is_ready, new_account, unique_suffix, wait_for_within};
 use kube::api::{Api, ListParams, PostParams};
-use support::{base, is_ready, new_account, tuples};
+use support::{base, tuples};
 
 const ORGS: usize = 20;
 

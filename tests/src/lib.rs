@@ -5,6 +5,7 @@
 //! Tests share the servers and isolate themselves: each kcp test works in its own private
 //! workspace subtree ([`Kcp::private_workspace`]), each OpenFGA test in its own store.
 
+mod accounts;
 mod child;
 mod kcp;
 mod openfga;
@@ -12,6 +13,7 @@ mod platform_mesh;
 mod process;
 mod proxy;
 
+pub use accounts::{account_condition, is_ready, new_account, ready_account, workspace_of};
 pub use child::OperatorChild;
 pub use kcp::{
     Kcp, TestWorkspace, create_workspace, universal, wait_for, wait_for_within, wait_gone,

@@ -4,10 +4,9 @@
 
 use account_operator::config::Config;
 use clap::Parser;
+use crds::Account;
 use crds::account_info::{ACCOUNT_INFO_NAME, AccountInfo};
-use crds::{Account, AccountSpec};
-use harness::{Kcp, TestWorkspace, wait_for};
-use kcp::types::tenancy::Workspace;
+use harness::{Kcp, TestWorkspace};
 use kube::api::{Api, PostParams};
 use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
@@ -28,33 +27,13 @@ pub fn operator_args(kubeconfig: &std::path::Path) -> Vec<String> {
     ]
 }
 
+/// An Account created by alice.
 pub fn new_account(name: &str, account_type: &str) -> Account {
-    Account::new(
-        name,
-        AccountSpec {
-            type_: account_type.into(),
-            display_name: name.into(),
-            creator: Some("alice@example.com".into()),
-            ..Default::default()
-        },
-    )
+    harness::new_account(name, account_type, CREATOR)
 }
 
-pub fn condition<'a>(
-    account: &'a Account,
-    type_: &str,
-) -> Option<&'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
-    account
-        .status
-        .as_ref()?
-        .conditions
-        .iter()
-        .find(|c| c.type_ == type_)
-}
-
-pub fn is_ready(account: &Account) -> bool {
-    condition(account, "Ready").is_some_and(|c| c.status == "True")
-}
+/// The creator of every Account these scenarios make.
+pub const CREATOR: &str = "alice@example.com";
 
 /// Creates Accounts of type `account` named `names`, all at once.
 pub async fn create_accounts(accounts: &Api<Account>, names: &[String]) {
@@ -73,23 +52,7 @@ pub async fn ready_account(
     name: &str,
     account_type: &str,
 ) -> (Account, TestWorkspace) {
-    let accounts: Api<Account> = Api::all(parent.client());
-    accounts
-        .create(&PostParams::default(), &new_account(name, account_type))
-        .await
-        .unwrap();
-    let account = wait_for(&accounts, name, "Ready", is_ready).await;
-    (account, workspace_of(parent, name).await)
-}
-
-/// The workspace of Account `name` in `parent`.
-pub async fn workspace_of(parent: &TestWorkspace, name: &str) -> TestWorkspace {
-    let ws: Workspace = Api::all(parent.client()).get(name).await.unwrap();
-    TestWorkspace {
-        factory: parent.factory.clone(),
-        path: parent.path.join(name).unwrap(),
-        cluster: ws.spec.cluster.unwrap().parse().unwrap(),
-    }
+    harness::ready_account(parent, name, account_type, CREATOR).await
 }
 
 pub async fn account_info(ws: &TestWorkspace) -> AccountInfo {

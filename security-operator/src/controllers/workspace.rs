@@ -79,12 +79,7 @@ fn controller(
     setup: &Setup,
     settings: Arc<Settings>,
 ) -> LifecycleController<LogicalCluster, Ctx> {
-    new_controller(
-        name,
-        setup,
-        vec![Box::new(OrgSubroutine), Box::new(AccountSubroutine)],
-        settings,
-    )
+    new_controller(name, setup, vec![Box::new(WorkspaceSubroutine)], settings)
 }
 
 /// What a workspace is to Platform Mesh, read from its LogicalCluster.
@@ -173,14 +168,15 @@ pub(super) fn org_tuples(
     tuples
 }
 
-/// The org's Store (condition `OrgSubroutine`).
+/// The initializer's and the terminator's work on a workspace (condition
+/// `WorkspaceSubroutine`): an org's Store, an account's tuples.
 #[derive(Debug)]
-struct OrgSubroutine;
+struct WorkspaceSubroutine;
 
 #[async_trait]
-impl Subroutine<LogicalCluster, Ctx> for OrgSubroutine {
+impl Subroutine<LogicalCluster, Ctx> for WorkspaceSubroutine {
     fn name(&self) -> &str {
-        "OrgSubroutine"
+        "WorkspaceSubroutine"
     }
 
     async fn process(
@@ -199,45 +195,17 @@ impl Subroutine<LogicalCluster, Ctx> for OrgSubroutine {
         cluster: &LogicalCluster,
         ctx: &Ctx,
     ) -> Result<Outcome, SubroutineError> {
-        let Some(Tenant::Org { org, orgs_cluster }) = tenant_of(cluster, ctx) else {
-            return Ok(Outcome::skip("not an organization"));
-        };
-        let settings = &ctx.settings;
-        if !settings.initialize_org_store {
-            return Ok(Outcome::skip("--initializer-workspace-enabled=false"));
+        match tenant_of(cluster, ctx) {
+            Some(Tenant::Org { org, orgs_cluster }) => {
+                initialize_org(&org, &orgs_cluster, ctx).await
+            }
+            Some(Tenant::Account {
+                org,
+                name,
+                parent_cluster,
+            }) => initialize_account(&org, &name, &parent_cluster, ctx).await,
+            None => Ok(Outcome::skip("not an organization or an account below one")),
         }
-        let creator = creator(settings, &orgs_cluster, &org).await?;
-        let tuples = org_tuples(&orgs_cluster, &org, &creator, settings.allow_member_tuples);
-        let mut store = Store::new(
-            &org,
-            StoreSpec {
-                core_module: settings.core_module.clone(),
-                tuples: Some(tuples.iter().map(to_crd).collect()),
-            },
-        );
-        store.metadata.managed_fields = None;
-        let store = Api::<Store>::all(settings.workspace(&settings.orgs_path)?)
-            .patch(
-                &org,
-                &PatchParams::apply(MANAGER).force(),
-                &Patch::Apply(&store),
-            )
-            .await
-            .map_err(|e| {
-                kube_failure(format!("applying Store {org} in {}", settings.orgs_path), e)
-            })?;
-        let status = store.status.unwrap_or_default();
-        if status.store_id.as_deref().is_none_or(str::is_empty) {
-            return Err(poll(format!("waiting for Store {org} to get its OpenFGA store")).into());
-        }
-        let written = tuples
-            .iter()
-            .map(to_crd)
-            .all(|t| status.managed_tuples.contains(&t));
-        if !written {
-            return Err(poll(format!("waiting for Store {org} to write the owner tuples")).into());
-        }
-        Ok(Outcome::Ok)
     }
 
     async fn terminate(
@@ -245,32 +213,84 @@ impl Subroutine<LogicalCluster, Ctx> for OrgSubroutine {
         cluster: &LogicalCluster,
         ctx: &Ctx,
     ) -> Result<Outcome, SubroutineError> {
-        let Some(Tenant::Org { org, .. }) = tenant_of(cluster, ctx) else {
-            return Ok(Outcome::skip("not an organization"));
-        };
-        let settings = &ctx.settings;
-        // Its modules go first: the Store waits for every module that extends it.
-        for (model_cluster, model) in trusted_models(&org, ctx).await? {
-            let name = model.name_any();
-            delete_ignoring_missing(
-                &Api::<AuthorizationModel>::all(settings.cluster(&model_cluster)?),
-                &name,
-            )
-            .await
-            .map_err(|e| kube_failure(format!("deleting AuthorizationModel {name}"), e))?;
+        match tenant_of(cluster, ctx) {
+            Some(Tenant::Org { org, .. }) => terminate_org(&org, ctx).await,
+            Some(Tenant::Account {
+                org,
+                name,
+                parent_cluster,
+            }) => terminate_account(&org, &name, &parent_cluster, ctx).await,
+            None => Ok(Outcome::skip("not an organization or an account below one")),
         }
-        let stores = Api::<Store>::all(settings.workspace(&settings.orgs_path)?);
-        delete_ignoring_missing(&stores, &org)
-            .await
-            .map_err(|e| kube_failure(format!("deleting Store {org}"), e))?;
-        if settings.org_store(&org).await?.is_some() {
-            return Err(poll(format!(
-                "waiting for Store {org} to delete its tuples and OpenFGA store"
-            ))
-            .into());
-        }
-        Ok(Outcome::Ok)
     }
+}
+
+/// An org's Store with its owner tuples, waited for until both are in OpenFGA.
+async fn initialize_org(
+    org: &str,
+    orgs_cluster: &str,
+    ctx: &Ctx,
+) -> Result<Outcome, SubroutineError> {
+    let settings = &ctx.settings;
+    if !settings.initialize_org_store {
+        return Ok(Outcome::skip("--initializer-workspace-enabled=false"));
+    }
+    let creator = creator(settings, orgs_cluster, org).await?;
+    let tuples = org_tuples(orgs_cluster, org, &creator, settings.allow_member_tuples);
+    let mut store = Store::new(
+        org,
+        StoreSpec {
+            core_module: settings.core_module.clone(),
+            tuples: Some(tuples.iter().map(to_crd).collect()),
+        },
+    );
+    store.metadata.managed_fields = None;
+    let store = Api::<Store>::all(settings.workspace(&settings.orgs_path)?)
+        .patch(
+            org,
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(&store),
+        )
+        .await
+        .map_err(|e| kube_failure(format!("applying Store {org} in {}", settings.orgs_path), e))?;
+    let status = store.status.unwrap_or_default();
+    if status.store_id.as_deref().is_none_or(str::is_empty) {
+        return Err(poll(format!("waiting for Store {org} to get its OpenFGA store")).into());
+    }
+    let written = tuples
+        .iter()
+        .map(to_crd)
+        .all(|t| status.managed_tuples.contains(&t));
+    if !written {
+        return Err(poll(format!("waiting for Store {org} to write the owner tuples")).into());
+    }
+    Ok(Outcome::Ok)
+}
+
+/// The org's modules and Store go; the Store's finalizer deletes its tuples and stores.
+async fn terminate_org(org: &str, ctx: &Ctx) -> Result<Outcome, SubroutineError> {
+    let settings = &ctx.settings;
+    // Its modules go first: the Store waits for every module that extends it.
+    for (model_cluster, model) in trusted_models(org, ctx).await? {
+        let name = model.name_any();
+        delete_ignoring_missing(
+            &Api::<AuthorizationModel>::all(settings.cluster(&model_cluster)?),
+            &name,
+        )
+        .await
+        .map_err(|e| kube_failure(format!("deleting AuthorizationModel {name}"), e))?;
+    }
+    let stores = Api::<Store>::all(settings.workspace(&settings.orgs_path)?);
+    delete_ignoring_missing(&stores, org)
+        .await
+        .map_err(|e| kube_failure(format!("deleting Store {org}"), e))?;
+    if settings.org_store(org).await?.is_some() {
+        return Err(poll(format!(
+            "waiting for Store {org} to delete its tuples and OpenFGA store"
+        ))
+        .into());
+    }
+    Ok(Outcome::Ok)
 }
 
 pub(super) async fn delete_ignoring_missing<K>(api: &Api<K>, name: &str) -> Result<(), kube::Error>
@@ -294,123 +314,89 @@ async fn org_store_id(settings: &Settings, org: &str) -> Result<Option<String>, 
         .filter(|id| !id.is_empty()))
 }
 
-/// An account's tuples (condition `AccountSubroutine`).
-#[derive(Debug)]
-struct AccountSubroutine;
+/// An account's owner, role and parent tuples in its org's store.
+async fn initialize_account(
+    org: &str,
+    name: &str,
+    parent_cluster: &str,
+    ctx: &Ctx,
+) -> Result<Outcome, SubroutineError> {
+    let settings = &ctx.settings;
+    let parent = settings.logical_cluster(parent_cluster).await?;
+    let Some(grandparent) = parent.spec.owner else {
+        return Err(SubroutineError::permanent(
+            "NoParent",
+            format!("the parent workspace {parent_cluster} has no owner"),
+        ));
+    };
+    let creator = creator(settings, parent_cluster, name).await?;
+    let Some(store_id) = org_store_id(settings, org).await? else {
+        return Err(poll(format!("waiting for organization {org}'s store")).into());
+    };
+    let tuples = owner_tuples(
+        parent_cluster,
+        name,
+        &creator,
+        Some((&grandparent.cluster, &grandparent.name)),
+    );
+    let diff = TupleDiff {
+        writes: tuples,
+        deletes: Vec::new(),
+    };
+    let applied = apply(&mut ctx.fga(), &store_id, &diff, &SyncOptions::default()).await;
+    settings
+        .metrics
+        .fga(FgaOperation::Apply, applied)
+        .map_err(|e| fga_failure("writing the account's tuples", e))?;
+    Ok(Outcome::Ok)
+}
 
-#[async_trait]
-impl Subroutine<LogicalCluster, Ctx> for AccountSubroutine {
-    fn name(&self) -> &str {
-        "AccountSubroutine"
-    }
-
-    async fn process(
-        &self,
-        cluster: &LogicalCluster,
-        ctx: &Ctx,
-    ) -> Result<Outcome, SubroutineError> {
-        if !initialized(cluster) {
-            return Ok(Outcome::skip("not initialized, or being deleted"));
-        }
-        self.initialize(cluster, ctx).await
-    }
-
-    async fn initialize(
-        &self,
-        cluster: &LogicalCluster,
-        ctx: &Ctx,
-    ) -> Result<Outcome, SubroutineError> {
-        let Some(Tenant::Account {
-            org,
-            name,
-            parent_cluster,
-        }) = tenant_of(cluster, ctx)
-        else {
-            return Ok(Outcome::skip("not an account below an organization"));
-        };
-        let settings = &ctx.settings;
-        let parent = settings.logical_cluster(&parent_cluster).await?;
-        let Some(grandparent) = parent.spec.owner else {
-            return Err(SubroutineError::permanent(
-                "NoParent",
-                format!("the parent workspace {parent_cluster} has no owner"),
-            ));
-        };
-        let creator = creator(settings, &parent_cluster, &name).await?;
-        let Some(store_id) = org_store_id(settings, &org).await? else {
-            return Err(poll(format!("waiting for organization {org}'s store")).into());
-        };
-        let tuples = owner_tuples(
-            &parent_cluster,
-            &name,
-            &creator,
-            Some((&grandparent.cluster, &grandparent.name)),
+/// An account's tuples and its roles' tuples go; a missing store is not an error.
+async fn terminate_account(
+    org: &str,
+    name: &str,
+    parent_cluster: &str,
+    ctx: &Ctx,
+) -> Result<Outcome, SubroutineError> {
+    let Some(store_id) = org_store_id(&ctx.settings, org).await? else {
+        return Ok(Outcome::skip(format!(
+            "organization {org} has no store any more: its tuples went with it"
+        )));
+    };
+    let mut fga = ctx.fga();
+    let options = SyncOptions::default();
+    let account = ReadFilter::object(account_object(parent_cluster, name));
+    let metrics = &ctx.settings.metrics;
+    let read = read_tuples(&mut fga, &store_id, Some(&account), &options).await;
+    let mut doomed = metrics
+        .fga(FgaOperation::List, read)
+        .map_err(|e| fga_failure("reading the account's tuples", e))?;
+    let prefix = role_prefix(parent_cluster, name);
+    let roles: Vec<String> = doomed
+        .iter()
+        .filter(|t| t.user.starts_with(&prefix))
+        .map(|t| t.user.split('#').next().unwrap_or_default().to_owned())
+        .collect();
+    for role in roles {
+        let filter = ReadFilter::object(role);
+        let read = read_tuples(&mut fga, &store_id, Some(&filter), &options).await;
+        doomed.extend(
+            metrics
+                .fga(FgaOperation::List, read)
+                .map_err(|e| fga_failure("reading the account's role tuples", e))?,
         );
-        let diff = TupleDiff {
-            writes: tuples,
-            deletes: Vec::new(),
-        };
-        let applied = apply(&mut ctx.fga(), &store_id, &diff, &SyncOptions::default()).await;
-        settings
-            .metrics
-            .fga(FgaOperation::Apply, applied)
-            .map_err(|e| fga_failure("writing the account's tuples", e))?;
-        Ok(Outcome::Ok)
     }
-
-    async fn terminate(
-        &self,
-        cluster: &LogicalCluster,
-        ctx: &Ctx,
-    ) -> Result<Outcome, SubroutineError> {
-        let Some(Tenant::Account {
-            org,
-            name,
-            parent_cluster,
-        }) = tenant_of(cluster, ctx)
-        else {
-            return Ok(Outcome::skip("not an account below an organization"));
-        };
-        let Some(store_id) = org_store_id(&ctx.settings, &org).await? else {
-            return Ok(Outcome::skip(format!(
-                "organization {org} has no store any more: its tuples went with it"
-            )));
-        };
-        let mut fga = ctx.fga();
-        let options = SyncOptions::default();
-        let account = ReadFilter::object(account_object(&parent_cluster, &name));
-        let metrics = &ctx.settings.metrics;
-        let read = read_tuples(&mut fga, &store_id, Some(&account), &options).await;
-        let mut doomed = metrics
-            .fga(FgaOperation::List, read)
-            .map_err(|e| fga_failure("reading the account's tuples", e))?;
-        let prefix = role_prefix(&parent_cluster, &name);
-        let roles: Vec<String> = doomed
-            .iter()
-            .filter(|t| t.user.starts_with(&prefix))
-            .map(|t| t.user.split('#').next().unwrap_or_default().to_owned())
-            .collect();
-        for role in roles {
-            let filter = ReadFilter::object(role);
-            let read = read_tuples(&mut fga, &store_id, Some(&filter), &options).await;
-            doomed.extend(
-                metrics
-                    .fga(FgaOperation::List, read)
-                    .map_err(|e| fga_failure("reading the account's role tuples", e))?,
-            );
-        }
-        doomed.sort();
-        doomed.dedup();
-        let diff = TupleDiff {
-            writes: Vec::new(),
-            deletes: doomed,
-        };
-        let deleted = apply(&mut fga, &store_id, &diff, &options).await;
-        metrics
-            .fga(FgaOperation::Delete, deleted)
-            .map_err(|e| fga_failure("deleting the account's tuples", e))?;
-        Ok(Outcome::Ok)
-    }
+    doomed.sort();
+    doomed.dedup();
+    let diff = TupleDiff {
+        writes: Vec::new(),
+        deletes: doomed,
+    };
+    let deleted = apply(&mut fga, &store_id, &diff, &options).await;
+    metrics
+        .fga(FgaOperation::Delete, deleted)
+        .map_err(|e| fga_failure("deleting the account's tuples", e))?;
+    Ok(Outcome::Ok)
 }
 
 #[cfg(test)]

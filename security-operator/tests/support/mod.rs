@@ -8,11 +8,10 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use clap::Parser;
-use crds::{Account, AccountSpec, Store};
+use crds::Store;
 use fga::sync::{SyncOptions, read_tuples};
 use harness::{Kcp, OpenFga, ServerProcess, TestWorkspace, wait_for};
-use kcp::types::tenancy::Workspace;
-use kube::api::{Api, PostParams};
+use kube::api::Api;
 use openfga_client::client::{CheckRequest, CheckRequestTupleKey};
 use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
@@ -67,17 +66,24 @@ pub async fn until_ready(operator: &ServerProcess, health_port: u16) {
     }
 }
 
+/// The security-operator binary: Cargo names it for tests; the benchmark (an example, for
+/// which Cargo sets no such variable) builds it into its own profile directory,
+/// `target/<profile>/`, the parent of its `examples/`.
+pub fn binary() -> PathBuf {
+    if let Some(path) = option_env!("CARGO_BIN_EXE_security-operator") {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().unwrap();
+    exe.parent()
+        .and_then(Path::parent)
+        .unwrap()
+        .join("security-operator")
+}
+
 /// Starts the security-operator binary under the harness's watchdog (it cannot outlive the
 /// test binary), logging to `<state_dir>/<name>.log`.
 pub fn start_security_operator(name: &str, args: &[String], state_dir: &Path) -> ServerProcess {
-    ServerProcess::start(
-        name,
-        Path::new(env!("CARGO_BIN_EXE_security-operator")),
-        args,
-        state_dir,
-        false,
-    )
-    .unwrap()
+    ServerProcess::start(name, &binary(), args, state_dir, false).unwrap()
 }
 
 /// The platform with the account-operator running in-process, set up on first use; the
@@ -139,26 +145,6 @@ pub async fn platform() -> &'static Platform {
     platform
 }
 
-pub fn new_account(name: &str, account_type: &str, creator: &str) -> Account {
-    Account::new(
-        name,
-        AccountSpec {
-            type_: account_type.into(),
-            display_name: name.into(),
-            creator: Some(creator.into()),
-            ..Default::default()
-        },
-    )
-}
-
-pub fn is_ready(account: &Account) -> bool {
-    account.status.as_ref().is_some_and(|s| {
-        s.conditions
-            .iter()
-            .any(|c| c.type_ == "Ready" && c.status == "True")
-    })
-}
-
 /// Creates an Account in `parent` and waits for it to be Ready; returns its workspace.
 pub async fn ready_account(
     parent: &TestWorkspace,
@@ -166,21 +152,9 @@ pub async fn ready_account(
     account_type: &str,
     creator: &str,
 ) -> TestWorkspace {
-    let accounts: Api<Account> = Api::all(parent.client());
-    accounts
-        .create(
-            &PostParams::default(),
-            &new_account(name, account_type, creator),
-        )
+    harness::ready_account(parent, name, account_type, creator)
         .await
-        .unwrap();
-    wait_for(&accounts, name, "Ready", is_ready).await;
-    let ws: Workspace = Api::all(parent.client()).get(name).await.unwrap();
-    TestWorkspace {
-        factory: parent.factory.clone(),
-        path: parent.path.join(name).unwrap(),
-        cluster: ws.spec.cluster.unwrap().parse().unwrap(),
-    }
+        .1
 }
 
 /// The OpenFGA store id of organisation `org`'s Store.
