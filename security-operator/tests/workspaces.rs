@@ -289,6 +289,43 @@ async fn a_store_in_a_tenant_workspace_has_no_effect() {
     assert_eq!(tuples(&store_id).await, before);
     let org_obj = account_object(orgs.cluster.as_str(), &org);
     assert!(!check(&store_id, "user:mallory@example.com", "get", &org_obj).await);
+
+    // Nor does an AuthorizationModel there: not composed, its tuple not written.
+    let role = format!("role:{ACCOUNT}/{}/{org}/owner", orgs.cluster.as_str());
+    let models: Api<AuthorizationModel> = Api::all(tenant.client());
+    let sneaky = AuthorizationModel::new(
+        "sneaky",
+        AuthorizationModelSpec {
+            store_ref: StoreRef {
+                name: org.clone(),
+                cluster: "root:orgs".into(),
+                path: None,
+            },
+            model: "module sneaky\n\ntype sneaky_thing\n".into(),
+            tuples: Some(vec![crds::Tuple {
+                object: role,
+                relation: "assignee".into(),
+                user: "user:mallory@example.com".into(),
+            }]),
+        },
+    );
+    models
+        .create(&PostParams::default(), &sneaky)
+        .await
+        .unwrap();
+    wait_for(&models, "sneaky", "InTenantWorkspace", |m| {
+        m.status
+            .as_ref()
+            .and_then(|s| condition(&s.conditions, "ModuleSubroutine"))
+            .is_some_and(|c| c.status == "False" && c.reason == "InTenantWorkspace")
+    })
+    .await;
+    assert_eq!(tuples(&store_id).await, before);
+    assert!(
+        !model_types(&store_id)
+            .await
+            .contains(&"sneaky_thing".to_owned())
+    );
 }
 
 /// Polls `probe` until it returns `Some`, for at most two minutes.
