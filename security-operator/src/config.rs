@@ -11,7 +11,8 @@ use kit::cli::OperatorArgs;
 /// A part of the operator, run as upstream's subcommand of the same name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ValueEnum)]
 pub enum Role {
-    /// Stores, AuthorizationModels and AccountInfos on the `core.platform-mesh.io` export.
+    /// Stores, AuthorizationModels, AccountInfos, and the initializer's work re-applied to
+    /// initialized workspaces, on the `core.platform-mesh.io` export.
     Fga,
     /// The `root:security` initializer: org Stores and account tuples.
     Initializer,
