@@ -106,6 +106,7 @@ pub async fn run(config: Config, stop: CancellationToken) -> Result<(), AppError
         // The kubeconfig's server is the workspace holding the endpoint slice.
         slices: kube::Api::all(process.client()?),
         slice: config.api_export_endpoint_slice_name.clone(),
+        system_slice: config.system_api_export_endpoint_slice_name.clone(),
         fga,
         core_module,
         allow_member_tuples: config.allow_member_tuples_enabled,

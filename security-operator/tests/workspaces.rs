@@ -709,6 +709,31 @@ async fn an_api_export_policy_grants_bind_to_the_accounts_it_names() {
             .is_some_and(|c| c.status == "False" && c.reason == "InvalidPathExpression")
     })
     .await;
+
+    // A policy naming an account that does not exist yet: the account has its grant the
+    // moment it is Ready, from the initializer.
+    let later = format!("later-{org}");
+    let expression = vec![format!("root:orgs:{org}:newteam")];
+    policies
+        .create(
+            &PostParams::default(),
+            &policy(&later, &provider, &expression),
+        )
+        .await
+        .unwrap();
+    wait_for(&policies, &later, "its expressions managed", |p| {
+        p.status
+            .as_ref()
+            .is_some_and(|s| s.managed_allow_expressions == expression)
+    })
+    .await;
+    ready_account(&pol, "newteam", "account", "ada@example.com").await;
+    let newteam_obj = account_object(pol.cluster.as_str(), "newteam");
+    assert_eq!(
+        grants().await,
+        BTreeSet::from([format!("{newteam_obj}#bind@{exporter}")])
+    );
+    assert!(check(&store, &exporter, "bind", &newteam_obj).await);
 }
 
 #[tokio::test]

@@ -3,13 +3,12 @@
 //! `root:orgs:<path>` gives `bind` on exactly that account, `root:orgs:<path>:*` gives
 //! `bind_inherited` (that account and every descendant), `root:orgs:*` gives
 //! `bind_inherited` on every organisation. Tuples of expressions that left the spec are
-//! deleted. Policies are evaluated again every minute, so organisations and accounts that
-//! appear later get their tuples (upstream re-evaluated only policies in `root:orgs`, and only
-//! on new orgs).
+//! deleted. An organisation or account created later gets its tuples from the initializer,
+//! before it turns Ready ([`tuples_for_new_workspace`]); upstream re-evaluated only policies
+//! in `root:orgs`, and only for new orgs.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use crds::Account;
@@ -31,9 +30,6 @@ use super::{
 
 /// The controller's name, as upstream.
 pub const API_EXPORT_POLICY_RECONCILER: &str = "apiexportpolicy";
-
-/// How often a policy is evaluated again, for organisations and accounts created since.
-pub const REEVALUATION: Duration = Duration::from_secs(60);
 
 /// Builds the APIExportPolicy controller.
 pub fn api_export_policy_controller(
@@ -125,12 +121,11 @@ async fn grant_tuples(
     Ok(by_org)
 }
 
-/// The tuples of `expressions`, per organisation store name.
-async fn policy_tuples(
+/// The policy's principal: `apis_kcp_io_apiexport:<provider cluster>/<export>`.
+async fn principal(
     settings: &Settings,
     policy: &ApiExportPolicy,
-    expressions: &[String],
-) -> Result<BTreeMap<String, Vec<fga::Tuple>>, SubroutineError> {
+) -> Result<String, SubroutineError> {
     let reference = &policy.spec.api_export_ref;
     let provider = settings
         .logical_cluster(&reference.cluster_path)
@@ -147,7 +142,16 @@ async fn policy_tuples(
             reference.cluster_path
         ))
     })?;
-    let principal = format!("{API_EXPORT_TYPE}:{provider}/{}", reference.name);
+    Ok(format!("{API_EXPORT_TYPE}:{provider}/{}", reference.name))
+}
+
+/// The tuples of `expressions`, per organisation store name.
+async fn policy_tuples(
+    settings: &Settings,
+    policy: &ApiExportPolicy,
+    expressions: &[String],
+) -> Result<BTreeMap<String, Vec<fga::Tuple>>, SubroutineError> {
+    let principal = principal(settings, policy).await?;
     let mut all: BTreeMap<String, Vec<fga::Tuple>> = BTreeMap::new();
     for expression in expressions {
         let grant = parse_expression(expression, settings.orgs_path.as_str())
@@ -157,6 +161,51 @@ async fn policy_tuples(
         }
     }
     Ok(all)
+}
+
+/// Whether `grant` names the workspace at `path` itself (an org is also named by
+/// `root:orgs:*`); descendants of a named account need no tuple of their own, the model's
+/// `bind_inherited from parent` covers them.
+pub(super) fn names_workspace(grant: &Grant, path: &str, is_org: bool, orgs_path: &str) -> bool {
+    grant.path == path || (is_org && grant.path == orgs_path)
+}
+
+/// The bind tuples existing policies give a workspace that is being initialized, so a new org
+/// or account has them before it turns Ready; `object` is its account object. None when the
+/// system export is not installed.
+pub(super) async fn tuples_for_new_workspace(
+    settings: &Settings,
+    path: &str,
+    is_org: bool,
+    object: &str,
+) -> Result<Vec<fga::Tuple>, SubroutineError> {
+    let Some(policies) = settings
+        .list_everywhere::<ApiExportPolicy>(&settings.system_slice)
+        .await?
+    else {
+        return Ok(Vec::new());
+    };
+    let orgs_path = settings.orgs_path.as_str();
+    let mut tuples = Vec::new();
+    for (_, policy) in policies {
+        let grants: Vec<Grant> = policy
+            .spec
+            .allow_path_expressions
+            .iter()
+            .filter_map(|e| parse_expression(e, orgs_path).ok())
+            .filter(|g| names_workspace(g, path, is_org, orgs_path))
+            .collect();
+        if grants.is_empty() {
+            continue;
+        }
+        let principal = principal(settings, &policy).await?;
+        tuples.extend(
+            grants
+                .iter()
+                .map(|g| fga::Tuple::new(object, g.relation, &principal)),
+        );
+    }
+    Ok(tuples)
 }
 
 /// Writes or deletes tuples in each organisation's store; an organisation without a store
@@ -249,7 +298,7 @@ impl Subroutine<ApiExportPolicy, Ctx> for ApiExportPolicySubroutine {
                 .await
                 .map_err(|e| kube_failure("recording the managed expressions", e))?;
         }
-        Ok(Outcome::OkRequeue(REEVALUATION))
+        Ok(Outcome::Ok)
     }
 
     async fn finalize(
@@ -273,6 +322,49 @@ impl Subroutine<ApiExportPolicy, Ctx> for ApiExportPolicySubroutine {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_new_workspace_gets_the_grants_that_name_it() {
+        let grant = |e: &str| parse_expression(e, "root:orgs").unwrap();
+        let org = "root:orgs:acme";
+        assert!(names_workspace(
+            &grant("root:orgs:acme"),
+            org,
+            true,
+            "root:orgs"
+        ));
+        assert!(names_workspace(
+            &grant("root:orgs:acme:*"),
+            org,
+            true,
+            "root:orgs"
+        ));
+        assert!(names_workspace(
+            &grant("root:orgs:*"),
+            org,
+            true,
+            "root:orgs"
+        ));
+        let team = "root:orgs:acme:team";
+        assert!(!names_workspace(
+            &grant("root:orgs:*"),
+            team,
+            false,
+            "root:orgs"
+        ));
+        assert!(!names_workspace(
+            &grant("root:orgs:acme:*"),
+            team,
+            false,
+            "root:orgs"
+        ));
+        assert!(names_workspace(
+            &grant("root:orgs:acme:team"),
+            team,
+            false,
+            "root:orgs"
+        ));
+    }
 
     #[test]
     fn expressions_name_an_account_a_subtree_or_every_org() {

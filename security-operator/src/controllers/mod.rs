@@ -59,8 +59,10 @@ pub struct Settings {
     pub factory: ClientFactory,
     /// The endpoint slices of the kubeconfig's workspace.
     pub slices: Api<ApiExportEndpointSlice>,
-    /// The endpoint slice's name.
+    /// The core endpoint slice's name (Stores, AuthorizationModels, APIBindings …).
     pub slice: String,
+    /// The system endpoint slice's name (APIExportPolicies).
+    pub system_slice: String,
     /// OpenFGA.
     pub fga: OpenFgaServiceClient<Channel>,
     /// The core module of every new organisation's Store.
@@ -154,16 +156,23 @@ impl Settings {
             .map_err(|e| kube_failure(format!("reading Store {org} in {}", self.orgs_path), e))
     }
 
-    /// Every object of kind `K` on every shard of the endpoint slice, with its cluster.
-    async fn list_everywhere<K>(&self) -> Result<Vec<(String, K)>, SubroutineError>
+    /// Every object of kind `K` on every shard of endpoint slice `slice`, with its cluster;
+    /// `None` when the slice does not exist (its export is not installed).
+    async fn list_everywhere<K>(
+        &self,
+        slice: &str,
+    ) -> Result<Option<Vec<(String, K)>>, SubroutineError>
     where
         K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
     {
-        let slice = self
+        let Some(slice) = self
             .slices
-            .get(&self.slice)
+            .get_opt(slice)
             .await
-            .map_err(|e| kube_failure(format!("reading endpoint slice {}", self.slice), e))?;
+            .map_err(|e| kube_failure(format!("reading endpoint slice {slice}"), e))?
+        else {
+            return Ok(None);
+        };
         let mut objects = Vec::new();
         for url in slice.endpoint_urls() {
             let client = self
@@ -179,7 +188,7 @@ impl Settings {
                 Some((cluster, object))
             }));
         }
-        Ok(objects)
+        Ok(Some(objects))
     }
 }
 
@@ -197,6 +206,18 @@ fn new_controller<K: kit::controller::Object>(
         settings: settings.clone(),
     })
     .observe(move |_, result| metrics.reconciled(name, result.as_str()))
+}
+
+impl Settings {
+    /// Every object of kind `K` behind the core endpoint slice, which must exist.
+    async fn list_core<K>(&self) -> Result<Vec<(String, K)>, SubroutineError>
+    where
+        K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    {
+        self.list_everywhere(&self.slice).await?.ok_or_else(|| {
+            SubroutineError::transient(format!("there is no endpoint slice {}", self.slice))
+        })
+    }
 }
 
 /// Merge patches under our field manager.

@@ -219,7 +219,7 @@ impl Subroutine<ApiBinding, Ctx> for ModelGeneration {
         };
         let org = &info.spec.organization;
         // Another binding of the same export in the same organization keeps the models.
-        for (cluster, other) in settings.list_everywhere::<ApiBinding>().await? {
+        for (cluster, other) in settings.list_core::<ApiBinding>().await? {
             let same = cluster == ctx.cluster() && other.name_any() == binding.name_any();
             if same || other.spec.reference.export.as_ref() != Some(export) {
                 continue;

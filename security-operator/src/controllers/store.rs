@@ -186,7 +186,7 @@ pub(super) async fn trusted_models(
     let settings = &ctx.settings;
     let orgs_cluster = settings.orgs_cluster().await?;
     let mut trusted = Vec::new();
-    for (cluster, model) in settings.list_everywhere::<AuthorizationModel>().await? {
+    for (cluster, model) in settings.list_core::<AuthorizationModel>().await? {
         if !references(&model, name, settings.orgs_path.as_str(), &orgs_cluster) {
             continue;
         }

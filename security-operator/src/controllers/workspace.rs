@@ -26,6 +26,7 @@ use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use lifecycle::{Mode, Outcome, Subroutine, SubroutineError};
 
+use super::api_export_policy::tuples_for_new_workspace;
 use super::store::trusted_models;
 use super::{
     Ctx, FgaOperation, MANAGER, Settings, fga_failure, kube_failure, new_controller, poll, to_crd,
@@ -195,17 +196,35 @@ impl Subroutine<LogicalCluster, Ctx> for WorkspaceSubroutine {
         cluster: &LogicalCluster,
         ctx: &Ctx,
     ) -> Result<Outcome, SubroutineError> {
-        match tenant_of(cluster, ctx) {
-            Some(Tenant::Org { org, orgs_cluster }) => {
-                initialize_org(&org, &orgs_cluster, ctx).await
-            }
+        let (outcome, is_org, org, object) = match tenant_of(cluster, ctx) {
+            Some(Tenant::Org { org, orgs_cluster }) => (
+                initialize_org(&org, &orgs_cluster, ctx).await?,
+                true,
+                org.clone(),
+                account_object(&orgs_cluster, &org),
+            ),
             Some(Tenant::Account {
                 org,
                 name,
                 parent_cluster,
-            }) => initialize_account(&org, &name, &parent_cluster, ctx).await,
-            None => Ok(Outcome::skip("not an organization or an account below one")),
+            }) => (
+                initialize_account(&org, &name, &parent_cluster, ctx).await?,
+                false,
+                org,
+                account_object(&parent_cluster, &name),
+            ),
+            None => return Ok(Outcome::skip("not an organization or an account below one")),
+        };
+        if outcome != Outcome::Ok {
+            return Ok(outcome);
         }
+        let path = cluster
+            .annotations()
+            .get(PATH_ANNOTATION)
+            .cloned()
+            .unwrap_or_default();
+        grant_existing_policies(ctx, &path, is_org, &org, &object).await?;
+        Ok(Outcome::Ok)
     }
 
     async fn terminate(
@@ -223,6 +242,36 @@ impl Subroutine<LogicalCluster, Ctx> for WorkspaceSubroutine {
             None => Ok(Outcome::skip("not an organization or an account below one")),
         }
     }
+}
+
+/// The bind tuples existing APIExportPolicies give this new workspace, written before it turns
+/// Ready (not through the Store's spec: the policy controller removes them when the policy
+/// changes).
+async fn grant_existing_policies(
+    ctx: &Ctx,
+    path: &str,
+    is_org: bool,
+    org: &str,
+    object: &str,
+) -> Result<(), SubroutineError> {
+    let settings = &ctx.settings;
+    let tuples = tuples_for_new_workspace(settings, path, is_org, object).await?;
+    if tuples.is_empty() {
+        return Ok(());
+    }
+    let Some(store_id) = org_store_id(settings, org).await? else {
+        return Err(poll(format!("waiting for organization {org}'s store")).into());
+    };
+    let diff = TupleDiff {
+        writes: tuples,
+        deletes: Vec::new(),
+    };
+    let applied = apply(&mut ctx.fga(), &store_id, &diff, &SyncOptions::default()).await;
+    settings
+        .metrics
+        .fga(FgaOperation::Apply, applied)
+        .map_err(|e| fga_failure("writing the bind tuples of APIExportPolicies", e))?;
+    Ok(())
 }
 
 /// An org's Store with its owner tuples, waited for until both are in OpenFGA.
