@@ -15,7 +15,7 @@ use crds::Account;
 use crds::account_info::{ACCOUNT_INFO_NAME, AccountInfo};
 use crds::api_export_policy::{API_EXPORT_POLICY_FINALIZER, ApiExportPolicy};
 use fga::platform_mesh::{API_EXPORT_TYPE, account_object};
-use fga::sync::{SyncOptions, TupleDiff, apply};
+use fga::sync::TupleDiff;
 use kcp::CLUSTER_ANNOTATION;
 use kit::controller::{LifecycleController, Setup};
 use kube::ResourceExt;
@@ -24,8 +24,7 @@ use lifecycle::{Outcome, Subroutine, SubroutineError};
 use serde_json::json;
 
 use super::{
-    Ctx, FgaOperation, Settings, annotation, fga_failure, kube_failure, merge_params,
-    new_controller, poll,
+    Ctx, FgaOperation, Settings, annotation, kube_failure, merge_params, new_controller, poll,
 };
 
 /// The controller's name, as upstream.
@@ -235,11 +234,13 @@ async fn change(
                 deletes: Vec::new(),
             },
         };
-        let result = apply(&mut ctx.fga(), &store_id, &diff, &SyncOptions::default()).await;
-        ctx.settings
-            .metrics
-            .fga(operation, result)
-            .map_err(|e| fga_failure(format!("changing bind tuples of {org}"), e))?;
+        ctx.change_tuples(
+            &store_id,
+            &diff,
+            operation,
+            &format!("changing bind tuples of {org}"),
+        )
+        .await?;
     }
     Ok(())
 }

@@ -99,6 +99,62 @@ impl Ctx {
     fn fga(&self) -> OpenFgaServiceClient<Channel> {
         self.settings.fga.clone()
     }
+
+    /// Writes `writes` (duplicates ignored) into store `store_id`, counted as `apply`.
+    async fn write_tuples(
+        &self,
+        store_id: &str,
+        writes: Vec<fga::Tuple>,
+        what: &str,
+    ) -> Result<(), SubroutineError> {
+        let diff = fga::sync::TupleDiff {
+            writes,
+            deletes: Vec::new(),
+        };
+        self.change_tuples(store_id, &diff, FgaOperation::Apply, what)
+            .await
+    }
+
+    /// Deletes `deletes` (missing ones ignored) from store `store_id`, counted as `delete`.
+    async fn delete_tuples(
+        &self,
+        store_id: &str,
+        deletes: Vec<fga::Tuple>,
+        what: &str,
+    ) -> Result<(), SubroutineError> {
+        let diff = fga::sync::TupleDiff {
+            writes: Vec::new(),
+            deletes,
+        };
+        self.change_tuples(store_id, &diff, FgaOperation::Delete, what)
+            .await
+    }
+
+    /// Sends `diff` to store `store_id` in chunks, counted as `operation`; what OpenFGA
+    /// refuses becomes a condition saying `what` failed.
+    async fn change_tuples(
+        &self,
+        store_id: &str,
+        diff: &fga::sync::TupleDiff,
+        operation: FgaOperation,
+        what: &str,
+    ) -> Result<(), SubroutineError> {
+        if diff.is_empty() {
+            return Ok(());
+        }
+        let result = fga::sync::apply(
+            &mut self.fga(),
+            store_id,
+            diff,
+            &fga::sync::SyncOptions::default(),
+        )
+        .await;
+        self.settings
+            .metrics
+            .fga(operation, result)
+            .map(drop)
+            .map_err(|e| fga_failure(what, e))
+    }
 }
 
 impl Settings {

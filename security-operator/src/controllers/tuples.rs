@@ -3,14 +3,14 @@
 
 use async_trait::async_trait;
 use crds::store::TUPLES_FINALIZER;
-use fga::sync::{SyncOptions, TupleDiff, apply};
+use fga::sync::TupleDiff;
 use kit::controller::Object;
 use kube::ResourceExt;
 use kube::api::Patch;
 use lifecycle::{Outcome, Subroutine, SubroutineError};
 use serde_json::json;
 
-use super::{Ctx, FgaOperation, fga_failure, kube_failure, merge_params, to_crd, to_fga};
+use super::{Ctx, FgaOperation, kube_failure, merge_params, to_crd, to_fga};
 
 /// A kind whose spec lists tuples for one store.
 #[async_trait]
@@ -63,13 +63,8 @@ impl<K: TupleHolder> Subroutine<K, Ctx> for TupleSubroutine {
                 .collect(),
             writes: desired.clone(),
         };
-        if !diff.is_empty() {
-            let applied = apply(&mut ctx.fga(), &store_id, &diff, &SyncOptions::default()).await;
-            ctx.settings
-                .metrics
-                .fga(FgaOperation::Apply, applied)
-                .map_err(|e| fga_failure("writing the tuples", e))?;
-        }
+        ctx.change_tuples(&store_id, &diff, FgaOperation::Apply, "writing the tuples")
+            .await?;
         if desired != managed {
             let tuples: Vec<crds::Tuple> = desired.iter().map(to_crd).collect();
             let patch = json!({ "status": { "managedTuples": tuples } });
@@ -92,15 +87,8 @@ impl<K: TupleHolder> Subroutine<K, Ctx> for TupleSubroutine {
         let Some(store_id) = obj.store_id(ctx).await? else {
             return Ok(Outcome::Ok);
         };
-        let diff = TupleDiff {
-            writes: Vec::new(),
-            deletes: managed,
-        };
-        let deleted = apply(&mut ctx.fga(), &store_id, &diff, &SyncOptions::default()).await;
-        ctx.settings
-            .metrics
-            .fga(FgaOperation::Delete, deleted)
-            .map_err(|e| fga_failure("deleting the managed tuples", e))?;
+        ctx.delete_tuples(&store_id, managed, "deleting the managed tuples")
+            .await?;
         Ok(Outcome::Ok)
     }
 }

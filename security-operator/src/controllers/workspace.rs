@@ -17,7 +17,7 @@ use async_trait::async_trait;
 use crds::authorization_model::AuthorizationModel;
 use crds::{Account, Store, StoreSpec};
 use fga::platform_mesh::{account_object, owner_tuples, role_prefix};
-use fga::sync::{SyncOptions, TupleDiff, apply, read_tuples};
+use fga::sync::{SyncOptions, read_tuples};
 use fga::tuple::ReadFilter;
 use kcp::PATH_ANNOTATION;
 use kcp::types::core::{LogicalCluster, LogicalClusterPhase};
@@ -262,16 +262,12 @@ async fn grant_existing_policies(
     let Some(store_id) = org_store_id(settings, org).await? else {
         return Err(poll(format!("waiting for organization {org}'s store")).into());
     };
-    let diff = TupleDiff {
-        writes: tuples,
-        deletes: Vec::new(),
-    };
-    let applied = apply(&mut ctx.fga(), &store_id, &diff, &SyncOptions::default()).await;
-    settings
-        .metrics
-        .fga(FgaOperation::Apply, applied)
-        .map_err(|e| fga_failure("writing the bind tuples of APIExportPolicies", e))?;
-    Ok(())
+    ctx.write_tuples(
+        &store_id,
+        tuples,
+        "writing the bind tuples of APIExportPolicies",
+    )
+    .await
 }
 
 /// An org's Store with its owner tuples, waited for until both are in OpenFGA.
@@ -388,15 +384,8 @@ async fn initialize_account(
         &creator,
         Some((&grandparent.cluster, &grandparent.name)),
     );
-    let diff = TupleDiff {
-        writes: tuples,
-        deletes: Vec::new(),
-    };
-    let applied = apply(&mut ctx.fga(), &store_id, &diff, &SyncOptions::default()).await;
-    settings
-        .metrics
-        .fga(FgaOperation::Apply, applied)
-        .map_err(|e| fga_failure("writing the account's tuples", e))?;
+    ctx.write_tuples(&store_id, tuples, "writing the account's tuples")
+        .await?;
     Ok(Outcome::Ok)
 }
 
@@ -437,14 +426,8 @@ async fn terminate_account(
     }
     doomed.sort();
     doomed.dedup();
-    let diff = TupleDiff {
-        writes: Vec::new(),
-        deletes: doomed,
-    };
-    let deleted = apply(&mut fga, &store_id, &diff, &options).await;
-    metrics
-        .fga(FgaOperation::Delete, deleted)
-        .map_err(|e| fga_failure("deleting the account's tuples", e))?;
+    ctx.delete_tuples(&store_id, doomed, "deleting the account's tuples")
+        .await?;
     Ok(Outcome::Ok)
 }
 
