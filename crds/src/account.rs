@@ -12,6 +12,9 @@ pub const WORKSPACE_TYPE_FINALIZER: &str = "workspacetype.core.platform-mesh.io/
 /// Finalizer of the retired FGA subroutine; old objects may still carry it.
 pub const LEGACY_FGA_FINALIZER: &str = "account.core.platform-mesh.io/fga";
 
+/// Label on an org's WorkspaceTypes naming the org (the account-operator sets it; the
+/// security-operator finds the types to give the org's authentication configuration by it).
+pub const ORG_LABEL: &str = "core.platform-mesh.io/org";
 /// The account type of an organisation (a top-level account in `root:orgs`).
 pub const TYPE_ORG: &str = "org";
 /// The account type of an account nested under an organisation or another account.

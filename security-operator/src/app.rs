@@ -32,10 +32,6 @@ pub fn binary(roles: &[Role]) -> Binary {
 /// Why the operator could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
-    #[error(
-        "{0}: these initializer steps need an OIDC provider (Keycloak), which this release does not drive yet; leave them off"
-    )]
-    OidcSteps(String),
     #[error("--core-module-path {path}: {source}")]
     CoreModuleFile {
         path: String,
@@ -88,10 +84,6 @@ pub fn fga_client(target: &str) -> Result<OpenFgaServiceClient<Channel>, AppErro
 
 /// Runs the operator's roles until `stop` is cancelled or a part of it fails.
 pub async fn run(config: Config, stop: CancellationToken) -> Result<(), AppError> {
-    let oidc = config.oidc_steps_requested();
-    if !oidc.is_empty() {
-        return Err(AppError::OidcSteps(oidc.join(", ")));
-    }
     let core_module = core_module_text(&config)?;
     let fga = fga_client(&config.fga_target)?;
     let mut process = Process::connect(binary(&config.roles), &config.operator).await?;
@@ -112,6 +104,19 @@ pub async fn run(config: Config, stop: CancellationToken) -> Result<(), AppError
         allow_member_tuples: config.allow_member_tuples_enabled,
         initialize_org_store: config.initializer_workspace_enabled,
         metrics: controllers::SecurityMetrics::register(process.registry()),
+        oidc: controllers::OidcSettings {
+            idp: config.initializer_idp_enabled,
+            invite: config.initializer_invite_enabled,
+            workspace_auth: config.initializer_workspace_auth_enabled,
+            base_domain: config.base_domain.clone(),
+            registration_allowed: config.idp_registration_allowed,
+            additional_redirect_urls: config.idp_additional_redirect_urls.clone(),
+            kubectl_redirect_urls: config.idp_kubectl_client_redirect_urls.clone(),
+            user_claim: config.user_claim.clone(),
+            group_claim: config.group_claim.clone(),
+            additional_audiences: config.additional_audiences.clone(),
+            allow_unverified_emails: config.development_allow_unverified_emails,
+        },
     });
     let security_type = |kind| -> Result<EndpointSource, AppError> {
         Ok(EndpointSource::WorkspaceType {

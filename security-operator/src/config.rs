@@ -94,41 +94,62 @@ pub struct Config {
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub initializer_workspace_enabled: bool,
 
-    /// Run the IdentityProviderConfiguration step of the org initializer. Needs an OIDC
-    /// provider (Keycloak), which this release does not drive yet: `true` is refused at
-    /// start-up.
+    /// Run the IdentityProviderConfiguration step of the org initializer: an
+    /// IdentityProviderConfiguration `<org>` in the orgs workspace with the clients `<org>` and
+    /// `kubectl`, waited for until Ready, its client ids then written into the org's
+    /// AccountInfo. Needs an OIDC provider that serves IdentityProviderConfigurations
+    /// (Keycloak, a later release); without one, orgs stay initializing.
     #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
     pub initializer_idp_enabled: bool,
 
-    /// Run the Invite step of the org initializer. Needs an OIDC provider; `true` is refused
-    /// at start-up (see `--initializer-idp-enabled`).
+    /// Run the Invite step of the org initializer: an Invite `<org>` for the creator in the
+    /// org's workspace, waited for until Ready. Needs an OIDC provider, as
+    /// `--initializer-idp-enabled`.
     #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
     pub initializer_invite_enabled: bool,
 
-    /// Run the WorkspaceAuthenticationConfiguration step of the org initializer. Needs an OIDC
-    /// provider; `true` is refused at start-up (see `--initializer-idp-enabled`).
+    /// Run the WorkspaceAuthenticationConfiguration step of the org initializer: a
+    /// WorkspaceAuthenticationConfiguration `<org>` trusting the org's issuer for its client
+    /// ids, referenced by the org's WorkspaceTypes. Needs the OIDC clients the IdP step writes.
     #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
     pub initializer_workspace_auth_enabled: bool,
-}
 
-impl Config {
-    /// The OIDC steps asked for, which need a provider this release does not drive.
-    pub fn oidc_steps_requested(&self) -> Vec<&'static str> {
-        [
-            ("--initializer-idp-enabled", self.initializer_idp_enabled),
-            (
-                "--initializer-invite-enabled",
-                self.initializer_invite_enabled,
-            ),
-            (
-                "--initializer-workspace-auth-enabled",
-                self.initializer_workspace_auth_enabled,
-            ),
-        ]
-        .into_iter()
-        .filter_map(|(flag, on)| on.then_some(flag))
-        .collect()
-    }
+    /// The portal's domain: issuer `https://<domain>/keycloak/realms/<org>`, redirects
+    /// `https://<org>.<domain>/*`.
+    #[arg(long, default_value = "portal.dev.local:8443")]
+    pub base_domain: String,
+
+    /// Let users register themselves in the org's identity provider.
+    #[arg(long)]
+    pub idp_registration_allowed: bool,
+
+    /// More redirect URLs of the org's portal client (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub idp_additional_redirect_urls: Vec<String>,
+
+    /// Redirect URLs of the `kubectl` client (comma-separated).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "http://localhost:8000,http://localhost:18000"
+    )]
+    pub idp_kubectl_client_redirect_urls: Vec<String>,
+
+    /// The token claim that names the user.
+    #[arg(long, default_value = "email")]
+    pub user_claim: String,
+
+    /// The token claim that lists the user's groups.
+    #[arg(long, default_value = "groups")]
+    pub group_claim: String,
+
+    /// Audiences accepted besides the org's client ids (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub additional_audiences: Vec<String>,
+
+    /// Accept tokens whose email is not verified (development only).
+    #[arg(long)]
+    pub development_allow_unverified_emails: bool,
 }
 
 #[cfg(test)]
@@ -154,7 +175,11 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(all.roles.len(), 5);
-        assert!(all.oidc_steps_requested().is_empty());
+        assert!(!all.initializer_idp_enabled && !all.initializer_invite_enabled);
+        assert_eq!(
+            all.idp_kubectl_client_redirect_urls,
+            ["http://localhost:8000", "http://localhost:18000"]
+        );
     }
 
     #[test]
@@ -172,19 +197,5 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(error.contains("--kcp-orgs-path"), "{error}");
-    }
-
-    #[test]
-    fn oidc_steps_are_off_unless_asked_for() {
-        let config = parse(&[
-            "initializer",
-            "--fga-target=x:1",
-            "--initializer-invite-enabled=true",
-        ])
-        .unwrap();
-        assert_eq!(
-            config.oidc_steps_requested(),
-            ["--initializer-invite-enabled"]
-        );
     }
 }

@@ -52,8 +52,7 @@ fn patch_params() -> PatchParams {
         ..PatchParams::default()
     }
 }
-/// Label on an org's WorkspaceTypes naming the org.
-pub const ORG_LABEL: &str = "core.platform-mesh.io/org";
+pub use crds::account::ORG_LABEL;
 
 /// Which subroutines run (each can be switched off by flag, as upstream).
 #[derive(Debug, Clone, Copy)]

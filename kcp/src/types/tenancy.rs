@@ -1,4 +1,4 @@
-//! `tenancy.kcp.io/v1alpha1`: Workspace and WorkspaceType.
+//! `tenancy.kcp.io/v1alpha1`: Workspace, WorkspaceType and WorkspaceAuthenticationConfiguration.
 
 use std::collections::BTreeMap;
 
@@ -183,4 +183,21 @@ impl WorkspaceType {
             .filter(move |vw| vw.type_ == kind)
             .map(|vw| vw.url.as_str())
     }
+}
+
+/// How workspaces of the types that reference it authenticate users: JWT authenticators, as
+/// in Kubernetes' structured authentication configuration (kept as JSON; the operators build
+/// them whole).
+#[derive(CustomResource, Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[kube(
+    group = "tenancy.kcp.io",
+    version = "v1alpha1",
+    kind = "WorkspaceAuthenticationConfiguration",
+    schema = "disabled"
+)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkspaceAuthenticationConfigurationSpec {
+    /// The JWT authenticators.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub jwt: Vec<serde_json::Value>,
 }

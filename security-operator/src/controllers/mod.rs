@@ -11,6 +11,7 @@
 //! * [`api_export_policy`]: APIExportPolicy → `bind` tuples (role `system`);
 //! * [`model_generator`]: APIBinding → AuthorizationModels for the bound resources (role
 //!   `model-generator`);
+//! * [`oidc`]: the org initializer's identity steps, behind flags;
 //! * [`tuples`]: the tuple subroutine the Store and the AuthorizationModel share.
 
 mod account_info;
@@ -18,6 +19,7 @@ mod api_export_policy;
 mod authorization_model;
 mod metrics;
 mod model_generator;
+mod oidc;
 mod store;
 mod tuples;
 mod workspace;
@@ -41,6 +43,7 @@ pub use api_export_policy::{API_EXPORT_POLICY_RECONCILER, api_export_policy_cont
 pub use authorization_model::{AUTHORIZATION_MODEL_RECONCILER, authorization_model_controller};
 pub use metrics::{FgaOperation, SecurityMetrics};
 pub use model_generator::{MODEL_GENERATOR_RECONCILER, model_generator_controller};
+pub use oidc::OidcSettings;
 pub use store::{STORE_RECONCILER, core_module_problems, store_controller};
 pub use workspace::{
     INITIALIZER_RECONCILER, TERMINATOR_RECONCILER, WORKSPACE_RECONCILER, initializer_controller,
@@ -73,6 +76,8 @@ pub struct Settings {
     pub initialize_org_store: bool,
     /// `security_operator_*` metrics.
     pub metrics: SecurityMetrics,
+    /// The org initializer's identity steps.
+    pub oidc: OidcSettings,
 }
 
 /// The context a subroutine gets: the runtime's and the operator's settings.

@@ -4,10 +4,12 @@
 //! keeps a deleted one until its termination did.
 //!
 //! * An org: its Store in `root:orgs` (the core module, the creator's owner tuples), waited
-//!   for until the store exists and the tuples are written. On deletion the org's
-//!   AuthorizationModels and Store go (the Store's finalizer deletes its tuples and every
-//!   OpenFGA store of the name), so an org re-created under the same name starts clean
-//!   (upstream #214); upstream had no org terminator and org deletion hung (#43).
+//!   for until the store exists and the tuples are written; then, each behind its flag, its
+//!   identity provider, the creator's Invite and its authentication configuration ([`oidc`]).
+//!   On deletion the org's AuthorizationModels and Store go (the Store's finalizer deletes
+//!   its tuples and every OpenFGA store of the name), so an org re-created under the same
+//!   name starts clean (upstream #214); upstream had no org terminator and org deletion hung
+//!   (#43).
 //! * An account: the owner, role and parent tuples in its org's store. On deletion its
 //!   tuples and its roles' tuples go; a missing store is not an error.
 
@@ -27,6 +29,7 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use lifecycle::{Mode, Outcome, Subroutine, SubroutineError};
 
 use super::api_export_policy::tuples_for_new_workspace;
+use super::oidc;
 use super::store::trusted_models;
 use super::{
     Ctx, FgaOperation, MANAGER, Settings, fga_failure, kube_failure, new_controller, poll, to_crd,
@@ -308,6 +311,16 @@ async fn initialize_org(
         .all(|t| status.managed_tuples.contains(&t));
     if !written {
         return Err(poll(format!("waiting for Store {org} to write the owner tuples")).into());
+    }
+    let oidc = &settings.oidc;
+    if oidc.idp {
+        oidc::identity_provider(ctx, org).await?;
+    }
+    if oidc.invite {
+        oidc::invite(ctx, org, &creator).await?;
+    }
+    if oidc.workspace_auth {
+        oidc::workspace_authentication(ctx, org).await?;
     }
     Ok(Outcome::Ok)
 }

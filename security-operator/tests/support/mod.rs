@@ -121,12 +121,15 @@ pub async fn base() -> &'static Platform {
 impl Platform {
     /// Starts a security-operator named `name` on this platform and waits until it is ready.
     pub async fn start_operator(&self, name: &str) -> ServerProcess {
+        self.start_operator_with(name, &[]).await
+    }
+
+    /// [`Platform::start_operator`] with `extra` flags.
+    pub async fn start_operator_with(&self, name: &str, extra: &[&str]) -> ServerProcess {
         let health_port = harness::free_port();
-        let operator = start_security_operator(
-            name,
-            &security_args(&self.kubeconfig, &self.fga_target, health_port),
-            self.kubeconfig.parent().unwrap(),
-        );
+        let mut args = security_args(&self.kubeconfig, &self.fga_target, health_port);
+        args.extend(extra.iter().map(|a| (*a).to_owned()));
+        let operator = start_security_operator(name, &args, self.kubeconfig.parent().unwrap());
         until_ready(&operator, health_port).await;
         operator
     }

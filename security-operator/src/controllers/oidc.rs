@@ -1,0 +1,417 @@
+//! The org initializer's identity steps, each behind its flag (off by default): the org's
+//! IdentityProviderConfiguration and its client ids in the org's AccountInfo, the creator's
+//! Invite, and the WorkspaceAuthenticationConfiguration the org's WorkspaceTypes use. They
+//! need an OIDC provider that makes IdentityProviderConfigurations and Invites Ready
+//! (Keycloak, a later release); until one does, the steps wait and the org stays initializing.
+
+use std::collections::BTreeMap;
+
+use crds::account::ORG_LABEL;
+use crds::account_info::{ACCOUNT_INFO_NAME, AccountInfo, ClientInfo, OidcInfo};
+use crds::identity_provider::{
+    ClientType, IdentityProviderClient, IdentityProviderConfiguration,
+    IdentityProviderConfigurationSpec, IdentityProviderConfigurationStatus, SecretReference,
+};
+use crds::invite::{Invite, InviteSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kcp::types::tenancy::{
+    AuthenticationConfigurationReference, WorkspaceAuthenticationConfiguration,
+    WorkspaceAuthenticationConfigurationSpec, WorkspaceType,
+};
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::{Resource, ResourceExt};
+use lifecycle::SubroutineError;
+use serde_json::{Value, json};
+
+use super::{Ctx, MANAGER, kube_failure, merge_params, poll};
+
+/// What the identity steps are built from (the flags).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OidcSettings {
+    /// `--initializer-idp-enabled`.
+    pub idp: bool,
+    /// `--initializer-invite-enabled`.
+    pub invite: bool,
+    /// `--initializer-workspace-auth-enabled`.
+    pub workspace_auth: bool,
+    /// `--base-domain`.
+    pub base_domain: String,
+    /// `--idp-registration-allowed`.
+    pub registration_allowed: bool,
+    /// `--idp-additional-redirect-urls`.
+    pub additional_redirect_urls: Vec<String>,
+    /// `--idp-kubectl-client-redirect-urls`.
+    pub kubectl_redirect_urls: Vec<String>,
+    /// `--user-claim`.
+    pub user_claim: String,
+    /// `--group-claim`.
+    pub group_claim: String,
+    /// `--additional-audiences`.
+    pub additional_audiences: Vec<String>,
+    /// `--development-allow-unverified-emails`.
+    pub allow_unverified_emails: bool,
+}
+
+/// The namespace of the clients' Secrets in the orgs workspace, as upstream.
+const SECRET_NAMESPACE: &str = "default";
+/// The client every org has for `kubectl` logins.
+const KUBECTL_CLIENT: &str = "kubectl";
+
+impl OidcSettings {
+    /// The org's issuer: its realm behind the portal.
+    pub fn issuer(&self, org: &str) -> String {
+        format!("https://{}/keycloak/realms/{org}", self.base_domain)
+    }
+
+    /// The org's IdentityProviderConfiguration: a confidential portal client named after the
+    /// org and a public `kubectl` client.
+    pub fn identity_provider(&self, org: &str) -> IdentityProviderConfiguration {
+        let mut redirects = self.additional_redirect_urls.clone();
+        redirects.push(format!("https://{org}.{}/*", self.base_domain));
+        let secret = |client: &str| SecretReference {
+            name: format!("portal-client-secret-{org}-{client}"),
+            namespace: SECRET_NAMESPACE.to_owned(),
+        };
+        let mut idp = IdentityProviderConfiguration::new(
+            org,
+            IdentityProviderConfigurationSpec {
+                registration_allowed: Some(self.registration_allowed),
+                clients: vec![
+                    IdentityProviderClient {
+                        client_type: ClientType::Confidential,
+                        client_name: org.to_owned(),
+                        redirect_uris: redirects,
+                        post_logout_redirect_uris: Some(vec![format!(
+                            "https://{org}.{}/logout*",
+                            self.base_domain
+                        )]),
+                        secret_ref: secret(org),
+                    },
+                    IdentityProviderClient {
+                        client_type: ClientType::Public,
+                        client_name: KUBECTL_CLIENT.to_owned(),
+                        redirect_uris: self.kubectl_redirect_urls.clone(),
+                        post_logout_redirect_uris: None,
+                        secret_ref: secret(KUBECTL_CLIENT),
+                    },
+                ],
+            },
+        );
+        idp.metadata.managed_fields = None;
+        idp
+    }
+
+    /// The org's JWT authenticator: its issuer, any of its client ids (and the additional
+    /// audiences) as audience, users and groups from the configured claims.
+    pub fn authentication(
+        &self,
+        org: &str,
+        client_ids: &[String],
+    ) -> WorkspaceAuthenticationConfiguration {
+        let mut audiences = client_ids.to_vec();
+        audiences.extend(self.additional_audiences.iter().cloned());
+        let (username, validation): (Value, Vec<Value>) = if self.allow_unverified_emails {
+            (
+                json!({"expression": format!("claims.{}", self.user_claim)}),
+                vec![json!({
+                    "expression": "claims.?email_verified.orValue(true) == true || claims.?email_verified.orValue(true) == false",
+                    "message": "email_verified must be a boolean",
+                })],
+            )
+        } else {
+            (json!({"claim": self.user_claim, "prefix": ""}), Vec::new())
+        };
+        let mut jwt = json!({
+            "issuer": {
+                "url": self.issuer(org),
+                "audiences": audiences,
+                "audienceMatchPolicy": "MatchAny",
+            },
+            "claimMappings": {
+                "username": username,
+                "groups": {"claim": self.group_claim, "prefix": ""},
+            },
+        });
+        if !validation.is_empty() {
+            jwt["claimValidationRules"] = Value::Array(validation);
+        }
+        let mut config = WorkspaceAuthenticationConfiguration::new(
+            org,
+            WorkspaceAuthenticationConfigurationSpec { jwt: vec![jwt] },
+        );
+        config.metadata.managed_fields = None;
+        config
+    }
+}
+
+/// The AccountInfo `spec.oidc` an IdentityProviderConfiguration's status gives, or why not yet.
+pub fn oidc_info(issuer: String, idp: &IdentityProviderConfiguration) -> Result<OidcInfo, String> {
+    let status = idp.status.clone().unwrap_or_default();
+    if !is_ready(&status.conditions) {
+        return Err(format!(
+            "waiting for IdentityProviderConfiguration {} to become Ready",
+            idp.name_any()
+        ));
+    }
+    let clients = client_ids(&idp.spec.clients, &status)?;
+    Ok(OidcInfo {
+        issuer_url: issuer,
+        clients: clients
+            .into_iter()
+            .map(|(name, client_id)| (name, ClientInfo { client_id }))
+            .collect(),
+    })
+}
+
+fn client_ids(
+    clients: &[IdentityProviderClient],
+    status: &IdentityProviderConfigurationStatus,
+) -> Result<BTreeMap<String, String>, String> {
+    clients
+        .iter()
+        .map(|client| {
+            let id = status
+                .managed_clients
+                .get(&client.client_name)
+                .map(|m| m.client_id.clone())
+                .filter(|id| !id.is_empty())
+                .ok_or_else(|| {
+                    format!(
+                        "waiting for client {} to get a client id",
+                        client.client_name
+                    )
+                })?;
+            Ok((client.client_name.clone(), id))
+        })
+        .collect()
+}
+
+fn is_ready(conditions: &[Condition]) -> bool {
+    conditions
+        .iter()
+        .any(|c| c.type_ == "Ready" && c.status == "True")
+}
+
+fn apply_params() -> PatchParams {
+    PatchParams::apply(MANAGER).force()
+}
+
+async fn apply<K>(api: &Api<K>, object: &K, what: &str) -> Result<K, SubroutineError>
+where
+    K: Resource + Clone + serde::Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    api.patch(&object.name_any(), &apply_params(), &Patch::Apply(object))
+        .await
+        .map_err(|e| kube_failure(format!("applying {what}"), e))
+}
+
+/// The IdP step: the IdentityProviderConfiguration, waited for, then the org's AccountInfo.
+pub(super) async fn identity_provider(ctx: &Ctx, org: &str) -> Result<(), SubroutineError> {
+    let settings = &ctx.settings;
+    let oidc = &settings.oidc;
+    let idp = apply(
+        &Api::<IdentityProviderConfiguration>::all(settings.workspace(&settings.orgs_path)?),
+        &oidc.identity_provider(org),
+        &format!("IdentityProviderConfiguration {org}"),
+    )
+    .await?;
+    let info = oidc_info(oidc.issuer(org), &idp).map_err(poll)?;
+    let infos = Api::<AccountInfo>::all(settings.workspace(&org_path(ctx, org)?)?);
+    let current = infos
+        .get_opt(ACCOUNT_INFO_NAME)
+        .await
+        .map_err(|e| kube_failure(format!("reading the AccountInfo of {org}"), e))?
+        .ok_or_else(|| poll(format!("waiting for the AccountInfo of {org}")))?;
+    if current.spec.oidc.as_ref() != Some(&info) {
+        let patch = json!({ "spec": { "oidc": info } });
+        infos
+            .patch(ACCOUNT_INFO_NAME, &merge_params(), &Patch::Merge(&patch))
+            .await
+            .map_err(|e| kube_failure(format!("writing the OIDC clients of {org}"), e))?;
+    }
+    Ok(())
+}
+
+/// The Invite step: the creator's Invite in the org's workspace, waited for until Ready.
+pub(super) async fn invite(ctx: &Ctx, org: &str, creator: &str) -> Result<(), SubroutineError> {
+    let settings = &ctx.settings;
+    let mut invite = Invite::new(
+        org,
+        InviteSpec {
+            email: creator.to_owned(),
+        },
+    );
+    invite.metadata.managed_fields = None;
+    let invite = apply(
+        &Api::<Invite>::all(settings.workspace(&org_path(ctx, org)?)?),
+        &invite,
+        &format!("Invite {org}"),
+    )
+    .await?;
+    let ready = invite
+        .status
+        .as_ref()
+        .is_some_and(|s| is_ready(&s.conditions));
+    if !ready {
+        return Err(poll(format!("waiting for Invite {org} to become Ready")).into());
+    }
+    Ok(())
+}
+
+/// The WorkspaceAuthenticationConfiguration step: the org's configuration, and its
+/// WorkspaceTypes pointed at it.
+pub(super) async fn workspace_authentication(ctx: &Ctx, org: &str) -> Result<(), SubroutineError> {
+    let settings = &ctx.settings;
+    let info = Api::<AccountInfo>::all(settings.workspace(&org_path(ctx, org)?)?)
+        .get_opt(ACCOUNT_INFO_NAME)
+        .await
+        .map_err(|e| kube_failure(format!("reading the AccountInfo of {org}"), e))?
+        .and_then(|i| i.spec.oidc)
+        .filter(|o| !o.clients.is_empty() && o.clients.values().all(|c| !c.client_id.is_empty()))
+        .ok_or_else(|| {
+            poll(format!(
+                "waiting for the OIDC clients of {org} in its AccountInfo"
+            ))
+        })?;
+    let client_ids: Vec<String> = info.clients.values().map(|c| c.client_id.clone()).collect();
+    let orgs = settings.workspace(&settings.orgs_path)?;
+    apply(
+        &Api::<WorkspaceAuthenticationConfiguration>::all(orgs.clone()),
+        &settings.oidc.authentication(org, &client_ids),
+        &format!("WorkspaceAuthenticationConfiguration {org}"),
+    )
+    .await?;
+    let types: Api<WorkspaceType> = Api::all(orgs);
+    let labelled = types
+        .list(&ListParams::default().labels(&format!("{ORG_LABEL}={org}")))
+        .await
+        .map_err(|e| kube_failure(format!("listing the WorkspaceTypes of {org}"), e))?;
+    let wanted = vec![AuthenticationConfigurationReference {
+        name: org.to_owned(),
+    }];
+    for workspace_type in labelled.items {
+        if workspace_type.spec.authentication_configurations == wanted {
+            continue;
+        }
+        let name = workspace_type.name_any();
+        let patch = json!({ "spec": { "authenticationConfigurations": wanted } });
+        types
+            .patch(&name, &merge_params(), &Patch::Merge(&patch))
+            .await
+            .map_err(|e| kube_failure(format!("pointing WorkspaceType {name} at {org}"), e))?;
+    }
+    Ok(())
+}
+
+fn org_path(ctx: &Ctx, org: &str) -> Result<kcp::ClusterPath, SubroutineError> {
+    ctx.settings.orgs_path.join(org).map_err(|e| {
+        SubroutineError::permanent("InvalidName", format!("organization {org:?}: {e}"))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crds::identity_provider::ManagedClient;
+
+    fn settings() -> OidcSettings {
+        OidcSettings {
+            base_domain: "portal.example".into(),
+            kubectl_redirect_urls: vec!["http://localhost:8000".into()],
+            user_claim: "email".into(),
+            group_claim: "groups".into(),
+            additional_audiences: vec!["extra".into()],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn an_org_gets_a_portal_and_a_kubectl_client() {
+        let idp = settings().identity_provider("acme");
+        let clients = &idp.spec.clients;
+        assert_eq!(clients.len(), 2);
+        assert_eq!(clients[0].client_name, "acme");
+        assert_eq!(clients[0].client_type, ClientType::Confidential);
+        assert_eq!(clients[0].redirect_uris, ["https://acme.portal.example/*"]);
+        assert_eq!(clients[0].secret_ref.name, "portal-client-secret-acme-acme");
+        assert_eq!(clients[1].client_type, ClientType::Public);
+        assert_eq!(clients[1].redirect_uris, ["http://localhost:8000"]);
+    }
+
+    #[test]
+    fn client_ids_come_only_from_a_ready_provider_with_every_client() {
+        let oidc = settings();
+        let mut idp = oidc.identity_provider("acme");
+        assert!(
+            oidc_info(oidc.issuer("acme"), &idp)
+                .unwrap_err()
+                .contains("Ready")
+        );
+        let ready = Condition {
+            type_: "Ready".into(),
+            status: "True".into(),
+            reason: "Complete".into(),
+            message: String::new(),
+            last_transition_time: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+            ),
+            observed_generation: None,
+        };
+        let mut status = IdentityProviderConfigurationStatus {
+            conditions: vec![ready],
+            ..Default::default()
+        };
+        status.managed_clients.insert(
+            "acme".into(),
+            ManagedClient {
+                client_id: "c-acme".into(),
+                ..Default::default()
+            },
+        );
+        idp.status = Some(status.clone());
+        assert!(
+            oidc_info(oidc.issuer("acme"), &idp)
+                .unwrap_err()
+                .contains("kubectl")
+        );
+        status.managed_clients.insert(
+            "kubectl".into(),
+            ManagedClient {
+                client_id: "c-kubectl".into(),
+                ..Default::default()
+            },
+        );
+        idp.status = Some(status);
+        let info = oidc_info(oidc.issuer("acme"), &idp).unwrap();
+        assert_eq!(
+            info.issuer_url,
+            "https://portal.example/keycloak/realms/acme"
+        );
+        assert_eq!(info.clients["kubectl"].client_id, "c-kubectl");
+    }
+
+    #[test]
+    fn the_authenticator_trusts_the_orgs_issuer_for_its_clients() {
+        let config = settings().authentication("acme", &["c-acme".into()]);
+        let jwt = &config.spec.jwt[0];
+        assert_eq!(
+            jwt["issuer"]["url"],
+            "https://portal.example/keycloak/realms/acme"
+        );
+        assert_eq!(jwt["issuer"]["audiences"], json!(["c-acme", "extra"]));
+        assert_eq!(
+            jwt["claimMappings"]["username"],
+            json!({"claim": "email", "prefix": ""})
+        );
+        let unverified = OidcSettings {
+            allow_unverified_emails: true,
+            ..settings()
+        };
+        let jwt = &unverified.authentication("acme", &[]).spec.jwt[0];
+        assert_eq!(
+            jwt["claimMappings"]["username"],
+            json!({"expression": "claims.email"})
+        );
+        assert!(jwt["claimValidationRules"].is_array());
+    }
+}
