@@ -275,12 +275,12 @@ impl SubroutineError {
     }
 }
 
-/// Kube API errors: 400 Bad Request and 422 Invalid are permanent (the request this
-/// subroutine built is wrong, retrying sends the same one); everything else (409 conflict,
-/// 429, 5xx, timeouts, connection errors, 403 until RBAC is fixed, 404 until the thing
-/// appears) is transient.
-impl From<kube::Error> for SubroutineError {
-    fn from(error: kube::Error) -> Self {
+impl SubroutineError {
+    /// A failed Kubernetes API call, saying `what` failed: 400 Bad Request and 422 Invalid are
+    /// permanent (the request this subroutine built is wrong, retrying sends the same one);
+    /// everything else (409 conflict, 429, 5xx, timeouts, connection errors, 403 until RBAC is
+    /// fixed, 404 until the thing appears) is transient.
+    pub fn kube(what: impl fmt::Display, error: kube::Error) -> Self {
         match &error {
             kube::Error::Api(status) if status.code == 400 || status.code == 422 => {
                 Self::permanent(
@@ -289,11 +289,18 @@ impl From<kube::Error> for SubroutineError {
                     } else {
                         status.reason.clone()
                     },
-                    format!("the API server rejected a request: {}", status.message),
+                    format!("{what}: {}", status.message),
                 )
             }
-            _ => Self::transient_from("a Kubernetes API call failed", error),
+            _ => Self::transient_from(what, error),
         }
+    }
+}
+
+/// A Kubernetes API error without more context: see [`SubroutineError::kube`].
+impl From<kube::Error> for SubroutineError {
+    fn from(error: kube::Error) -> Self {
+        Self::kube("a Kubernetes API call failed", error)
     }
 }
 

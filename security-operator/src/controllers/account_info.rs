@@ -13,7 +13,7 @@ use kube::api::{Api, ListParams};
 use lifecycle::{Outcome, Subroutine, SubroutineError};
 
 use super::model_generator::APIBINDING_FINALIZER;
-use super::{Ctx, Settings, kube_failure, new_controller};
+use super::{Ctx, Settings, new_controller};
 
 /// The controller's name, as upstream.
 pub const ACCOUNT_INFO_RECONCILER: &str = "accountinfo";
@@ -59,7 +59,7 @@ impl Subroutine<AccountInfo, Ctx> for AccountInfoFinalizer {
         let bindings = Api::<ApiBinding>::all(ctx.origin()?)
             .list(&ListParams::default())
             .await
-            .map_err(|e| kube_failure("listing APIBindings", e))?;
+            .map_err(|e| SubroutineError::kube("listing APIBindings", e))?;
         let held: Vec<String> = bindings
             .items
             .iter()

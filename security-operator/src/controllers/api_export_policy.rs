@@ -23,9 +23,7 @@ use kube::api::{Api, ListParams, Patch};
 use lifecycle::{Outcome, Subroutine, SubroutineError};
 use serde_json::json;
 
-use super::{
-    Ctx, FgaOperation, Settings, annotation, kube_failure, merge_params, new_controller, poll,
-};
+use super::{Ctx, FgaOperation, Settings, annotation, merge_params, new_controller, poll};
 
 /// The controller's name, as upstream.
 pub const API_EXPORT_POLICY_RECONCILER: &str = "apiexportpolicy";
@@ -86,7 +84,7 @@ async fn grant_tuples(
         let accounts = Api::<Account>::all(settings.workspace(&settings.orgs_path)?)
             .list(&ListParams::default())
             .await
-            .map_err(|e| kube_failure("listing organizations", e))?;
+            .map_err(|e| SubroutineError::kube("listing organizations", e))?;
         for org in accounts.items.iter().filter(|a| a.spec.type_ == "org") {
             let name = org.name_any();
             by_org
@@ -104,7 +102,9 @@ async fn grant_tuples(
     let Some(info) = Api::<AccountInfo>::all(settings.cluster(&grant.path)?)
         .get_opt(ACCOUNT_INFO_NAME)
         .await
-        .map_err(|e| kube_failure(format!("reading the AccountInfo of {}", grant.path), e))?
+        .map_err(|e| {
+            SubroutineError::kube(format!("reading the AccountInfo of {}", grant.path), e)
+        })?
     else {
         return Ok(by_org);
     };
@@ -297,7 +297,7 @@ impl Subroutine<ApiExportPolicy, Ctx> for ApiExportPolicySubroutine {
                 .map_err(|e| SubroutineError::transient_from("client", e))?
                 .patch_status(&policy.name_any(), &merge_params(), &Patch::Merge(&patch))
                 .await
-                .map_err(|e| kube_failure("recording the managed expressions", e))?;
+                .map_err(|e| SubroutineError::kube("recording the managed expressions", e))?;
         }
         Ok(Outcome::Ok)
     }

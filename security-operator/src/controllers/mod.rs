@@ -183,7 +183,9 @@ impl Settings {
         Api::<LogicalCluster>::all(self.cluster(cluster)?)
             .get(LOGICAL_CLUSTER_NAME)
             .await
-            .map_err(|e| kube_failure(format!("reading the LogicalCluster of {cluster}"), e))
+            .map_err(|e| {
+                SubroutineError::kube(format!("reading the LogicalCluster of {cluster}"), e)
+            })
     }
 
     /// The cluster name of `root:orgs`.
@@ -214,7 +216,9 @@ impl Settings {
         Api::<Store>::all(self.workspace(&self.orgs_path)?)
             .get_opt(org)
             .await
-            .map_err(|e| kube_failure(format!("reading Store {org} in {}", self.orgs_path), e))
+            .map_err(|e| {
+                SubroutineError::kube(format!("reading Store {org} in {}", self.orgs_path), e)
+            })
     }
 
     /// Every object of kind `K` on every shard of endpoint slice `slice`, with its cluster;
@@ -230,7 +234,7 @@ impl Settings {
             .slices
             .get_opt(slice)
             .await
-            .map_err(|e| kube_failure(format!("reading endpoint slice {slice}"), e))?
+            .map_err(|e| SubroutineError::kube(format!("reading endpoint slice {slice}"), e))?
         else {
             return Ok(None);
         };
@@ -243,7 +247,9 @@ impl Settings {
             let list = Api::<K>::all(client)
                 .list(&ListParams::default())
                 .await
-                .map_err(|e| kube_failure(format!("listing {} on {url}", K::plural(&())), e))?;
+                .map_err(|e| {
+                    SubroutineError::kube(format!("listing {} on {url}", K::plural(&())), e)
+                })?;
             objects.extend(list.items.into_iter().filter_map(|object| {
                 let cluster = annotation(&object, CLUSTER_ANNOTATION)?;
                 Some((cluster, object))
@@ -292,16 +298,6 @@ fn merge_params() -> kube::api::PatchParams {
 /// An annotation's value.
 fn annotation<K: ResourceExt>(object: &K, key: &str) -> Option<String> {
     object.annotations().get(key).cloned()
-}
-
-/// A failed kcp request: transient, except what only a change of input can fix.
-fn kube_failure(what: impl std::fmt::Display, error: kube::Error) -> SubroutineError {
-    match &error {
-        kube::Error::Api(status) if status.code == 422 || status.code == 400 => {
-            SubroutineError::permanent("Invalid", format!("{what}: {}", status.message))
-        }
-        _ => SubroutineError::transient_from(what, error),
-    }
 }
 
 /// A failed OpenFGA request: what OpenFGA refuses as invalid is permanent (the condition says

@@ -18,7 +18,7 @@ use kube::api::{Api, Patch, PatchParams};
 use lifecycle::{Outcome, Subroutine, SubroutineError};
 
 use super::workspace::delete_ignoring_missing;
-use super::{Ctx, MANAGER, Settings, kube_failure, new_controller};
+use super::{Ctx, MANAGER, Settings, new_controller};
 
 /// The controller's name, as upstream.
 pub const MODEL_GENERATOR_RECONCILER: &str = "apibinding";
@@ -126,7 +126,7 @@ async fn account_info(
     Api::<AccountInfo>::all(settings.cluster(cluster)?)
         .get_opt(ACCOUNT_INFO_NAME)
         .await
-        .map_err(|e| kube_failure(format!("reading the AccountInfo of {cluster}"), e))
+        .map_err(|e| SubroutineError::kube(format!("reading the AccountInfo of {cluster}"), e))
 }
 
 /// The provider's export and its workspace.
@@ -144,7 +144,7 @@ async fn export_of(
     };
     let api = Api::<ApiExport>::all(settings.cluster(&provider)?);
     let found = api.get(&export.name).await.map_err(|e| {
-        kube_failure(
+        SubroutineError::kube(
             format!("reading APIExport {} in {provider}", export.name),
             e,
         )
@@ -188,7 +188,7 @@ impl Subroutine<ApiBinding, Ctx> for ModelGeneration {
         let models = Api::<AuthorizationModel>::all(provider_client);
         for resource in &api_export.spec.resources {
             let schema = schemas.get(&resource.schema).await.map_err(|e| {
-                kube_failure(format!("reading APIResourceSchema {}", resource.schema), e)
+                SubroutineError::kube(format!("reading APIResourceSchema {}", resource.schema), e)
             })?;
             let model = generated_model(&schema, &org.name, &org.origin_cluster_id)?;
             let name = model.name_any();
@@ -200,7 +200,7 @@ impl Subroutine<ApiBinding, Ctx> for ModelGeneration {
                 )
                 .await
                 .map_err(|e| {
-                    kube_failure(
+                    SubroutineError::kube(
                         format!("applying AuthorizationModel {name} in {provider}"),
                         e,
                     )
@@ -235,9 +235,9 @@ impl Subroutine<ApiBinding, Ctx> for ModelGeneration {
         let models = Api::<AuthorizationModel>::all(settings.cluster(&provider)?);
         for resource in &api_export.spec.resources {
             let name = model_name(&resource.group, &resource.name, &org.name);
-            delete_ignoring_missing(&models, &name)
-                .await
-                .map_err(|e| kube_failure(format!("deleting AuthorizationModel {name}"), e))?;
+            delete_ignoring_missing(&models, &name).await.map_err(|e| {
+                SubroutineError::kube(format!("deleting AuthorizationModel {name}"), e)
+            })?;
         }
         Ok(Outcome::Ok)
     }

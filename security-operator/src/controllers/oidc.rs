@@ -23,7 +23,7 @@ use kube::{Resource, ResourceExt};
 use lifecycle::SubroutineError;
 use serde_json::{Value, json};
 
-use super::{Ctx, MANAGER, kube_failure, merge_params, poll};
+use super::{Ctx, MANAGER, merge_params, poll};
 
 /// What the identity steps are built from (the flags).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -202,7 +202,7 @@ where
 {
     api.patch(&object.name_any(), &apply_params(), &Patch::Apply(object))
         .await
-        .map_err(|e| kube_failure(format!("applying {what}"), e))
+        .map_err(|e| SubroutineError::kube(format!("applying {what}"), e))
 }
 
 /// The IdP step: the IdentityProviderConfiguration, waited for, then the org's AccountInfo.
@@ -220,14 +220,14 @@ pub(super) async fn identity_provider(ctx: &Ctx, org: &str) -> Result<(), Subrou
     let current = infos
         .get_opt(ACCOUNT_INFO_NAME)
         .await
-        .map_err(|e| kube_failure(format!("reading the AccountInfo of {org}"), e))?
+        .map_err(|e| SubroutineError::kube(format!("reading the AccountInfo of {org}"), e))?
         .ok_or_else(|| poll(format!("waiting for the AccountInfo of {org}")))?;
     if current.spec.oidc.as_ref() != Some(&info) {
         let patch = json!({ "spec": { "oidc": info } });
         infos
             .patch(ACCOUNT_INFO_NAME, &merge_params(), &Patch::Merge(&patch))
             .await
-            .map_err(|e| kube_failure(format!("writing the OIDC clients of {org}"), e))?;
+            .map_err(|e| SubroutineError::kube(format!("writing the OIDC clients of {org}"), e))?;
     }
     Ok(())
 }
@@ -265,7 +265,7 @@ pub(super) async fn workspace_authentication(ctx: &Ctx, org: &str) -> Result<(),
     let info = Api::<AccountInfo>::all(settings.workspace(&org_path(ctx, org)?)?)
         .get_opt(ACCOUNT_INFO_NAME)
         .await
-        .map_err(|e| kube_failure(format!("reading the AccountInfo of {org}"), e))?
+        .map_err(|e| SubroutineError::kube(format!("reading the AccountInfo of {org}"), e))?
         .and_then(|i| i.spec.oidc)
         .filter(|o| !o.clients.is_empty() && o.clients.values().all(|c| !c.client_id.is_empty()))
         .ok_or_else(|| {
@@ -285,7 +285,7 @@ pub(super) async fn workspace_authentication(ctx: &Ctx, org: &str) -> Result<(),
     let labelled = types
         .list(&ListParams::default().labels(&format!("{ORG_LABEL}={org}")))
         .await
-        .map_err(|e| kube_failure(format!("listing the WorkspaceTypes of {org}"), e))?;
+        .map_err(|e| SubroutineError::kube(format!("listing the WorkspaceTypes of {org}"), e))?;
     let wanted = vec![AuthenticationConfigurationReference {
         name: org.to_owned(),
     }];
@@ -298,7 +298,9 @@ pub(super) async fn workspace_authentication(ctx: &Ctx, org: &str) -> Result<(),
         types
             .patch(&name, &merge_params(), &Patch::Merge(&patch))
             .await
-            .map_err(|e| kube_failure(format!("pointing WorkspaceType {name} at {org}"), e))?;
+            .map_err(|e| {
+                SubroutineError::kube(format!("pointing WorkspaceType {name} at {org}"), e)
+            })?;
     }
     Ok(())
 }

@@ -29,7 +29,7 @@ use lifecycle::{Outcome, Subroutine, SubroutineError};
 use serde_json::json;
 
 use super::tuples::{TupleHolder, TupleSubroutine};
-use super::{Ctx, Settings, fga_failure, kube_failure, merge_params, new_controller};
+use super::{Ctx, Settings, fga_failure, merge_params, new_controller};
 
 /// The controller's name, as upstream.
 pub const STORE_RECONCILER: &str = "store";
@@ -130,7 +130,7 @@ impl Subroutine<Store, Ctx> for StoreSubroutine {
                 .map_err(|e| SubroutineError::transient_from("client", e))?
                 .patch_status(&name, &merge_params(), &Patch::Merge(&patch))
                 .await
-                .map_err(|e| kube_failure("recording the store id", e))?;
+                .map_err(|e| SubroutineError::kube("recording the store id", e))?;
         }
         Ok(Outcome::Ok)
     }
@@ -363,7 +363,7 @@ impl Subroutine<Store, Ctx> for ModelSubroutine {
                 .map_err(|e| SubroutineError::transient_from("client", e))?
                 .patch_status(&name, &merge_params(), &Patch::Merge(&patch))
                 .await
-                .map_err(|e| kube_failure("recording the model id", e))?;
+                .map_err(|e| SubroutineError::kube("recording the model id", e))?;
         }
         Ok(Outcome::Ok)
     }

@@ -10,7 +10,7 @@ use kube::api::Patch;
 use lifecycle::{Outcome, Subroutine, SubroutineError};
 use serde_json::json;
 
-use super::{Ctx, FgaOperation, kube_failure, merge_params, to_crd, to_fga};
+use super::{Ctx, FgaOperation, merge_params, to_crd, to_fga};
 
 /// A kind whose spec lists tuples for one store.
 #[async_trait]
@@ -73,7 +73,7 @@ impl<K: TupleHolder> Subroutine<K, Ctx> for TupleSubroutine {
                 .map_err(|e| SubroutineError::transient_from("client", e))?
                 .patch_status(&obj.name_any(), &merge_params(), &Patch::Merge(&patch))
                 .await
-                .map_err(|e| kube_failure("recording the managed tuples", e))?;
+                .map_err(|e| SubroutineError::kube("recording the managed tuples", e))?;
         }
         Ok(Outcome::Ok)
     }

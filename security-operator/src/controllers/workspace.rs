@@ -31,9 +31,7 @@ use lifecycle::{Mode, Outcome, Subroutine, SubroutineError};
 use super::api_export_policy::tuples_for_new_workspace;
 use super::oidc;
 use super::store::trusted_models;
-use super::{
-    Ctx, FgaOperation, MANAGER, Settings, fga_failure, kube_failure, new_controller, poll, to_crd,
-};
+use super::{Ctx, FgaOperation, MANAGER, Settings, fga_failure, new_controller, poll, to_crd};
 
 /// The initializer controller's name.
 pub const INITIALIZER_RECONCILER: &str = "LogicalClusterInitializer";
@@ -133,7 +131,7 @@ async fn creator(
     let account = Api::<Account>::all(settings.cluster(cluster)?)
         .get_opt(name)
         .await
-        .map_err(|e| kube_failure(format!("reading Account {name} in {cluster}"), e))?
+        .map_err(|e| SubroutineError::kube(format!("reading Account {name} in {cluster}"), e))?
         .ok_or_else(|| {
             SubroutineError::permanent(
                 "AccountNotFound",
@@ -300,7 +298,9 @@ async fn initialize_org(
             &Patch::Apply(&store),
         )
         .await
-        .map_err(|e| kube_failure(format!("applying Store {org} in {}", settings.orgs_path), e))?;
+        .map_err(|e| {
+            SubroutineError::kube(format!("applying Store {org} in {}", settings.orgs_path), e)
+        })?;
     let status = store.status.unwrap_or_default();
     if status.store_id.as_deref().is_none_or(str::is_empty) {
         return Err(poll(format!("waiting for Store {org} to get its OpenFGA store")).into());
@@ -336,12 +336,12 @@ async fn terminate_org(org: &str, ctx: &Ctx) -> Result<Outcome, SubroutineError>
             &name,
         )
         .await
-        .map_err(|e| kube_failure(format!("deleting AuthorizationModel {name}"), e))?;
+        .map_err(|e| SubroutineError::kube(format!("deleting AuthorizationModel {name}"), e))?;
     }
     let stores = Api::<Store>::all(settings.workspace(&settings.orgs_path)?);
     delete_ignoring_missing(&stores, org)
         .await
-        .map_err(|e| kube_failure(format!("deleting Store {org}"), e))?;
+        .map_err(|e| SubroutineError::kube(format!("deleting Store {org}"), e))?;
     if settings.org_store(org).await?.is_some() {
         return Err(poll(format!(
             "waiting for Store {org} to delete its tuples and OpenFGA store"
