@@ -25,21 +25,8 @@ use fga::tuple::ReadFilter;
 use openfga_client::client::{
     CheckRequest, CheckRequestTupleKey, CreateStoreRequest, OpenFgaServiceClient,
 };
-use support::{data_dir, sorted_entries};
+use support::{client, data_dir, new_store, sorted_entries};
 use tonic::transport::Channel;
-
-async fn client() -> OpenFgaServiceClient<Channel> {
-    harness::OpenFga::shared().await.client().await
-}
-
-async fn new_store(service: &mut OpenFgaServiceClient<Channel>, prefix: &str) -> String {
-    let name = format!("{prefix}-{}", harness::unique_suffix());
-    find_or_create_store(service, &name, &StoreOptions::default())
-        .await
-        .unwrap()
-        .store
-        .id
-}
 
 const DOC_MODEL: &str = "model
   schema 1.1

@@ -12,10 +12,10 @@ use fga::model::{
     AuthorizationModel, Condition, ConditionParamTypeRef, ParamTypeName, RelationMetadata,
     RelationReference, TypeDefinition, Userset,
 };
-use fga::store::{StoreOptions, find_or_create_store, write_model};
+use fga::store::{StoreOptions, write_model};
 use fga::validate::{MAX_TYPES_PER_MODEL, ValidationError as E, validate, validate_module};
 use openfga_client::client::OpenFgaServiceClient;
-use support::{Oracle, data_dir, sorted_entries};
+use support::{Oracle, client, data_dir, new_store, sorted_entries};
 use tonic::transport::Channel;
 
 /// What a case expects of both the validator and the server.
@@ -579,19 +579,6 @@ fn each_rule_accepts_and_rejects() {
         }
     }
     assert!(failures.is_empty(), "\n{}", failures.join("\n"));
-}
-
-async fn client() -> OpenFgaServiceClient<Channel> {
-    harness::OpenFga::shared().await.client().await
-}
-
-async fn new_store(service: &mut OpenFgaServiceClient<Channel>, prefix: &str) -> String {
-    let name = format!("{prefix}-{}", harness::unique_suffix());
-    find_or_create_store(service, &name, &StoreOptions::default())
-        .await
-        .unwrap()
-        .store
-        .id
 }
 
 /// The server's verdict: `Ok`, or its error message.

@@ -1,5 +1,5 @@
-//! Shared helpers for the integration tests: test data paths and the Go
-//! oracle binary.
+//! Shared helpers for the integration tests: test data paths, the Go oracle
+//! binary, and the real OpenFGA server.
 
 // A failed unwrap in a test is a failed test that shows the error.
 #![allow(clippy::unwrap_used)]
@@ -8,6 +8,10 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
+
+use fga::store::{StoreOptions, find_or_create_store};
+use openfga_client::client::OpenFgaServiceClient;
+use tonic::transport::Channel;
 
 pub fn data_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data")
@@ -61,4 +65,19 @@ impl Oracle {
             Err(String::from_utf8_lossy(&output.stderr).trim().to_owned())
         }
     }
+}
+
+/// A client of the test binary's OpenFGA server.
+pub async fn client() -> OpenFgaServiceClient<Channel> {
+    harness::OpenFga::shared().await.client().await
+}
+
+/// A fresh store named `<prefix>-<unique>`; returns its id.
+pub async fn new_store(service: &mut OpenFgaServiceClient<Channel>, prefix: &str) -> String {
+    let name = format!("{prefix}-{}", harness::unique_suffix());
+    find_or_create_store(service, &name, &StoreOptions::default())
+        .await
+        .unwrap()
+        .store
+        .id
 }
