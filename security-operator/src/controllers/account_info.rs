@@ -5,7 +5,8 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use crds::account_info::AccountInfo;
+use crds::account_info::{ACCOUNT_INFO_NAME, AccountInfo};
+use kcp::runtime::ObjectKey;
 use kcp::types::apis::ApiBinding;
 use kit::controller::{LifecycleController, Setup};
 use kube::ResourceExt;
@@ -34,10 +35,17 @@ pub fn account_info_controller(
     )
     // AccountInfo's conditions are the account-operator's.
     .without_conditions()
+    // A binding's finalizer going may release its workspace's AccountInfo.
+    .watches::<ApiBinding>(|_, key, _| {
+        vec![ObjectKey::cluster_scoped(
+            key.cluster.clone(),
+            ACCOUNT_INFO_NAME,
+        )]
+    })
 }
 
 /// Holds the AccountInfo until no APIBinding of its workspace carries the model generator's
-/// finalizer (condition `AccountInfoFinalizer`).
+/// finalizer.
 #[derive(Debug)]
 struct AccountInfoFinalizer;
 
@@ -69,12 +77,9 @@ impl Subroutine<AccountInfo, Ctx> for AccountInfoFinalizer {
         if held.is_empty() {
             return Ok(Outcome::Ok);
         }
-        Ok(Outcome::pending_for(
-            format!(
-                "waiting for the model generator to release APIBindings {}",
-                held.join(", ")
-            ),
-            std::time::Duration::from_secs(5),
-        ))
+        Ok(Outcome::pending(format!(
+            "waiting for the model generator to release APIBindings {}",
+            held.join(", ")
+        )))
     }
 }

@@ -152,7 +152,7 @@ async fn export_of(
     Ok((provider, found))
 }
 
-/// Generates the models (condition `ModelGeneration`).
+/// Generates the models (no condition: an APIBinding's status is kcp's).
 #[derive(Debug)]
 struct ModelGeneration;
 

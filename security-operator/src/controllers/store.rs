@@ -143,13 +143,11 @@ impl Subroutine<Store, Ctx> for StoreSubroutine {
         let name = store.name_any();
         let extending = extending_models(&name, ctx).await?;
         if !extending.is_empty() {
-            return Ok(Outcome::pending_for(
-                format!(
-                    "waiting for the AuthorizationModels that extend this store to be deleted: {}",
-                    extending.join(", ")
-                ),
-                std::time::Duration::from_secs(5),
-            ));
+            // The controller watches AuthorizationModels: each one's deletion brings it back.
+            return Ok(Outcome::pending(format!(
+                "waiting for the AuthorizationModels that extend this store to be deleted: {}",
+                extending.join(", ")
+            )));
         }
         // Every store of the name, not only ours: a leftover (two creators raced) would
         // otherwise be adopted by an organisation re-created under this name, with the old

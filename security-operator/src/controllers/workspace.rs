@@ -170,8 +170,9 @@ pub(super) fn org_tuples(
     tuples
 }
 
-/// The initializer's and the terminator's work on a workspace (condition
-/// `WorkspaceSubroutine`): an org's Store, an account's tuples.
+/// The initializer's and the terminator's work on a workspace: an org's Store, an account's
+/// tuples. It writes no condition (a LogicalCluster's status is kcp's); its name shows in logs
+/// and metrics.
 #[derive(Debug)]
 struct WorkspaceSubroutine;
 
