@@ -2,7 +2,8 @@
 //! use, as a trait, and the retry policy for transient errors.
 //!
 //! [`FgaApi`] is implemented for the `openfga-client` service client over a
-//! tonic [`Channel`]; tests implement it with an in-memory fake.
+//! tonic [`Channel`] ([`connect`] builds one); tests implement it with an
+//! in-memory fake.
 
 use std::future::Future;
 use std::time::Duration;
@@ -13,8 +14,36 @@ use openfga_client::client::{
     ReadAuthorizationModelsResponse, ReadRequest, ReadResponse, WriteAuthorizationModelRequest,
     WriteAuthorizationModelResponse, WriteRequest,
 };
-use tonic::transport::Channel;
+use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
+
+/// An OpenFGA address that is not one.
+#[derive(Debug, thiserror::Error)]
+#[error("{target:?} is not an OpenFGA gRPC address: {source}")]
+pub struct AddressError {
+    /// The address as given.
+    pub target: String,
+    /// Why tonic refused it.
+    #[source]
+    pub source: tonic::transport::Error,
+}
+
+/// A client for OpenFGA's gRPC API at `target`: `host:port` (plaintext, as upstream's
+/// flags take it) or an `http(s)://` URL. It connects on first use and reconnects by
+/// itself, so a server that is down at start-up is an error of the first call, not of the
+/// process.
+pub fn connect(target: &str) -> Result<OpenFgaServiceClient<Channel>, AddressError> {
+    let url = if target.contains("://") {
+        target.to_owned()
+    } else {
+        format!("http://{target}")
+    };
+    let endpoint = Endpoint::from_shared(url).map_err(|source| AddressError {
+        target: target.to_owned(),
+        source,
+    })?;
+    Ok(OpenFgaServiceClient::new(endpoint.connect_lazy()))
+}
 
 /// The OpenFGA calls this crate makes. Each returns the server's answer or its gRPC status.
 pub trait FgaApi: Send {

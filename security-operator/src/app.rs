@@ -7,9 +7,7 @@ use std::sync::Arc;
 use fga::platform_mesh::{CoreModuleVariant, core_module};
 use kcp::runtime::{EndpointSource, VirtualWorkspaceKind};
 use kit::process::{Binary, Process, ProcessError};
-use openfga_client::client::OpenFgaServiceClient;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::{Channel, Endpoint};
 
 use crate::config::{Config, Role};
 use crate::controllers::{self, Settings};
@@ -40,12 +38,8 @@ pub enum AppError {
     },
     #[error("the core module is not a valid OpenFGA module: {0}")]
     CoreModule(String),
-    #[error("--fga-target {target:?}: {source}")]
-    FgaTarget {
-        target: String,
-        #[source]
-        source: tonic::transport::Error,
-    },
+    #[error("--fga-target: {0}")]
+    FgaTarget(#[from] fga::api::AddressError),
     #[error(transparent)]
     Process(#[from] ProcessError),
 }
@@ -68,24 +62,10 @@ pub fn core_module_text(config: &Config) -> Result<String, AppError> {
         .unwrap_or(Ok(text))
 }
 
-/// A client for OpenFGA's gRPC API; it connects on first use and reconnects by itself.
-pub fn fga_client(target: &str) -> Result<OpenFgaServiceClient<Channel>, AppError> {
-    let url = if target.contains("://") {
-        target.to_owned()
-    } else {
-        format!("http://{target}")
-    };
-    let endpoint = Endpoint::from_shared(url).map_err(|source| AppError::FgaTarget {
-        target: target.to_owned(),
-        source,
-    })?;
-    Ok(OpenFgaServiceClient::new(endpoint.connect_lazy()))
-}
-
 /// Runs the operator's roles until `stop` is cancelled or a part of it fails.
 pub async fn run(config: Config, stop: CancellationToken) -> Result<(), AppError> {
     let core_module = core_module_text(&config)?;
-    let fga = fga_client(&config.fga_target)?;
+    let fga = fga::api::connect(&config.fga_target)?;
     let mut process = Process::connect(binary(&config.roles), &config.operator).await?;
     // The kubeconfig's server is the workspace holding the endpoint slice.
     let core = process.setup(EndpointSource::ApiExport {
