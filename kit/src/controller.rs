@@ -296,6 +296,73 @@ where
     }
 }
 
+/// A controller that reconciles nothing and only keeps its cache of `K` current, for a process
+/// that reads objects rather than changing them (the authorization webhook's view of the
+/// workspaces). Such a process runs without leader election, so that every replica answers
+/// from a view of its own.
+pub struct Reflector<K> {
+    controller: Controller<K>,
+}
+
+impl<K> Debug for Reflector<K> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reflector")
+            .field("controller", &self.controller)
+            .finish()
+    }
+}
+
+impl<K> Reflector<K>
+where
+    K: Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
+{
+    /// A reflector named `name` (in logs and metrics) of the objects of kind `K` that the
+    /// setup's source serves.
+    pub fn new(name: &str, setup: &Setup) -> Self {
+        let config = ControllerConfig {
+            // Nothing to reconcile: one worker drains the queue, and no resync refills it.
+            concurrency: 1,
+            resync: None,
+            ..setup.config.clone()
+        };
+        Self {
+            controller: Controller::new(
+                name,
+                setup.factory.clone(),
+                setup.source.clone(),
+                config,
+                Some(setup.runtime_metrics.clone()),
+            ),
+        }
+    }
+
+    /// The objects, kept current while the reflector runs.
+    pub fn cache(&self) -> Cache<K> {
+        self.controller.cache()
+    }
+
+    /// The engaged clusters and their paths.
+    pub fn clusters(&self) -> ClusterSet {
+        self.controller.clusters()
+    }
+}
+
+impl<K> Runnable for Reflector<K>
+where
+    K: Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
+{
+    fn health(&self) -> Health {
+        self.controller.health()
+    }
+
+    fn run(self: Box<Self>, stop: CancellationToken) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        let nothing = |_: Arc<K>, _: Context| {
+            std::future::ready(Ok::<_, std::convert::Infallible>(Action::Done))
+        };
+        Box::pin(self.controller.run(nothing, stop))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

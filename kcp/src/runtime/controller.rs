@@ -428,6 +428,7 @@ pub struct Controller<K> {
     metrics: Option<RuntimeMetrics>,
     related: Vec<RelatedWatch<K>>,
     engage_hooks: Vec<EngageHook<K>>,
+    cache: Cache<K>,
     clusters: ClusterSet,
     tracker: Arc<WatchTracker>,
     synced: watch::Receiver<bool>,
@@ -464,6 +465,7 @@ where
             metrics,
             related: Vec::new(),
             engage_hooks: Vec::new(),
+            cache: Cache::default(),
             clusters: ClusterSet::default(),
             tracker: Arc::new(WatchTracker {
                 state: Mutex::default(),
@@ -520,6 +522,13 @@ where
         self.clusters.clone()
     }
 
+    /// The watched objects of kind `K`, kept current while the controller runs: a reader
+    /// that only needs the objects (an authorization webhook's view of the workspaces) takes
+    /// this before [`run`](Self::run).
+    pub fn cache(&self) -> Cache<K> {
+        self.cache.clone()
+    }
+
     /// Whether the watches synced, and whether one is failing.
     pub fn health(&self) -> Health {
         Health {
@@ -543,13 +552,14 @@ where
             metrics,
             related,
             engage_hooks,
+            cache,
             clusters,
             tracker,
             synced: _,
         } = self;
         let shared = Arc::new(Shared {
             name,
-            cache: Cache::default(),
+            cache,
             clusters,
             queue: WorkQueue::new(config.backoff),
             metrics,

@@ -10,8 +10,8 @@ use axum::http::{Method, Request, StatusCode};
 use kube::client::Body;
 use rustls::pki_types::CertificateDer;
 
-/// Sends `method path` with `body` to the server at `address`, trusting `ca` (the server's
-/// self-signed certificate in tests). Returns the status and the body as text, whatever the
+/// Sends `method path` with the JSON `body` to the server at `address`, trusting `ca` (the
+/// server's self-signed certificate in tests). Returns the status and the body as text, whatever the
 /// status; fails only when no HTTP answer arrives.
 pub async fn send(
     address: SocketAddr,
@@ -27,10 +27,13 @@ pub async fn send(
         .map_err(|e: axum::http::uri::InvalidUri| kube::Error::HttpError(e.into()))?;
     let mut config = kube::Config::new(url);
     config.root_cert = Some(vec![ca.to_vec()]);
+    // Each answer as the server sent it: kube's client would retry a 503 by itself.
+    config.default_retry = false;
     let client = kube::Client::try_from(config)?;
     let request = Request::builder()
         .method(method)
         .uri(path)
+        .header(axum::http::header::CONTENT_TYPE, "application/json")
         .body(Body::from(body.to_vec()))
         .map_err(kube::Error::HttpError)?;
     let response = client.send(request).await?;
