@@ -27,7 +27,7 @@ pub struct Kcp {
     kubeconfig: PathBuf,
     /// Time from spawn to the first successful `/readyz`.
     pub startup: Duration,
-    _state: tempfile::TempDir,
+    state: tempfile::TempDir,
 }
 
 static SHARED: OnceCell<Kcp> = OnceCell::const_new();
@@ -41,6 +41,13 @@ impl Kcp {
     }
 
     async fn start() -> Kcp {
+        Self::start_with(|_| Vec::new()).await
+    }
+
+    /// Starts a kcp of its own with more flags: `flags` writes what they refer to into kcp's
+    /// state directory (removed with it) and returns them.
+    pub(crate) async fn start_with(flags: impl FnOnce(&std::path::Path) -> Vec<String>) -> Kcp {
+        crate::init_logging();
         let binary = xtask::binary("kcp").unwrap_or_else(|e| panic!("{e}"));
         // The state directory outlives no test binary: the watchdog removes it, and TempDir
         // would too if the value were ever dropped.
@@ -60,6 +67,7 @@ impl Kcp {
             // As Platform Mesh runs its root shard.
             "--feature-gates=WorkspaceAuthentication=true,CacheAPIs=true".to_owned(),
         ];
+        let args = [args, flags(state.path())].concat();
         let process = ServerProcess::start("kcp", &binary, &args, state.path(), true)
             .unwrap_or_else(|e| panic!("starting {}: {e}", binary.display()));
 
@@ -83,13 +91,18 @@ impl Kcp {
             startup: started.elapsed(),
             process,
             kubeconfig,
-            _state: state,
+            state,
         }
     }
 
     /// The admin kubeconfig kcp wrote.
     pub fn kubeconfig(&self) -> &std::path::Path {
         &self.kubeconfig
+    }
+
+    /// kcp's state directory.
+    pub fn state_dir(&self) -> &std::path::Path {
+        self.state.path()
     }
 
     /// kcp's resident memory now, in MiB.

@@ -6,6 +6,7 @@
 //! workspace subtree ([`Kcp::private_workspace`]), each OpenFGA test in its own store.
 
 mod accounts;
+mod authz;
 mod child;
 mod kcp;
 mod openfga;
@@ -14,6 +15,7 @@ mod process;
 mod proxy;
 
 pub use accounts::{account_condition, is_ready, new_account, ready_account, workspace_of};
+pub use authz::{AuthorizingKcp, USERS};
 pub use child::OperatorChild;
 pub use kcp::{
     Kcp, TestWorkspace, create_workspace, universal, wait_for, wait_for_within, wait_gone,

@@ -80,6 +80,11 @@ impl OpenFga {
         format!("http://127.0.0.1:{}", self.grpc_port)
     }
 
+    /// The gRPC address.
+    pub fn grpc_address(&self) -> std::net::SocketAddr {
+        (std::net::Ipv4Addr::LOCALHOST, self.grpc_port).into()
+    }
+
     /// The HTTP API base URL.
     pub fn http_url(&self) -> String {
         format!("http://127.0.0.1:{}", self.http_port)

@@ -1,5 +1,6 @@
-//! A TCP proxy to kcp that a test can cut (every connection dropped, new ones closed at once)
-//! and restore: an outage as a client sees it, without stopping the shared kcp.
+//! A TCP proxy (to kcp, to OpenFGA) that a test can cut (every connection dropped, new ones
+//! closed at once) and restore: an outage as a client sees it, without stopping the shared
+//! server.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -10,7 +11,7 @@ use tokio::sync::Notify;
 
 use crate::Kcp;
 
-/// A proxy to kcp's API server on a free loopback port; it runs until the test binary ends.
+/// A proxy to a server on a free loopback port; it runs until the test binary ends.
 #[derive(Debug)]
 pub struct TcpProxy {
     /// Where it listens.
@@ -23,7 +24,11 @@ pub struct TcpProxy {
 impl TcpProxy {
     /// A proxy to the shared kcp (its TLS certificate names 127.0.0.1, so it stays valid).
     pub async fn to_kcp(kcp: &Kcp) -> Self {
-        let upstream = kcp_address(kcp);
+        Self::to(kcp_address(kcp)).await
+    }
+
+    /// A proxy to `upstream`.
+    pub async fn to(upstream: SocketAddr) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .unwrap_or_else(|e| panic!("binding the proxy: {e}"));
