@@ -10,16 +10,16 @@
 //!   Account, its Workspace and its Store are gone.
 //!
 //! `cargo run --example` builds the package's library, not its binaries, so the example builds
-//! the security-operator binary into its own profile directory first, where
-//! `tests/support`'s [`support::binary`] finds it.
+//! the security-operator binary into its own profile directory first
+//! ([`harness::build_binary`]), where `tests/support`'s [`support::binary`] finds it.
 
 #![allow(clippy::unwrap_used)]
 
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode};
+use std::path::PathBuf;
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
@@ -88,60 +88,6 @@ where
     }
 }
 
-/// Builds the security-operator binary in this example's profile and target directory, and
-/// returns its path (`target/<profile>/security-operator`, next to `examples/`).
-fn security_operator_binary() -> BenchResult<PathBuf> {
-    let exe = std::env::current_exe().map_err(|e| format!("locating this example: {e}"))?;
-    let examples = exe
-        .parent()
-        .filter(|d| d.file_name().is_some_and(|n| n == "examples"))
-        .ok_or_else(|| {
-            format!(
-                "{} is not in target/<profile>/examples; run it with \
-                 `cargo run -p security-operator --example initializer_latency`",
-                exe.display()
-            )
-        })?;
-    let profile_dir = examples
-        .parent()
-        .ok_or("the examples directory has no parent")?;
-    let target_dir = profile_dir
-        .parent()
-        .ok_or("the profile directory has no parent")?;
-    let profile = profile_dir
-        .file_name()
-        .and_then(|n| n.to_str())
-        .ok_or("the profile directory has no name")?;
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut build = Command::new(cargo);
-    build
-        .args(["build", "--quiet", "--manifest-path"])
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"))
-        .args(["-p", "security-operator", "--bin", "security-operator"])
-        .arg("--target-dir")
-        .arg(target_dir);
-    match profile {
-        "debug" => {}
-        "release" => {
-            build.arg("--release");
-        }
-        other => {
-            build.args(["--profile", other]);
-        }
-    }
-    let status = build
-        .status()
-        .map_err(|e| format!("running {build:?}: {e}"))?;
-    if !status.success() {
-        return Err(format!("{build:?} failed: {status}"));
-    }
-    let binary = support::binary();
-    if !binary.is_file() {
-        return Err(format!("{} was not built", binary.display()));
-    }
-    Ok(binary)
-}
-
 /// Median (the upper one of an even count) and maximum.
 fn stats(samples: &[Duration]) -> (Duration, Duration) {
     let mut sorted = samples.to_vec();
@@ -161,7 +107,7 @@ struct Teardown {
 }
 
 async fn bench() -> BenchResult<()> {
-    let binary = security_operator_binary()?;
+    let binary = harness::build_binary("security-operator", "security-operator")?;
     let kcp = Kcp::shared().await;
     // Started before phase A, so that both phases run next to the same servers.
     let openfga = OpenFga::shared().await;

@@ -367,110 +367,17 @@ fn module_condition(model: &AuthorizationModel) -> Option<&Condition> {
     condition(&model.status.as_ref()?.conditions, "ModuleSubroutine")
 }
 
-/// A provider workspace exporting `widgets.example.io` (cluster-scoped Widgets), bound to the
-/// core export so the model generator can write AuthorizationModels there.
-async fn widget_provider() -> TestWorkspace {
-    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinitionNames;
-    use kcp::types::apis::{
-        ApiExport, ApiExportSpec, ApiResourceSchema, ApiResourceSchemaSpec, ApiResourceVersion,
-        ResourceSchema, ResourceSchemaStorage,
-    };
-    let kcp = harness::Kcp::shared().await;
-    let provider = kcp.private_workspace("provider").await;
-    harness::PlatformExport::core(kcp)
-        .await
-        .bind(&provider)
-        .await;
-    let post = PostParams::default();
-    let schema = ApiResourceSchema::new(
-        "v1.widgets.example.io",
-        ApiResourceSchemaSpec {
-            group: "example.io".into(),
-            names: CustomResourceDefinitionNames {
-                plural: "widgets".into(),
-                singular: Some("widget".into()),
-                kind: "Widget".into(),
-                list_kind: Some("WidgetList".into()),
-                ..Default::default()
-            },
-            scope: "Cluster".into(),
-            versions: vec![ApiResourceVersion {
-                name: "v1".into(),
-                served: true,
-                storage: true,
-                deprecated: false,
-                deprecation_warning: None,
-                schema: serde_json::json!({
-                    "type": "object",
-                    "x-kubernetes-preserve-unknown-fields": true
-                }),
-                subresources: None,
-                additional_printer_columns: Vec::new(),
-            }],
-            name_validation: None,
-        },
-    );
-    Api::<ApiResourceSchema>::all(provider.client())
-        .create(&post, &schema)
-        .await
-        .unwrap();
-    let export = ApiExport::new(
-        "widgets.example.io",
-        ApiExportSpec {
-            resources: vec![ResourceSchema {
-                name: "widgets".into(),
-                group: "example.io".into(),
-                schema: "v1.widgets.example.io".into(),
-                storage: ResourceSchemaStorage::crd(),
-            }],
-            ..Default::default()
-        },
-    );
-    Api::<ApiExport>::all(provider.client())
-        .create(&post, &export)
-        .await
-        .unwrap();
-    provider
-}
-
-/// Binds `widgets.example.io` from `provider` into `workspace` and waits until Ready.
-async fn bind_widgets(provider: &TestWorkspace, workspace: &TestWorkspace) {
-    use kcp::types::apis::{ApiBinding, ApiBindingSpec, BindingReference, ExportBindingReference};
-    let binding = ApiBinding {
-        metadata: kube::core::ObjectMeta {
-            name: Some("widgets".into()),
-            ..Default::default()
-        },
-        spec: ApiBindingSpec {
-            reference: BindingReference {
-                export: Some(ExportBindingReference {
-                    path: provider.path.to_string(),
-                    name: "widgets.example.io".into(),
-                }),
-            },
-            permission_claims: Vec::new(),
-        },
-        status: None,
-    };
-    let bindings: Api<ApiBinding> = Api::all(workspace.client());
-    bindings
-        .create(&PostParams::default(), &binding)
-        .await
-        .unwrap();
-    wait_for(&bindings, "widgets", "Ready", ApiBinding::is_ready).await;
-}
-
 #[tokio::test]
 async fn a_provider_export_bound_in_two_orgs_gets_a_module_per_org_and_a_clash_stays_contained() {
     let platform = platform().await;
     let orgs = platform.orgs().await;
-    let provider = widget_provider().await;
+    let provider = harness::widget_provider(harness::Kcp::shared().await).await;
     let sfx = unique_suffix();
     let (one, two) = (format!("wone-{sfx}"), format!("wtwo-{sfx}"));
     let org_one = ready_account(&orgs, &one, "org", "alice@example.com").await;
     let org_two = ready_account(&orgs, &two, "org", "bob@example.com").await;
-    bind_widgets(&provider, &org_one).await;
-    bind_widgets(&provider, &org_two).await;
+    harness::bind_widgets(&provider, &org_one).await;
+    harness::bind_widgets(&provider, &org_two).await;
 
     // One module per org, in the provider's workspace, each extending its org's store.
     let models: Api<AuthorizationModel> = Api::all(provider.client());
@@ -635,7 +542,7 @@ fn policy(name: &str, provider: &TestWorkspace, expressions: &[String]) -> crds:
 async fn an_api_export_policy_grants_bind_to_the_accounts_it_names() {
     let platform = platform().await;
     let orgs = platform.orgs().await;
-    let provider = widget_provider().await;
+    let provider = harness::widget_provider(harness::Kcp::shared().await).await;
     let org = format!("pol-{}", unique_suffix());
     let pol = ready_account(&orgs, &org, "org", "ada@example.com").await;
     ready_account(&pol, "team", "account", "ada@example.com").await;

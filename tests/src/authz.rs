@@ -103,6 +103,11 @@ impl AuthorizingKcp {
 
     /// Clients as `user` (one of [`USERS`]), authenticated by its token.
     pub async fn as_user(&self, user: &str) -> ClientFactory {
+        self.with_token(user, &format!("{user}-token")).await
+    }
+
+    /// Clients authenticated by `token` (a service account's); `name` names the kubeconfig.
+    pub async fn with_token(&self, name: &str, token: &str) -> ClientFactory {
         let admin = kube::config::Kubeconfig::read_from(self.kcp.kubeconfig())
             .unwrap_or_else(|e| panic!("reading kcp's kubeconfig: {e}"));
         let cluster = admin
@@ -118,15 +123,15 @@ impl AuthorizingKcp {
                 "server": cluster.server,
                 "certificate-authority-data": cluster.certificate_authority_data,
             }}],
-            "users": [{ "name": user, "user": { "token": format!("{user}-token") } }],
-            "contexts": [{ "name": user, "context": { "cluster": "kcp", "user": user } }],
-            "current-context": user,
+            "users": [{ "name": name, "user": { "token": token } }],
+            "contexts": [{ "name": name, "context": { "cluster": "kcp", "user": name } }],
+            "current-context": name,
         });
-        let path = self.kcp.state_dir().join(format!("{user}.kubeconfig"));
+        let path = self.kcp.state_dir().join(format!("{name}.kubeconfig"));
         write(&path, &kubeconfig.to_string());
         ClientFactory::from_kubeconfig(&path, None)
             .await
-            .unwrap_or_else(|e| panic!("clients as {user}: {e}"))
+            .unwrap_or_else(|e| panic!("clients as {name}: {e}"))
     }
 }
 

@@ -7,15 +7,18 @@
 
 mod accounts;
 mod authz;
+mod binaries;
 mod child;
 mod kcp;
 mod openfga;
 mod platform_mesh;
 mod process;
 mod proxy;
+mod widgets;
 
 pub use accounts::{account_condition, is_ready, new_account, ready_account, workspace_of};
 pub use authz::{AuthorizingKcp, USERS};
+pub use binaries::{binary, build_binary};
 pub use child::OperatorChild;
 pub use kcp::{
     Kcp, TestWorkspace, create_workspace, universal, wait_for, wait_for_within, wait_gone,
@@ -25,6 +28,7 @@ pub use openfga::OpenFga;
 pub use platform_mesh::{PlatformExport, SECURITY_TYPE, SYSTEM_PATH, root_type, set_up_platform};
 pub use process::{ServerProcess, free_port};
 pub use proxy::TcpProxy;
+pub use widgets::{WIDGETS_EXPORT, bind_widgets, widget_provider, widgets_binding};
 
 /// Sends the code under test's logs to the test output, filtered by `RUST_LOG` (default:
 /// warnings). Called by the server fixtures; harmless to call again.

@@ -66,18 +66,12 @@ pub async fn until_ready(operator: &ServerProcess, health_port: u16) {
     }
 }
 
-/// The security-operator binary: Cargo names it for tests; the benchmark (an example, for
-/// which Cargo sets no such variable) builds it into its own profile directory,
-/// `target/<profile>/`, the parent of its `examples/`.
+/// The security-operator binary (see [`harness::binary`]).
 pub fn binary() -> PathBuf {
-    if let Some(path) = option_env!("CARGO_BIN_EXE_security-operator") {
-        return PathBuf::from(path);
-    }
-    let exe = std::env::current_exe().unwrap();
-    exe.parent()
-        .and_then(Path::parent)
-        .unwrap()
-        .join("security-operator")
+    harness::binary(
+        "security-operator",
+        option_env!("CARGO_BIN_EXE_security-operator"),
+    )
 }
 
 /// Starts the security-operator binary under the harness's watchdog (it cannot outlive the
