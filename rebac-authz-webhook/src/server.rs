@@ -59,31 +59,12 @@ impl Authorizer {
             decide::Plan::Check(check) => self.check(&check).await,
         };
         self.metrics.decided(handler, &decision);
-        tracing::debug!(
-            user = %question.user, handler = handler.label(), ?decision, "decided"
-        );
+        tracing::debug!(?question, handler = handler.label(), ?decision, "decided");
         (handler, decision)
     }
 
     async fn check(&self, check: &Check) -> Decision {
-        let key = |t: &decide::Tuple| TupleKey {
-            user: t.user.clone(),
-            relation: t.relation.clone(),
-            object: t.object.clone(),
-            condition: None,
-        };
-        let request = CheckRequest {
-            store_id: check.store.clone(),
-            tuple_key: Some(CheckRequestTupleKey {
-                user: check.tuple.user.clone(),
-                relation: check.tuple.relation.clone(),
-                object: check.tuple.object.clone(),
-            }),
-            contextual_tuples: (!check.contextual.is_empty()).then(|| ContextualTupleKeys {
-                tuple_keys: check.contextual.iter().map(key).collect(),
-            }),
-            ..CheckRequest::default()
-        };
+        let request = check_request(check);
         let started = Instant::now();
         let answer =
             tokio::time::timeout(self.check_timeout, self.fga.clone().check(request)).await;
@@ -113,6 +94,29 @@ impl Authorizer {
                 ))
             }
         }
+    }
+}
+
+/// The OpenFGA Check request of `check`: the latest model of the store, the hierarchy as
+/// contextual tuples.
+pub fn check_request(check: &Check) -> CheckRequest {
+    let key = |t: &decide::Tuple| TupleKey {
+        user: t.user.clone(),
+        relation: t.relation.clone(),
+        object: t.object.clone(),
+        condition: None,
+    };
+    CheckRequest {
+        store_id: check.store.clone(),
+        tuple_key: Some(CheckRequestTupleKey {
+            user: check.tuple.user.clone(),
+            relation: check.tuple.relation.clone(),
+            object: check.tuple.object.clone(),
+        }),
+        contextual_tuples: (!check.contextual.is_empty()).then(|| ContextualTupleKeys {
+            tuple_keys: check.contextual.iter().map(key).collect(),
+        }),
+        ..CheckRequest::default()
     }
 }
 

@@ -4,218 +4,25 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::time::Duration;
+mod support;
 
-use axum::http::{Method, StatusCode};
-use clap::Parser;
-use crds::{Account, Store, StoreSpec, Tuple};
-use fga::platform_mesh::{ASSIGNEE, OWNER, orgs_module, role_object, user};
-use harness::{
-    AuthorizingKcp, OpenFga, ServerProcess, TcpProxy, TestWorkspace, free_port, new_account,
-    ready_account, wait_for,
+use std::net::SocketAddr;
+use std::time::Duration;
+use support::{
+    acme_with_team, ask, orgs_store_id, orgs_workspace, platform, post, review, start_webhook,
+    store_id,
 };
-use kit::admission::testing::send;
+
+use axum::http::StatusCode;
+use crds::Account;
+use fga::platform_mesh::{ASSIGNEE, OWNER, role_object, user};
+use harness::{
+    AuthorizingKcp, OpenFga, TcpProxy, TestWorkspace, free_port, new_account, ready_account,
+    wait_for,
+};
 use kube::api::{Api, PostParams};
 use rebac_authz_webhook::server::{BatchQuestion, BatchRequest, BatchResponse};
-use rustls::pki_types::CertificateDer;
-use rustls::pki_types::pem::PemObject;
 use serde_json::{Value, json};
-use tokio::sync::OnceCell;
-use tokio_util::sync::CancellationToken;
-
-const CLUSTER_KEY: &str = "authorization.kubernetes.io/cluster-name";
-
-/// The platform, as plain data (clients belong to the runtime that made them).
-struct Platform {
-    orgs: kcp::ClusterPath,
-    orgs_cluster: kcp::ClusterName,
-    kubeconfig: PathBuf,
-}
-
-/// kcp (asking the webhook), OpenFGA, the `orgs` Store with carol as a member of `root:orgs`,
-/// both operators in-process, and the webhook binary where kcp expects it; once per binary.
-async fn platform() -> &'static Platform {
-    static PLATFORM: OnceCell<Platform> = OnceCell::const_new();
-    PLATFORM
-        .get_or_init(|| async {
-            let authz = AuthorizingKcp::shared().await;
-            let openfga = OpenFga::shared().await;
-            let (orgs, kubeconfig) =
-                harness::set_up_platform(&authz.kcp, true, "operators.kubeconfig").await;
-            create_orgs_store(&orgs).await;
-            let common = [
-                format!("--kubeconfig={}", kubeconfig.display()),
-                "--kubeconfig-context=root".into(),
-                "--metrics-bind-address=127.0.0.1:0".into(),
-                "--health-probe-bind-address=127.0.0.1:0".into(),
-            ];
-            let accounts = account_operator::config::Config::try_parse_from(
-                std::iter::once("account-operator".to_owned()).chain(common.clone()),
-            )
-            .unwrap();
-            let security = security_operator::config::Config::try_parse_from(
-                [
-                    "security-operator".to_owned(),
-                    "fga,initializer,terminator,system".into(),
-                ]
-                .into_iter()
-                .chain(common)
-                .chain([format!("--fga-target={}", openfga.grpc_endpoint())]),
-            )
-            .unwrap();
-            harness::run_detached(move || async move {
-                account_operator::app::run(accounts, CancellationToken::new())
-                    .await
-                    .unwrap();
-            });
-            harness::run_detached(move || async move {
-                security_operator::app::run(security, CancellationToken::new())
-                    .await
-                    .unwrap();
-            });
-            let webhook = start_webhook(
-                "rebac-authz-webhook",
-                &kubeconfig,
-                authz.webhook_address(),
-                &openfga.grpc_endpoint(),
-                &[],
-            )
-            .await;
-            // Kept for the test binary's lifetime; the watchdog stops it when the binary exits.
-            std::mem::forget(webhook);
-            Platform {
-                orgs: orgs.path,
-                orgs_cluster: orgs.cluster,
-                kubeconfig,
-            }
-        })
-        .await
-}
-
-/// The `orgs` Store, as the platform-mesh-operator creates it: the orgs module, and carol a
-/// member of the `root:orgs` workspace.
-async fn create_orgs_store(orgs: &TestWorkspace) {
-    let tuple = |object: &str, relation: &str, user: &str| Tuple {
-        object: object.into(),
-        relation: relation.into(),
-        user: user.into(),
-    };
-    let store = Store::new(
-        "orgs",
-        StoreSpec {
-            core_module: orgs_module().to_dsl().unwrap(),
-            tuples: Some(vec![
-                tuple("role:orgs-members", ASSIGNEE, &user("carol")),
-                tuple(
-                    "tenancy_kcp_io_workspace:orgs",
-                    "member",
-                    "role:orgs-members#assignee",
-                ),
-            ]),
-        },
-    );
-    let stores: Api<Store> = Api::all(orgs.client());
-    stores.create(&PostParams::default(), &store).await.unwrap();
-}
-
-/// Starts the webhook binary serving on `address` with kcp's test certificate, and waits
-/// until it is ready.
-async fn start_webhook(
-    name: &str,
-    kubeconfig: &std::path::Path,
-    address: SocketAddr,
-    openfga: &str,
-    extra: &[&str],
-) -> (ServerProcess, u16) {
-    let authz = AuthorizingKcp::shared().await;
-    let (health, metrics) = (free_port(), free_port());
-    let mut args = vec![
-        "serve".to_owned(),
-        format!("--kubeconfig={}", kubeconfig.display()),
-        "--kubeconfig-context=root".into(),
-        format!("--openfga-addr={openfga}"),
-        format!("--webhook-bind-address={address}"),
-        format!("--webhook-cert-dir={}", authz.cert_dir().display()),
-        format!("--metrics-bind-address=127.0.0.1:{metrics}"),
-        format!("--health-probe-bind-address=127.0.0.1:{health}"),
-        "--no-json".into(),
-    ];
-    args.extend(extra.iter().map(|a| (*a).to_owned()));
-    let binary = PathBuf::from(env!("CARGO_BIN_EXE_rebac-authz-webhook"));
-    let process =
-        ServerProcess::start(name, &binary, &args, kubeconfig.parent().unwrap(), false).unwrap();
-    loop {
-        if process.exited() {
-            panic!("{name} exited:\n{}", process.log_tail(20));
-        }
-        if harness::http_get(health, "/readyz")
-            .await
-            .is_some_and(|(code, _)| code == 200)
-        {
-            return (process, metrics);
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-/// A SubjectAccessReview as kcp sends it.
-fn review(user: &str, cluster: &str, verb: &str, group: &str, resource: &str, name: &str) -> Value {
-    json!({
-        "apiVersion": "authorization.k8s.io/v1",
-        "kind": "SubjectAccessReview",
-        "metadata": { "uid": format!("review-{verb}-{resource}") },
-        "spec": {
-            "user": user,
-            "groups": ["system:authenticated"],
-            "extra": { CLUSTER_KEY: [cluster] },
-            "resourceAttributes": {
-                "verb": verb, "group": group, "version": "v1alpha1", "resource": resource,
-                "name": name
-            }
-        }
-    })
-}
-
-/// Posts `body` to `path` of the webhook at `address`: the status and the body.
-async fn post(address: SocketAddr, path: &str, body: &[u8]) -> (StatusCode, String) {
-    let authz = AuthorizingKcp::shared().await;
-    let ca = CertificateDer::from_pem_slice(authz.ca_pem().as_bytes()).unwrap();
-    send(address, &ca, Method::POST, path, body).await.unwrap()
-}
-
-/// The review's answer: `(allowed, denied, reason)`.
-async fn ask(address: SocketAddr, review: &Value) -> (bool, bool, String) {
-    let (status, body) = post(address, "/authz", &serde_json::to_vec(review).unwrap()).await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    let answer: Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(answer["metadata"]["uid"], review["metadata"]["uid"]);
-    let status = &answer["status"];
-    (
-        status["allowed"].as_bool().unwrap(),
-        status["denied"].as_bool().unwrap_or(false),
-        status["reason"].as_str().unwrap_or("").to_owned(),
-    )
-}
-
-/// An org `acme-…` owned by alice with an account `team` (created by someone else): alice
-/// owns team through acme. Returns both workspaces.
-async fn acme_with_team(orgs: &TestWorkspace) -> (TestWorkspace, TestWorkspace) {
-    let org = format!("acme-{}", harness::unique_suffix());
-    let (_, acme) = ready_account(orgs, &org, "org", "alice").await;
-    let (_, team) = ready_account(&acme, "team", "account", "dave").await;
-    (acme, team)
-}
-
-async fn orgs_workspace() -> TestWorkspace {
-    let platform = platform().await;
-    TestWorkspace {
-        factory: AuthorizingKcp::shared().await.kcp.admin().await,
-        path: platform.orgs.clone(),
-        cluster: platform.orgs_cluster.clone(),
-    }
-}
 
 /// The HTTP status of listing Accounts in `path` as `user`.
 async fn list_accounts_as(user: &str, path: &kcp::ClusterPath) -> u16 {
@@ -495,23 +302,6 @@ async fn hostile_reviews_get_clear_answers() {
     assert_eq!(answer["apiVersion"], "authorization.k8s.io/v1beta1");
 }
 
-/// The OpenFGA store ID of the `orgs` Store, once the security-operator made it.
-async fn orgs_store_id(orgs: &TestWorkspace) -> String {
-    store_id(orgs, "orgs").await
-}
-
-/// The OpenFGA store ID of Store `name` in root:orgs.
-async fn store_id(orgs: &TestWorkspace, name: &str) -> String {
-    wait_for(&Api::<Store>::all(orgs.client()), name, "a store id", |s| {
-        s.status.as_ref().is_some_and(|s| s.store_id.is_some())
-    })
-    .await
-    .status
-    .unwrap()
-    .store_id
-    .unwrap()
-}
-
 #[tokio::test]
 async fn a_batch_answers_many_questions_for_one_user() {
     let authz = AuthorizingKcp::shared().await;
@@ -580,4 +370,153 @@ async fn a_batch_answers_many_questions_for_one_user() {
         .unwrap()
         .answers;
     assert!(answers.iter().all(|a| !a.allowed), "{answers:#?}");
+}
+
+/// A service account `binder` of `workspace`, which kcp's RBAC there lets create
+/// APIBindings; clients authenticated by its token.
+async fn binder(workspace: &TestWorkspace) -> kcp::ClientFactory {
+    use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+    use k8s_openapi::api::core::v1::ServiceAccount;
+    use k8s_openapi::api::rbac::v1::{
+        ClusterRole, ClusterRoleBinding, PolicyRule, RoleRef, Subject,
+    };
+    let client = workspace.client();
+    let post = PostParams::default();
+    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), "default");
+    let mut account = ServiceAccount::default();
+    account.metadata.name = Some("binder".into());
+    accounts.create(&post, &account).await.unwrap();
+    let mut role = ClusterRole::default();
+    role.metadata.name = Some("binder".into());
+    role.rules = Some(vec![PolicyRule {
+        api_groups: Some(vec!["apis.kcp.io".into()]),
+        resources: Some(vec!["apibindings".into()]),
+        verbs: vec!["create".into(), "get".into()],
+        ..PolicyRule::default()
+    }]);
+    Api::<ClusterRole>::all(client.clone())
+        .create(&post, &role)
+        .await
+        .unwrap();
+    let mut binding = ClusterRoleBinding::default();
+    binding.metadata.name = Some("binder".into());
+    binding.role_ref = RoleRef {
+        api_group: Some("rbac.authorization.k8s.io".into()),
+        kind: "ClusterRole".into(),
+        name: "binder".into(),
+    };
+    binding.subjects = Some(vec![Subject {
+        kind: "ServiceAccount".into(),
+        name: "binder".into(),
+        namespace: Some("default".into()),
+        ..Subject::default()
+    }]);
+    Api::<ClusterRoleBinding>::all(client)
+        .create(&post, &binding)
+        .await
+        .unwrap();
+    let request = TokenRequest {
+        spec: Some(TokenRequestSpec {
+            audiences: None,
+            expiration_seconds: Some(3600),
+            ..TokenRequestSpec::default()
+        }),
+        ..TokenRequest::default()
+    };
+    let token = accounts
+        .create_token_request("binder", &post, &request)
+        .await
+        .unwrap()
+        .status
+        .unwrap()
+        .token
+        .unwrap();
+    let name = format!("binder-{}", workspace.cluster);
+    AuthorizingKcp::shared()
+        .await
+        .with_token(&name, &token)
+        .await
+}
+
+#[tokio::test]
+async fn binds_follow_the_api_export_policies() {
+    use crds::api_export_policy::{ApiExportPolicy, ApiExportPolicySpec, ApiExportRef};
+    use kcp::types::apis::ApiBinding;
+    let authz = AuthorizingKcp::shared().await;
+    let orgs = orgs_workspace().await;
+    let (acme, team) = acme_with_team(&orgs).await;
+    let (_, other) = ready_account(&acme, "other", "account", "dave").await;
+    let provider = harness::widget_provider(&authz.kcp).await;
+
+    // A policy lets acme:team, and only it, bind the widgets.
+    let policy = ApiExportPolicy::new(
+        &format!("widgets-{}", acme.path.base()),
+        ApiExportPolicySpec {
+            api_export_ref: ApiExportRef {
+                name: harness::WIDGETS_EXPORT.into(),
+                cluster_path: provider.path.to_string(),
+            },
+            allow_path_expressions: vec![team.path.to_string()],
+        },
+    );
+    Api::<ApiExportPolicy>::all(orgs.client())
+        .create(&PostParams::default(), &policy)
+        .await
+        .unwrap();
+    let store = store_id(&orgs, acme.path.base()).await;
+    let export = format!(
+        "{}:{}/{}",
+        fga::platform_mesh::API_EXPORT_TYPE,
+        provider.cluster,
+        harness::WIDGETS_EXPORT
+    );
+    let grant = fga::tuple::Tuple::new(
+        fga::platform_mesh::account_object(acme.cluster.as_str(), "team"),
+        "bind",
+        export,
+    );
+    let mut fga = OpenFga::shared().await.client().await;
+    let mut granted = false;
+    for _ in 0..150 {
+        let tuples = fga::sync::read_tuples(&mut fga, &store, None, &Default::default())
+            .await
+            .unwrap();
+        granted = tuples.contains(&grant);
+        if granted {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(granted, "the security-operator wrote no {grant}");
+
+    // Service accounts of the consumer workspaces bind (kcp names their workspace in the
+    // review, as the group system:cluster:<cluster>); kcp's RBAC gives neither a bind.
+    let binding = harness::widgets_binding(&provider);
+    let team_sa = binder(&team).await;
+    let bindings: Api<ApiBinding> = Api::all(team_sa.for_path(&team.path).unwrap());
+    bindings
+        .create(&PostParams::default(), &binding)
+        .await
+        .unwrap();
+    wait_for(
+        &Api::<ApiBinding>::all(team.client()),
+        "widgets",
+        "Ready",
+        ApiBinding::is_ready,
+    )
+    .await;
+
+    let other_sa = binder(&other).await;
+    let bindings: Api<ApiBinding> = Api::all(other_sa.for_path(&other.path).unwrap());
+    match bindings.create(&PostParams::default(), &binding).await {
+        Err(kube::Error::Api(status)) => {
+            assert_eq!(status.code, 403, "{status:?}");
+            assert!(
+                status.message.contains("no permission to bind"),
+                "{}",
+                status.message
+            );
+        }
+        other => panic!("acme:other bound the widgets without a policy: {other:?}"),
+    }
 }

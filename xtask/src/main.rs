@@ -159,6 +159,11 @@ const BENCHMARKS: &[(&str, &str, &str)] = &[
         "initializer_latency",
         "time the security initializer adds to Ready; org teardown with 50 accounts",
     ),
+    (
+        "rebac-authz-webhook",
+        "decision_throughput",
+        "authorization decisions per second and p50/p99 through the webhook, next to OpenFGA's Check",
+    ),
 ];
 
 fn bench() -> TaskResult {
