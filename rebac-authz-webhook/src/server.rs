@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -125,19 +126,27 @@ pub fn routes(authorizer: Arc<Authorizer>) -> Router {
     Router::new()
         .route(AUTHZ_PATH, post(authorize))
         .route(BATCH_PATH, post(batch))
-        // One byte over the limit reaches `review::decode`, which names the limit; anything
-        // larger is cut off by axum with a bare 413.
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES + 1))
+        // axum stops reading at the limit; `authorize` answers that as a review error.
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(authorizer)
 }
 
 async fn authorize(
     State(authorizer): State<Arc<Authorizer>>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let in_flight = authorizer.metrics.started(AUTHZ_PATH);
-    let response = match review::decode(&headers, &body) {
+    let decoded = body
+        .map_err(|rejection| review::ReviewError {
+            status: rejection.status(),
+            message: match rejection.status() {
+                StatusCode::PAYLOAD_TOO_LARGE => format!("the body is over {MAX_BODY_BYTES} bytes"),
+                _ => rejection.body_text(),
+            },
+        })
+        .and_then(|body| review::decode(&headers, &body));
+    let response = match decoded {
         Err(error) => {
             tracing::info!(%error, "refused a request that is not a SubjectAccessReview");
             authorizer

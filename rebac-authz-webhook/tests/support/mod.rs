@@ -234,11 +234,18 @@ pub async fn orgs_store_id(orgs: &TestWorkspace) -> String {
     store_id(orgs, "orgs").await
 }
 
-/// The OpenFGA store ID of Store `name` in root:orgs.
+/// The OpenFGA store ID of Store `name` in root:orgs, once its model is written.
 pub async fn store_id(orgs: &TestWorkspace, name: &str) -> String {
-    wait_for(&Api::<Store>::all(orgs.client()), name, "a store id", |s| {
-        s.status.as_ref().is_some_and(|s| s.store_id.is_some())
-    })
+    wait_for(
+        &Api::<Store>::all(orgs.client()),
+        name,
+        "a store and model",
+        |s| {
+            s.status
+                .as_ref()
+                .is_some_and(|s| s.store_id.is_some() && s.authorization_model_id.is_some())
+        },
+    )
     .await
     .status
     .unwrap()
