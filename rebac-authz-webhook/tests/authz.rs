@@ -7,7 +7,6 @@
 mod support;
 
 use std::net::SocketAddr;
-use std::time::Duration;
 use support::{
     acme_with_team, ask, orgs_store_id, orgs_workspace, platform, post, review, start_webhook,
     store_id,
@@ -17,8 +16,8 @@ use axum::http::StatusCode;
 use crds::Account;
 use fga::platform_mesh::{ASSIGNEE, OWNER, role_object, user};
 use harness::{
-    AuthorizingKcp, OpenFga, TcpProxy, TestWorkspace, free_port, new_account, ready_account,
-    wait_for,
+    AuthorizingKcp, OpenFga, TcpProxy, TestWorkspace, eventually, free_port, new_account,
+    ready_account, wait_for,
 };
 use kube::api::{Api, PostParams};
 use rebac_authz_webhook::server::{BatchQuestion, BatchRequest, BatchResponse};
@@ -79,36 +78,21 @@ async fn the_owner_works_in_the_org_strangers_get_403_and_revoking_takes_effect(
     fga::sync::apply(&mut fga, &store, &revoke, &options)
         .await
         .unwrap();
-    let mut code = 200;
-    for _ in 0..50 {
-        code = list_accounts_as("alice", &team.path).await;
-        if code == 403 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    assert_eq!(
-        code, 403,
-        "alice still lists Accounts after her owner tuple went"
-    );
+    eventually("alice's access to go with her owner tuple", || async {
+        (list_accounts_as("alice", &team.path).await == 403).then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn a_member_of_the_orgs_workspace_is_answered_from_the_orgs_store() {
     let orgs = orgs_workspace().await;
     // The orgs Store's tuples are written by the security-operator; carol's answer turns 200.
-    let mut code = 0;
-    for _ in 0..150 {
-        code = list_accounts_as("carol", &orgs.path).await;
-        if code == 200 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    assert_eq!(
-        code, 200,
-        "carol, a member of root:orgs, cannot list organisations"
-    );
+    eventually(
+        "carol, a member of root:orgs, to list organisations",
+        || async { (list_accounts_as("carol", &orgs.path).await == 200).then_some(()) },
+    )
+    .await;
     assert_eq!(list_accounts_as("bob", &orgs.path).await, 403);
 }
 
@@ -162,15 +146,10 @@ async fn openfga_down_is_no_opinion_within_the_timeout_and_counted() {
         "",
     );
     // Its reflectors may still be engaging team: the first answers may be a retry.
-    let mut answer = (false, false, String::new());
-    for _ in 0..50 {
-        answer = ask(address, &question).await;
-        if answer.0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    assert!(answer.0, "not allowed through the proxy: {}", answer.2);
+    eventually("alice allowed through the proxied webhook", || async {
+        ask(address, &question).await.0.then_some(())
+    })
+    .await;
 
     proxy.set_cut(true);
     let (allowed, denied, reason) = ask(address, &question).await;
@@ -327,20 +306,17 @@ async fn a_batch_answers_many_questions_for_one_user() {
             },
         ],
     };
-    let mut answers = Vec::new();
     // The webhook may not have engaged the new workspaces yet.
-    for _ in 0..50 {
-        let body = serde_json::to_vec(&batch).unwrap();
+    let body = serde_json::to_vec(&batch).unwrap();
+    let answers = eventually("alice's first three answers allowed", || async {
         let (status, text) = post(authz.webhook_address(), "/authz/batch", &body).await;
         assert_eq!(status, StatusCode::OK, "{text}");
-        answers = serde_json::from_str::<BatchResponse>(&text)
+        let answers = serde_json::from_str::<BatchResponse>(&text)
             .unwrap()
             .answers;
-        if answers[..3].iter().all(|a| a.allowed) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+        answers[..3].iter().all(|a| a.allowed).then_some(answers)
+    })
+    .await;
     let allowed: Vec<bool> = answers.iter().map(|a| a.allowed).collect();
     assert_eq!(allowed, [true, true, true, false, false], "{answers:#?}");
     assert!(
@@ -473,19 +449,14 @@ async fn binds_follow_the_api_export_policies() {
         "bind",
         export,
     );
-    let mut fga = OpenFga::shared().await.client().await;
-    let mut granted = false;
-    for _ in 0..150 {
-        let tuples = fga::sync::read_tuples(&mut fga, &store, None, &Default::default())
+    let fga = OpenFga::shared().await.client().await;
+    eventually("the security-operator's bind tuple", || async {
+        let tuples = fga::sync::read_tuples(&mut fga.clone(), &store, None, &Default::default())
             .await
             .unwrap();
-        granted = tuples.contains(&grant);
-        if granted {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    assert!(granted, "the security-operator wrote no {grant}");
+        tuples.contains(&grant).then_some(())
+    })
+    .await;
 
     // Service accounts of the consumer workspaces bind (kcp names their workspace in the
     // review, as the group system:cluster:<cluster>); kcp's RBAC gives neither a bind.

@@ -328,25 +328,6 @@ async fn a_store_in_a_tenant_workspace_has_no_effect() {
     );
 }
 
-/// Polls `probe` until it returns `Some`, for at most two minutes.
-async fn eventually<T, F, Fut>(what: &str, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    loop {
-        if let Some(value) = probe().await {
-            return value;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
-    }
-}
-
 /// The type names of a store's latest model.
 async fn model_types(store_id: &str) -> Vec<String> {
     let mut client = OpenFga::shared().await.client().await;
@@ -390,7 +371,7 @@ async fn a_provider_export_bound_in_two_orgs_gets_a_module_per_org_and_a_clash_s
         assert_eq!(model.spec.store_ref.name, *org);
         assert_eq!(model.spec.store_ref.cluster, orgs.cluster.as_str());
         let store = store_id(&orgs, org).await;
-        eventually("the widget type in the model", || async {
+        harness::eventually("the widget type in the model", || async {
             model_types(&store)
                 .await
                 .contains(&"example_io_widget".to_owned())
@@ -519,7 +500,7 @@ async fn a_tuple_deleted_behind_the_operators_back_comes_back() {
         )
         .await
         .unwrap();
-    eventually("the parent tuple back", || async {
+    harness::eventually("the parent tuple back", || async {
         (tuples(&store).await == before).then_some(())
     })
     .await;
@@ -570,7 +551,7 @@ async fn an_api_export_policy_grants_bind_to_the_accounts_it_names() {
         .await
         .unwrap();
     let bind = format!("{org_obj}#bind@{exporter}");
-    eventually("the bind tuple", || async {
+    harness::eventually("the bind tuple", || async {
         (grants().await == BTreeSet::from([bind.clone()])).then_some(())
     })
     .await;
@@ -585,7 +566,7 @@ async fn an_api_export_policy_grants_bind_to_the_accounts_it_names() {
         .await
         .unwrap();
     let inherited = format!("{org_obj}#bind_inherited@{exporter}");
-    eventually("the bind_inherited tuple alone", || async {
+    harness::eventually("the bind_inherited tuple alone", || async {
         (grants().await == BTreeSet::from([inherited.clone()])).then_some(())
     })
     .await;

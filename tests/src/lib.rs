@@ -74,6 +74,26 @@ pub async fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     Some((code, body))
 }
 
+/// Polls `probe` every 250 ms until it returns `Some`, for at most two minutes; panics naming
+/// `what` after that. For waits no watch can express (OpenFGA's answers, HTTP status codes).
+pub async fn eventually<T, F, Fut>(what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        if let Some(value) = probe().await {
+            return value;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+}
+
 /// A unique suffix for names of objects a test creates (lowercase, DNS-safe).
 pub fn unique_suffix() -> String {
     use std::sync::atomic::{AtomicU32, Ordering};
