@@ -489,3 +489,49 @@ async fn binds_follow_the_api_export_policies() {
         other => panic!("acme:other bound the widgets without a policy: {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn a_store_re_created_with_a_new_id_is_followed() {
+    use kcp::types::core::{LOGICAL_CLUSTER_NAME, LogicalCluster};
+    use kube::api::{DeleteParams, Patch, PatchParams};
+    let orgs = orgs_workspace().await;
+    let (acme, team) = acme_with_team(&orgs).await;
+    eventually("alice listing Accounts in team", || async {
+        (list_accounts_as("alice", &team.path).await == 200).then_some(())
+    })
+    .await;
+    let old = store_id(&orgs, acme.path.base()).await;
+
+    // The Store goes, with its OpenFGA store: no store, no answer but NoOpinion.
+    let stores: Api<crds::Store> = Api::all(orgs.client());
+    stores
+        .delete(acme.path.base(), &DeleteParams::default())
+        .await
+        .unwrap();
+    harness::wait_gone(&stores, acme.path.base()).await;
+    eventually("alice refused while acme has no store", || async {
+        (list_accounts_as("alice", &team.path).await == 403).then_some(())
+    })
+    .await;
+
+    // The security-operator re-applies the initializers' work when the workspaces change:
+    // a new store, with a new id, and the tuples again.
+    let poke = json!({"metadata": {"annotations": {"test.platform-mesh.io/poke": "1"}}});
+    for workspace in [&acme, &team] {
+        Api::<LogicalCluster>::all(workspace.client())
+            .patch(
+                LOGICAL_CLUSTER_NAME,
+                &PatchParams::default(),
+                &Patch::Merge(&poke),
+            )
+            .await
+            .unwrap();
+    }
+    let new = store_id(&orgs, acme.path.base()).await;
+    assert_ne!(new, old);
+    eventually(
+        "alice listing Accounts in team through the new store",
+        || async { (list_accounts_as("alice", &team.path).await == 200).then_some(()) },
+    )
+    .await;
+}
