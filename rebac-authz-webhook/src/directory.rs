@@ -177,7 +177,7 @@ impl Directory {
             "" | "*" => None,
             v => Some(v.to_owned()),
         };
-        let list: APIResourceList = if group.is_empty() {
+        let list: Result<APIResourceList, kube::Error> = if group.is_empty() {
             client
                 .list_core_api_resources(version.as_deref().unwrap_or("v1"))
                 .await
@@ -186,23 +186,31 @@ impl Directory {
                 Some(v) => v,
                 None => {
                     let groups = client.list_api_groups().await.map_err(|e| e.to_string())?;
-                    groups
+                    let preferred = groups
                         .groups
                         .into_iter()
                         .find(|g| g.name == group)
                         .and_then(|g| {
                             g.preferred_version
                                 .or_else(|| g.versions.into_iter().next())
-                        })
-                        .map(|v| v.version)
-                        .ok_or_else(|| format!("the workspace serves no group {group:?}"))?
+                        });
+                    match preferred {
+                        Some(v) => v.version,
+                        // Known to be absent: kept as such, so that requests for a group no
+                        // one serves do not each cost a discovery.
+                        None => return Ok(HashMap::new()),
+                    }
                 }
             };
             client
                 .list_api_group_resources(&format!("{group}/{version}"))
                 .await
-        }
-        .map_err(|e| e.to_string())?;
+        };
+        let list = match list {
+            Ok(list) => list,
+            Err(kube::Error::Api(status)) if status.code == 404 => return Ok(HashMap::new()),
+            Err(e) => return Err(e.to_string()),
+        };
         Ok(list
             .resources
             .into_iter()

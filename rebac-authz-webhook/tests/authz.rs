@@ -304,6 +304,12 @@ async fn a_batch_answers_many_questions_for_one_user() {
                 workspace: "not a path".into(),
                 ..question(&team.path, "list", "")
             },
+            // A group the workspace does not serve: its discovery says so.
+            BatchQuestion {
+                group: "example.io".into(),
+                resource: "widgets".into(),
+                ..question(&team.path, "get", "w")
+            },
         ],
     };
     // The webhook may not have engaged the new workspaces yet.
@@ -318,7 +324,11 @@ async fn a_batch_answers_many_questions_for_one_user() {
     })
     .await;
     let allowed: Vec<bool> = answers.iter().map(|a| a.allowed).collect();
-    assert_eq!(allowed, [true, true, true, false, false], "{answers:#?}");
+    assert_eq!(
+        allowed,
+        [true, true, true, false, false, false],
+        "{answers:#?}"
+    );
     assert!(
         answers[3].reason.contains("is not known"),
         "{}",
@@ -328,6 +338,11 @@ async fn a_batch_answers_many_questions_for_one_user() {
         answers[4].reason.contains("not a path"),
         "{}",
         answers[4].reason
+    );
+    assert!(
+        answers[5].reason.contains("serves no resource \"widgets\""),
+        "{}",
+        answers[5].reason
     );
 
     let bob = BatchRequest {
