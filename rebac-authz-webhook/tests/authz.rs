@@ -179,7 +179,7 @@ async fn hostile_reviews_get_clear_answers() {
     orgs_store_id(&orgs).await;
     // In the orgs workspace, whose store is known: every answer below is deterministic.
     let orgs_cluster = orgs.cluster.as_str();
-    let mut many_groups = review(
+    let list_accounts = review(
         "alice",
         orgs_cluster,
         "list",
@@ -187,15 +187,9 @@ async fn hostile_reviews_get_clear_answers() {
         "accounts",
         "",
     );
+    let mut many_groups = list_accounts.clone();
     many_groups["spec"]["groups"] = json!((0..10_000).map(|i| format!("g{i}")).collect::<Vec<_>>());
-    let mut beta = review(
-        "alice",
-        orgs_cluster,
-        "list",
-        "core.platform-mesh.io",
-        "accounts",
-        "",
-    );
+    let mut beta = list_accounts;
     beta["apiVersion"] = json!("authorization.k8s.io/v1beta1");
     let cases: Vec<(&str, Vec<u8>, StatusCode, &str)> = vec![
         (
