@@ -231,7 +231,9 @@ pub async fn create_workspace(
         },
         status: None,
     };
-    match api.create(&PostParams::default(), &workspace).await {
+    // The parent may have turned Ready a moment ago: wait until its APIs are served.
+    let post = PostParams::default();
+    match when_served(|| api.create(&post, &workspace)).await {
         Ok(_) => {}
         Err(kube::Error::Api(status)) if status.code == 409 => {}
         Err(e) => panic!("creating workspace {name} in {parent}: {e}"),
