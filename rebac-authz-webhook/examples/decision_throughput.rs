@@ -33,8 +33,9 @@ use serde_json::Value;
 const REQUESTS: usize = 4000;
 /// Rounds per contender.
 const ROUNDS: usize = 3;
-/// Requests in flight at once (kcp asks with many connections).
-const CONCURRENCY: usize = 32;
+/// Requests in flight at once: one (the latency a single request sees), and loads of a busy
+/// kcp asking over many connections.
+const CONCURRENCY: [usize; 3] = [1, 8, 32];
 
 /// The one workspace the questions are about, as the webhook's directory knows it.
 struct Known {
@@ -80,9 +81,9 @@ fn summary(samples: &mut [Duration], elapsed: Duration) -> (f64, Duration, Durat
     )
 }
 
-/// Runs `REQUESTS` calls of `call` over the questions, `CONCURRENCY` at once: each latency,
+/// Runs `REQUESTS` calls of `call` over the questions, `concurrency` at once: each latency,
 /// and the wall time.
-async fn round<F, Fut>(count: usize, call: F) -> (Vec<Duration>, Duration)
+async fn round<F, Fut>(count: usize, concurrency: usize, call: F) -> (Vec<Duration>, Duration)
 where
     F: Fn(usize) -> Fut,
     Fut: std::future::Future<Output = ()>,
@@ -97,7 +98,7 @@ where
                 at.elapsed()
             }
         })
-        .buffer_unordered(CONCURRENCY)
+        .buffer_unordered(concurrency)
         .collect::<Vec<_>>()
         .await;
     (latencies, started.elapsed())
@@ -220,41 +221,52 @@ async fn bench() -> Result<(), String> {
         }
     };
     // Warm both paths once.
-    round(bodies.len(), answer).await;
-    round(bodies.len(), check).await;
+    round(bodies.len(), 8, answer).await;
+    round(bodies.len(), 8, check).await;
 
-    let (mut webhook, mut openfga) = (Vec::new(), Vec::new());
-    let (mut webhook_time, mut openfga_time) = (Duration::ZERO, Duration::ZERO);
-    for r in 1..=ROUNDS {
-        println!("round {r}/{ROUNDS}: {REQUESTS} decisions through the webhook, {REQUESTS} Checks");
-        let (samples, took) = round(bodies.len(), answer).await;
-        webhook.extend(samples);
-        webhook_time += took;
-        let (samples, took) = round(bodies.len(), check).await;
-        openfga.extend(samples);
-        openfga_time += took;
+    let mut table = Vec::new();
+    for concurrency in CONCURRENCY {
+        let (mut webhook, mut openfga) = (Vec::new(), Vec::new());
+        let (mut webhook_time, mut openfga_time) = (Duration::ZERO, Duration::ZERO);
+        for r in 1..=ROUNDS {
+            println!(
+                "{concurrency} in flight, round {r}/{ROUNDS}: {REQUESTS} decisions through the \
+                 webhook, {REQUESTS} Checks"
+            );
+            let (samples, took) = round(bodies.len(), concurrency, answer).await;
+            webhook.extend(samples);
+            webhook_time += took;
+            let (samples, took) = round(bodies.len(), concurrency, check).await;
+            openfga.extend(samples);
+            openfga_time += took;
+        }
+        table.push((
+            concurrency,
+            summary(&mut webhook, webhook_time),
+            summary(&mut openfga, openfga_time),
+        ));
     }
-    let (w_rate, w50, w99) = summary(&mut webhook, webhook_time);
-    let (o_rate, o50, o99) = summary(&mut openfga, openfga_time);
     println!();
     println!(
-        "{CONCURRENCY} in flight, {} questions, {} samples each:",
+        "{} questions, {} samples per row and contender:",
         bodies.len(),
-        webhook.len()
+        REQUESTS * ROUNDS
     );
     println!(
-        "{:<28} {:>12} {:>10} {:>10}",
-        "", "per second", "p50", "p99"
+        "{:>9} {:<27} {:>10} {:>10} {:>10} {:>12}",
+        "in flight", "", "per second", "p50", "p99", "p99 - FGA's"
     );
-    println!(
-        "{:<28} {w_rate:>12.0} {:>10.2?} {:>10.2?}",
-        "webhook (HTTPS, decision)", w50, w99
-    );
-    println!(
-        "{:<28} {o_rate:>12.0} {:>10.2?} {:>10.2?}",
-        "OpenFGA Check (gRPC)", o50, o99
-    );
-    println!("webhook p99 - OpenFGA p99: {:.2?}", w99.saturating_sub(o99));
+    for (concurrency, (w_rate, w50, w99), (o_rate, o50, o99)) in table {
+        println!(
+            "{concurrency:>9} {:<27} {w_rate:>10.0} {w50:>10.2?} {w99:>10.2?} {:>12.2?}",
+            "webhook (HTTPS, decision)",
+            w99.saturating_sub(o99)
+        );
+        println!(
+            "{:>9} {:<27} {o_rate:>10.0} {o50:>10.2?} {o99:>10.2?}",
+            "", "OpenFGA Check (gRPC)"
+        );
+    }
     Ok(())
 }
 
