@@ -152,6 +152,13 @@ pub fn relation_group(group: &str, plural: &str) -> String {
         .replace('.', "_")
 }
 
+/// The relation on a resource's parent for a collection verb (`create`, `list`, `watch`):
+/// `<verb>_<group>_<plural>`, the group as in [`relation_group`]. The model generator
+/// defines it and the authorization webhook checks it through this one function.
+pub fn verb_relation(verb: &str, group: &str, plural: &str) -> String {
+    format!("{verb}_{}_{plural}", relation_group(group, plural))
+}
+
 /// The object type of a resource: `<group>_<singular>`, the group as in
 /// [`relation_group`], then cut from the left so that `create_<type>s` fits
 /// OpenFGA's 50 characters. The model generator and the authorization webhook
@@ -422,11 +429,7 @@ impl ResourceModule {
 
     /// The relation on the parent for `verb` (`create`, `list`, `watch`).
     pub fn verb_relation(&self, verb: &str) -> String {
-        format!(
-            "{verb}_{}_{}",
-            relation_group(&self.group, &self.plural),
-            self.plural
-        )
+        verb_relation(verb, &self.group, &self.plural)
     }
 
     /// Builds the module.

@@ -202,17 +202,11 @@ async fn bench() -> Result<(), String> {
         }
     };
     // Until the webhook has engaged the workspace, its first answers are retries.
-    let started = Instant::now();
-    loop {
+    harness::eventually("the webhook to allow alice", || async {
         let (_, body) = support::post(authz.webhook_address(), "/authz", &bodies[0]).await;
-        if body.contains("\"allowed\":true") {
-            break;
-        }
-        if started.elapsed() > Duration::from_secs(60) {
-            return Err(format!("the webhook never allowed alice: {body}"));
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+        body.contains("\"allowed\":true").then_some(())
+    })
+    .await;
     let fga = harness::OpenFga::shared().await.client().await;
     let check = |i: usize| {
         let (mut fga, checks) = (fga.clone(), checks.clone());

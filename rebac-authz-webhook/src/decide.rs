@@ -20,7 +20,7 @@ use std::fmt;
 use std::time::Duration;
 
 use fga::platform_mesh::{
-    API_EXPORT_TYPE, NAMESPACE_TYPE, PARENT, ResourceModule, ResourceScope, relation_group, user,
+    API_EXPORT_TYPE, NAMESPACE_TYPE, PARENT, ResourceModule, ResourceScope, user, verb_relation,
 };
 use kcp::ClusterName;
 
@@ -325,12 +325,7 @@ fn orgs(question: &Question, resource: &ResourceRequest, view: &dyn View) -> Pla
             "the orgs Store has no OpenFGA store yet".into(),
         ));
     };
-    let relation = format!(
-        "{}_{}_{}",
-        resource.verb,
-        relation_group(&resource.group, &resource.resource),
-        resource.resource
-    );
+    let relation = verb_relation(&resource.verb, &resource.group, &resource.resource);
     check(
         store,
         Tuple::new(user(&question.user), relation, ORGS_WORKSPACE_OBJECT),
