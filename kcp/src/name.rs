@@ -59,6 +59,12 @@ impl ClusterName {
         Self("root".to_owned())
     }
 
+    /// The name standing for a plain Kubernetes cluster (one that is not kcp), whose objects
+    /// carry no logical-cluster annotation.
+    pub fn host() -> Self {
+        Self("host".to_owned())
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }

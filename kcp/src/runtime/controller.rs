@@ -24,7 +24,7 @@ use super::metrics::{
 };
 use super::queue::{Backoff, Completion, WorkQueue};
 use super::source::EndpointSource;
-use super::watch::{Failing, Seen, run};
+use super::watch::{Failing, Seen, Target, run};
 use crate::PATH_ANNOTATION;
 use crate::client::{ClientFactory, Error as ClientError};
 use crate::name::{ClusterName, ClusterPath};
@@ -105,23 +105,33 @@ impl Default for ControllerConfig {
 pub struct Context {
     /// The object's cluster-qualified key.
     pub key: ObjectKey,
-    /// The virtual-workspace endpoint (shard) the object's cluster is served on.
+    /// The virtual-workspace endpoint (shard) the object's cluster is served on, or the
+    /// server itself for a [direct](EndpointSource::Direct) source.
     pub endpoint: String,
     factory: ClientFactory,
     clusters: ClusterSet,
+    direct: bool,
 }
 
 impl Context {
     /// A client for the object's cluster through its endpoint: `<endpoint>/clusters/<cluster>`.
+    /// For a direct source, the server itself.
     pub fn client(&self) -> Result<Client, ClientError> {
-        self.factory
-            .for_virtual_cluster(&self.endpoint, &self.key.cluster)
+        self.client_on(&self.endpoint, &self.key.cluster)
     }
 
     /// A client for another engaged cluster, through the endpoint that serves it.
     pub fn client_for(&self, cluster: &ClusterName) -> Option<Result<Client, ClientError>> {
         let endpoint = self.clusters.endpoint_of(cluster)?;
-        Some(self.factory.for_virtual_cluster(&endpoint, cluster))
+        Some(self.client_on(&endpoint, cluster))
+    }
+
+    fn client_on(&self, endpoint: &str, cluster: &ClusterName) -> Result<Client, ClientError> {
+        if self.direct {
+            self.factory.for_url(endpoint)
+        } else {
+            self.factory.for_virtual_cluster(endpoint, cluster)
+        }
     }
 
     /// The engaged clusters, with the path index.
@@ -298,6 +308,8 @@ struct Shared<K> {
     engage_hooks: Vec<EngageHook<K>>,
     /// The endpoint each cached object's cluster was seen on, to drop them with it.
     seen_on: Mutex<HashMap<ClusterName, String>>,
+    /// Whether the source is [direct](EndpointSource::Direct).
+    direct: bool,
 }
 
 impl<K> Shared<K> {
@@ -390,10 +402,14 @@ impl<K> Shared<K> {
         if let Some(g) = &gauge {
             g.inc();
         }
+        let host = self.direct.then(ClusterName::host);
         run(
-            Api::<R>::all(client),
-            watcher::Config::default(),
-            &kind,
+            Target {
+                api: Api::<R>::all(client),
+                config: watcher::Config::default(),
+                what: &kind,
+                unannotated: host.as_ref(),
+            },
             stop,
             &failing,
             |_| {
@@ -566,6 +582,7 @@ where
             tracker,
             engage_hooks,
             seen_on: Mutex::default(),
+            direct: source.is_direct(),
         });
         let related = Arc::new(related);
         let reconcile = Arc::new(reconcile);
@@ -675,7 +692,12 @@ fn start_endpoint<K>(
 where
     K: Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
 {
-    let wildcard = counting_watches(factory.for_virtual_wildcard(url)?, shared);
+    let wildcard = if shared.direct {
+        factory.for_url(url)?
+    } else {
+        factory.for_virtual_wildcard(url)?
+    };
+    let wildcard = counting_watches(wildcard, shared);
     let mut watches: Vec<BoxFuture> = Vec::new();
 
     if by_bindings {
@@ -868,6 +890,7 @@ async fn worker<K, F, Fut, E>(
             endpoint,
             factory: factory.clone(),
             clusters: shared.clusters.clone(),
+            direct: shared.direct,
         };
         let started = Instant::now();
         // Its own task, so a panicking reconcile does not take the worker (and the key) with

@@ -7,7 +7,7 @@ use kube::{Api, Client};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::watch::{Failing, Seen, run};
+use super::watch::{Failing, Seen, Target, run};
 use crate::types::apis::ApiExportEndpointSlice;
 use crate::types::tenancy::WorkspaceType;
 
@@ -44,6 +44,11 @@ pub enum EndpointSource {
         name: String,
         kind: VirtualWorkspaceKind,
     },
+    /// The API server `url` names, watched directly: one endpoint and no virtual workspace,
+    /// for a plain Kubernetes cluster (the one hosting the operators, where a
+    /// `PlatformMesh` lives). Its objects engage their cluster themselves; those without kcp's
+    /// cluster annotation belong to [`ClusterName::host`](crate::ClusterName::host).
+    Direct { url: String },
 }
 
 impl std::fmt::Debug for EndpointSource {
@@ -51,6 +56,7 @@ impl std::fmt::Debug for EndpointSource {
         match self {
             Self::ApiExport { slice, .. } => write!(f, "APIExportEndpointSlice {slice}"),
             Self::WorkspaceType { name, kind, .. } => write!(f, "WorkspaceType {name} ({kind:?})"),
+            Self::Direct { url } => write!(f, "{url}"),
         }
     }
 }
@@ -61,7 +67,13 @@ impl EndpointSource {
         match self {
             Self::ApiExport { .. } => "apiexportendpointslices",
             Self::WorkspaceType { .. } => "workspacetypes",
+            Self::Direct { .. } => "direct",
         }
+    }
+
+    /// Whether the one endpoint is the server itself rather than virtual workspaces.
+    pub(crate) fn is_direct(&self) -> bool {
+        matches!(self, Self::Direct { .. })
     }
 
     /// Whether clusters engage through APIBindings (apiexport flavour) rather than through
@@ -90,9 +102,12 @@ impl EndpointSource {
                 let config = watcher::Config::default().fields(&format!("metadata.name={slice}"));
                 let api: Api<ApiExportEndpointSlice> = Api::all(client);
                 run(
-                    api,
-                    config,
-                    "apiexportendpointslice",
+                    Target {
+                        api,
+                        config,
+                        what: "apiexportendpointslice",
+                        unannotated: None,
+                    },
                     stop,
                     failing,
                     failed,
@@ -110,9 +125,12 @@ impl EndpointSource {
                 let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
                 let api: Api<WorkspaceType> = Api::all(client);
                 run(
-                    api,
-                    config,
-                    "workspacetype",
+                    Target {
+                        api,
+                        config,
+                        what: "workspacetype",
+                        unannotated: None,
+                    },
                     stop,
                     failing,
                     failed,
@@ -127,6 +145,13 @@ impl EndpointSource {
                     },
                 )
                 .await;
+            }
+            Self::Direct { url } => {
+                // Nothing to watch: the endpoint is fixed.
+                let _ = failed;
+                let _ = failing;
+                publish(BTreeSet::from([url]));
+                stop.cancelled().await;
             }
         }
     }

@@ -16,6 +16,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::cache::ObjectKey;
+use crate::name::ClusterName;
 
 /// What a watch saw.
 #[derive(Debug)]
@@ -81,12 +82,22 @@ impl Failing {
     }
 }
 
+/// What one watch watches.
+pub(crate) struct Target<'a, R> {
+    pub api: Api<R>,
+    pub config: watcher::Config,
+    /// The kind, for logs.
+    pub what: &'a str,
+    /// Where objects without kcp's cluster annotation belong, if anywhere.
+    pub unannotated: Option<&'a ClusterName>,
+}
+
 /// Runs the watch until `stop` is cancelled, calling `on` for every change and `failed` for
-/// every error. Errors are retried with kube-runtime's default backoff.
+/// every error. Errors are retried with kube-runtime's default backoff. Objects are keyed by
+/// kcp's cluster annotation; without one they belong to `unannotated`, or are skipped when
+/// that is `None` (every object a kcp endpoint serves is annotated).
 pub(crate) async fn run<R>(
-    api: Api<R>,
-    config: watcher::Config,
-    what: &str,
+    target: Target<'_, R>,
     stop: CancellationToken,
     failing: &Failing,
     mut failed: impl FnMut(&watcher::Error),
@@ -94,6 +105,21 @@ pub(crate) async fn run<R>(
 ) where
     R: Resource + Clone + Debug + DeserializeOwned + Send + 'static,
 {
+    let Target {
+        api,
+        config,
+        what,
+        unannotated,
+    } = target;
+    let key_of = |object: &R| {
+        ObjectKey::of(object).or_else(|| {
+            unannotated.map(|cluster| ObjectKey {
+                cluster: cluster.clone(),
+                namespace: object.meta().namespace.clone(),
+                name: object.meta().name.clone().unwrap_or_default(),
+            })
+        })
+    };
     let mut stream = watcher::watcher(api, config).default_backoff().boxed();
     // The last version of every object the watch delivered, to reconcile re-lists against.
     let mut known: HashMap<ObjectKey, R> = HashMap::new();
@@ -118,7 +144,7 @@ pub(crate) async fn run<R>(
         match event {
             Event::Init => relisted = Some(HashMap::new()),
             Event::InitApply(object) => {
-                if let Some(key) = ObjectKey::of(&object) {
+                if let Some(key) = key_of(&object) {
                     on(Seen::Apply(key.clone(), &object));
                     relisted
                         .get_or_insert_with(HashMap::new)
@@ -139,14 +165,14 @@ pub(crate) async fn run<R>(
                 }
             }
             Event::Apply(object) => {
-                if let Some(key) = ObjectKey::of(&object) {
+                if let Some(key) = key_of(&object) {
                     tracing::trace!(watch = what, %key, deleting = object.meta().deletion_timestamp.is_some(), "applied");
                     on(Seen::Apply(key.clone(), &object));
                     known.insert(key, object);
                 }
             }
             Event::Delete(object) => {
-                if let Some(key) = ObjectKey::of(&object) {
+                if let Some(key) = key_of(&object) {
                     tracing::trace!(watch = what, %key, "deleted");
                     known.remove(&key);
                     on(Seen::Delete(key, &object));
@@ -227,9 +253,12 @@ mod tests {
         let mut errors = 0;
         let mut seen = Vec::new();
         let watching = run(
-            Api::<ConfigMap>::all(client),
-            watcher::Config::default(),
-            "configmaps",
+            Target {
+                api: Api::<ConfigMap>::all(client),
+                config: watcher::Config::default(),
+                what: "configmaps",
+                unannotated: None,
+            },
             stop.clone(),
             &failing,
             |_| errors += 1,
@@ -264,5 +293,66 @@ mod tests {
         );
         assert_eq!(errors, 1, "the 410 is counted");
         assert_eq!(calls.lists.load(Ordering::SeqCst), 2);
+    }
+
+    /// A plain Kubernetes server: one object without kcp's cluster annotation, one with it.
+    async fn serve_plain(uri: Uri) -> Response {
+        if uri
+            .query()
+            .is_some_and(|q| q.split('&').any(|p| p == "watch=true"))
+        {
+            let forever = futures::stream::pending::<Result<String, std::io::Error>>();
+            return axum::body::Body::from_stream(forever).into_response();
+        }
+        let mut plain = config_map("plain", "1");
+        plain["metadata"]
+            .as_object_mut()
+            .unwrap()
+            .remove("annotations");
+        axum::Json(json!({"apiVersion": "v1", "kind": "ConfigMapList",
+            "metadata": {"resourceVersion": "2"}, "items": [plain, config_map("kcp", "1")]}))
+        .into_response()
+    }
+
+    #[tokio::test]
+    async fn objects_without_a_cluster_annotation_belong_to_the_fallback_cluster_or_are_skipped() {
+        let app = Router::new().route("/api/v1/configmaps", get(serve_plain));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let config = kube::Config::new(format!("http://{address}").parse().unwrap());
+        let client = kube::Client::try_from(config).unwrap();
+        let host = ClusterName::host();
+        for (unannotated, expected) in [
+            (None, vec!["apply abc|default/kcp"]),
+            (
+                Some(&host),
+                vec!["apply host|default/plain", "apply abc|default/kcp"],
+            ),
+        ] {
+            let stop = CancellationToken::new();
+            let failing = Failing::default();
+            let mut seen = Vec::new();
+            let watching = run(
+                Target {
+                    api: Api::<ConfigMap>::all(client.clone()),
+                    config: watcher::Config::default(),
+                    what: "configmaps",
+                    unannotated,
+                },
+                stop.clone(),
+                &failing,
+                |_| {},
+                |event| match event {
+                    Seen::Apply(key, _) => seen.push(format!("apply {key}")),
+                    Seen::Delete(..) => {}
+                    Seen::Synced => stop.cancel(),
+                },
+            );
+            tokio::time::timeout(Duration::from_secs(30), watching)
+                .await
+                .expect("the list arrives");
+            assert_eq!(seen, expected, "unannotated objects go to {unannotated:?}");
+        }
     }
 }
