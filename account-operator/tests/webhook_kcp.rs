@@ -23,10 +23,9 @@ use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
 
 /// The names platform-mesh-operator gives the configurations and webhooks.
-const MUTATING_CONFIG: &str = "account-operator.webhooks.core.platform-mesh.io";
-const MUTATING_WEBHOOK: &str = "maccount.kb.io";
-const VALIDATING_CONFIG: &str = "organization-validator.webhooks.core.platform-mesh.io";
-const VALIDATING_WEBHOOK: &str = "organization.validation.platform-mesh.ui";
+use crds::account::webhook::{
+    MUTATING_CONFIG, MUTATING_WEBHOOK, VALIDATING_CONFIG, VALIDATING_WEBHOOK,
+};
 
 /// How long kcp may take to start calling newly registered webhooks.
 const ACTIVATION_TIMEOUT: Duration = Duration::from_secs(90);

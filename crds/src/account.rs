@@ -111,3 +111,20 @@ pub(crate) fn preserve_unknown_object(_: &mut schemars::SchemaGenerator) -> sche
         "x-kubernetes-preserve-unknown-fields": true,
     })
 }
+
+/// The account-operator's admission webhooks as kcp calls them: the platform-mesh-operator
+/// registers them in kcp, the account-operator serves them.
+pub mod webhook {
+    /// The mutating webhook's path (defaults `spec.creator`).
+    pub const MUTATE_PATH: &str = "/mutate-core-platform-mesh-io-v1alpha1-account";
+    /// The validating webhook's path (account type allow-list, organisation names).
+    pub const VALIDATE_PATH: &str = "/validate-core-platform-mesh-io-v1alpha1-account";
+    /// The MutatingWebhookConfiguration, upstream's name.
+    pub const MUTATING_CONFIG: &str = "account-operator.webhooks.core.platform-mesh.io";
+    /// The webhook inside it.
+    pub const MUTATING_WEBHOOK: &str = "maccount.kb.io";
+    /// The ValidatingWebhookConfiguration, upstream's name.
+    pub const VALIDATING_CONFIG: &str = "organization-validator.webhooks.core.platform-mesh.io";
+    /// The webhook inside it.
+    pub const VALIDATING_WEBHOOK: &str = "organization.validation.platform-mesh.ui";
+}

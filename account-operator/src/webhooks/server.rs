@@ -13,10 +13,7 @@ use super::WebhookConfig;
 use super::metrics::WebhookMetrics;
 use super::policy::Policy;
 
-/// The mutating webhook's path (defaults `spec.creator`).
-pub const MUTATE_PATH: &str = "/mutate-core-platform-mesh-io-v1alpha1-account";
-/// The validating webhook's path (account type allow-list, organisation names).
-pub const VALIDATE_PATH: &str = "/validate-core-platform-mesh-io-v1alpha1-account";
+pub use crds::account::webhook::{MUTATE_PATH, VALIDATE_PATH};
 
 /// The admission handlers, independent of transport: a request in, an answer out, logged and
 /// counted.

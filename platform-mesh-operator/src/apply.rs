@@ -1,0 +1,155 @@
+//! Making one object match what it should be, writing only when it does not: the object is
+//! read, and server-side applied (one field manager, forced, so an edit by someone else is
+//! put back) only when a field this operator owns differs or is missing. A reconcile of a
+//! tree that is already right therefore only reads.
+
+use kube::Api;
+use kube::api::{ApiResource, DynamicObject, Patch, PatchParams};
+use lifecycle::SubroutineError;
+use serde_json::Value;
+
+use crate::bootstrap::{Desired, Readiness};
+
+/// Whether every field of `desired` is in `live` with the same value: objects may have more
+/// keys in `live` (defaults, status, metadata the server adds), arrays must match element by
+/// element, anything else must be equal.
+pub fn is_subset(desired: &Value, live: &Value) -> bool {
+    match (desired, live) {
+        (Value::Object(want), Value::Object(have)) => want
+            .iter()
+            .all(|(key, value)| have.get(key).is_some_and(|h| is_subset(value, h))),
+        (Value::Array(want), Value::Array(have)) => {
+            want.len() == have.len() && want.iter().zip(have).all(|(w, h)| is_subset(w, h))
+        }
+        _ => desired == live,
+    }
+}
+
+/// Whether `object` shows what `readiness` asks for.
+pub fn is_ready(readiness: Readiness, object: &Value) -> bool {
+    let status = &object["status"];
+    match readiness {
+        Readiness::Exists => true,
+        Readiness::WorkspaceReady => status["phase"] == "Ready",
+        Readiness::ConditionReady => status["conditions"].as_array().is_some_and(|c| {
+            c.iter()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True")
+        }),
+        Readiness::IdentityHash => status["identityHash"]
+            .as_str()
+            .is_some_and(|h| !h.is_empty()),
+    }
+}
+
+/// What [`ensure`] found and did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ensured {
+    /// Whether it wrote.
+    pub written: bool,
+    /// The object as the server has it now.
+    pub live: Value,
+}
+
+/// Reads the object `desired` names through `api` and applies `desired` when it differs.
+pub async fn ensure_value(
+    api: &Api<DynamicObject>,
+    desired: &Value,
+    what: &str,
+    field_manager: &str,
+) -> Result<Ensured, SubroutineError> {
+    let name = desired["metadata"]["name"].as_str().unwrap_or_default();
+    let live = api
+        .get_opt(name)
+        .await
+        .map_err(|e| SubroutineError::kube(format!("reading {what}"), e))?;
+    if let Some(live) = live {
+        let live = serde_json::to_value(live)
+            .map_err(|e| SubroutineError::transient(format!("decoding {what}: {e}")))?;
+        if is_subset(desired, &live) {
+            return Ok(Ensured {
+                written: false,
+                live,
+            });
+        }
+    }
+    let applied = api
+        .patch(
+            name,
+            &PatchParams::apply(field_manager).force(),
+            &Patch::Apply(desired),
+        )
+        .await
+        .map_err(|e| SubroutineError::kube(format!("applying {what}"), e))?;
+    tracing::info!(object = what, "applied");
+    let live = serde_json::to_value(applied)
+        .map_err(|e| SubroutineError::transient(format!("decoding {what}: {e}")))?;
+    Ok(Ensured {
+        written: true,
+        live,
+    })
+}
+
+/// [`ensure_value`] for an object of the kcp tree, in its workspace.
+pub async fn ensure(
+    kcp: &kcp::ClientFactory,
+    desired: &Desired,
+    field_manager: &str,
+) -> Result<Ensured, SubroutineError> {
+    let api = cluster_api(kcp, &desired.path, &desired.resource)?;
+    ensure_value(&api, &desired.object, &desired.describe(), field_manager).await
+}
+
+/// An `Api` for a cluster-scoped kind in a kcp workspace.
+pub fn cluster_api(
+    kcp: &kcp::ClientFactory,
+    path: &kcp::ClusterPath,
+    resource: &ApiResource,
+) -> Result<Api<DynamicObject>, SubroutineError> {
+    let client = kcp
+        .for_path(path)
+        .map_err(|e| SubroutineError::transient_from(format!("a client for {path}"), e))?;
+    Ok(Api::all_with(client, resource))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn a_subset_ignores_what_the_server_adds_but_not_what_differs() {
+        let desired = json!({"metadata": {"name": "a", "labels": {"x": "1"}},
+                             "spec": {"list": [{"a": 1}], "flag": true}});
+        let live = json!({"metadata": {"name": "a", "uid": "u", "labels": {"x": "1", "y": "2"}},
+                          "spec": {"list": [{"a": 1, "b": 2}], "flag": true, "extra": 0},
+                          "status": {}});
+        assert!(is_subset(&desired, &live));
+        for changed in [
+            json!({"metadata": {"name": "a", "labels": {"x": "2"}}, "spec": {"list": [{"a": 1}], "flag": true}}),
+            json!({"metadata": {"name": "a", "labels": {"x": "1"}}, "spec": {"list": [{"a": 1}, {"a": 2}], "flag": true}}),
+            json!({"metadata": {"name": "a", "labels": {"x": "1"}}, "spec": {"list": [{"a": 1}], "flag": false}}),
+            json!({"metadata": {"name": "a", "labels": {"x": "1"}}, "spec": {"list": [{"a": 1}], "flag": true, "new": 1}}),
+        ] {
+            assert!(!is_subset(&changed, &live), "{changed}");
+        }
+    }
+
+    #[test]
+    fn readiness_reads_phase_conditions_and_identity() {
+        let ready = json!({"status": {"phase": "Ready", "identityHash": "h",
+            "conditions": [{"type": "Ready", "status": "True"}]}});
+        let not = json!({"status": {"phase": "Initializing", "identityHash": "",
+            "conditions": [{"type": "Ready", "status": "False"}]}});
+        for readiness in [
+            Readiness::WorkspaceReady,
+            Readiness::ConditionReady,
+            Readiness::IdentityHash,
+        ] {
+            assert!(is_ready(readiness, &ready), "{readiness:?}");
+            assert!(!is_ready(readiness, &not), "{readiness:?}");
+            assert!(!is_ready(readiness, &json!({})), "{readiness:?}");
+        }
+        assert!(is_ready(Readiness::Exists, &json!({})));
+    }
+}

@@ -1,0 +1,174 @@
+//! Command-line flags, with upstream's names and defaults where upstream has the flag. Every
+//! flag also reads an environment variable, `PLATFORM_MESH_OPERATOR_<FLAG>` (see
+//! [`kit::cli::parse`]), except `--kubeconfig` (`KUBECONFIG`) and
+//! `--leader-election-namespace` (`POD_NAMESPACE`).
+//!
+//! Two clusters are involved: the kit's `--kubeconfig` is the cluster hosting the operators,
+//! where `PlatformMesh` objects and the Secrets this operator writes live; `--kcp-kubeconfig`
+//! is kcp, with the admin credentials the setup needs.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+use kit::cli::OperatorArgs;
+
+/// What the binary does (upstream's subcommand).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Command {
+    /// Run the operator.
+    Operator,
+}
+
+/// platform-mesh-operator: sets up kcp for the Platform Mesh suite from one PlatformMesh
+/// resource and writes every component's kubeconfig.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "platform-mesh-operator", version, about)]
+pub struct Config {
+    /// `operator`, as upstream's subcommand.
+    pub command: Command,
+
+    #[command(flatten)]
+    pub operator: OperatorArgs,
+
+    /// kcp's admin kubeconfig: the credentials of the setup, and of every kubeconfig written
+    /// in admin mode. Its server may point at any workspace; only the server's address is
+    /// used.
+    #[arg(long)]
+    pub kcp_kubeconfig: PathBuf,
+
+    /// The context of `--kcp-kubeconfig` to use; default: its current context.
+    #[arg(long)]
+    pub kcp_kubeconfig_context: Option<String>,
+
+    /// The kcp address written into the kubeconfigs (`https://host:port`), as the components
+    /// reach kcp; default: the server of `--kcp-kubeconfig`.
+    #[arg(long)]
+    pub kcp_url: Option<url::Url>,
+
+    /// Apply the kcp tree (workspaces, WorkspaceTypes, schemas, exports, bindings, the
+    /// `orgs` Store, webhook configurations).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub subroutines_kcp_setup_enabled: bool,
+
+    /// Write the provider kubeconfig Secrets.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub subroutines_provider_secret_enabled: bool,
+
+    /// Write the kubeconfig Secret with which kcp's authorizer calls the rebac-authz-webhook.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub subroutines_authorization_webhook_enabled: bool,
+
+    /// Render a Flux HelmRelease per enabled component (the Helm chart turns this on).
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
+    pub subroutines_deployment_enabled: bool,
+
+    /// How often the kcp tree is compared with what it should be, so that an object deleted
+    /// or edited in kcp is put back. A comparison only reads.
+    #[arg(long, default_value = "1m", value_parser = humantime::parse_duration)]
+    pub kcp_drift_check_interval: Duration,
+
+    /// The Secret (in the PlatformMesh's namespace) holding, under `ca.crt`, the CA of the
+    /// account-operator's admission webhook, written into its webhook configurations in kcp.
+    #[arg(long, default_value = "account-operator-webhook-server-cert")]
+    pub account_operator_webhook_ca_secret: String,
+
+    /// The account-operator webhook's base URL as kcp reaches it; default
+    /// `https://account-operator-webhook.<PlatformMesh namespace>.svc:9443`.
+    #[arg(long)]
+    pub account_operator_webhook_url: Option<url::Url>,
+
+    /// Do not register the account-operator's admission webhooks in kcp.
+    #[arg(long)]
+    pub no_account_operator_webhooks: bool,
+
+    /// The Secret (in the PlatformMesh's namespace) this operator writes: the kubeconfig kcp's
+    /// authorizer uses to call the rebac-authz-webhook (mount it into kcp and pass
+    /// `--authorization-webhook-config-file`).
+    #[arg(long, default_value = "kcp-webhook-secret")]
+    pub authorization_webhook_secret_name: String,
+
+    /// The Secret holding, under `ca.crt`, the CA of the rebac-authz-webhook's serving
+    /// certificate.
+    #[arg(long, default_value = "rebac-authz-webhook-cert")]
+    pub authorization_webhook_secret_ca_name: String,
+
+    /// The rebac-authz-webhook's URL as kcp reaches it; default
+    /// `https://rebac-authz-webhook.<PlatformMesh namespace>.svc:9443/authz`.
+    #[arg(long)]
+    pub authorization_webhook_url: Option<url::Url>,
+
+    /// How long a token of a scoped kubeconfig is valid. It is renewed when a third of this
+    /// is left.
+    #[arg(long, default_value = "168h", value_parser = humantime::parse_duration)]
+    pub scoped_token_lifetime: Duration,
+
+    /// The OCI Helm repository the HelmReleases install the charts from.
+    #[arg(long, default_value = "oci://ghcr.io/platform-mesh-rs/charts")]
+    pub chart_repository: String,
+
+    /// The chart version the HelmReleases install; default: this operator's version.
+    #[arg(long, default_value = env!("CARGO_PKG_VERSION"))]
+    pub chart_version: String,
+
+    /// When a PlatformMesh is deleted, also delete the workspaces it created (and with them
+    /// everything in them). Off by default: kcp's tree outlives the resource.
+    #[arg(long)]
+    pub delete_workspaces_on_delete: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Config, clap::Error> {
+        kit::cli::parse_from(
+            crate::app::BINARY.env_prefix,
+            std::iter::once("platform-mesh-operator").chain(args.iter().copied()),
+        )
+    }
+
+    #[test]
+    fn upstreams_invocation_and_defaults() {
+        let config = parse(&["operator", "--kcp-kubeconfig=/kcp"]).unwrap();
+        assert_eq!(config.command, Command::Operator);
+        assert!(config.subroutines_kcp_setup_enabled);
+        assert!(config.subroutines_provider_secret_enabled);
+        assert!(config.subroutines_authorization_webhook_enabled);
+        assert!(!config.subroutines_deployment_enabled);
+        assert_eq!(
+            config.authorization_webhook_secret_name,
+            "kcp-webhook-secret"
+        );
+        assert_eq!(
+            config.authorization_webhook_secret_ca_name,
+            "rebac-authz-webhook-cert"
+        );
+        assert_eq!(
+            config.scoped_token_lifetime,
+            Duration::from_secs(7 * 24 * 3600)
+        );
+        assert_eq!(config.kcp_drift_check_interval, Duration::from_secs(60));
+        assert!(!config.delete_workspaces_on_delete);
+    }
+
+    #[test]
+    fn bad_input_names_the_flag() {
+        let error = parse(&["operator"]).unwrap_err().to_string();
+        assert!(error.contains("--kcp-kubeconfig"), "{error}");
+        for (flag, value) in [
+            ("--kcp-url", "not a url"),
+            ("--scoped-token-lifetime", "a week"),
+            ("--subroutines-deployment-enabled", "maybe"),
+        ] {
+            let error = parse(&[
+                "operator",
+                "--kcp-kubeconfig=/k",
+                &format!("{flag}={value}"),
+            ])
+            .unwrap_err()
+            .to_string();
+            assert!(error.contains(flag), "{flag}: {error}");
+        }
+    }
+}

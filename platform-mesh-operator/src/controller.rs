@@ -1,0 +1,220 @@
+//! The PlatformMesh controller: its context, its subroutines in order, and the watch that
+//! wakes it when a Secret it reads (a CA) or writes (a kubeconfig) changes.
+//!
+//! | subroutine (condition) | what it does |
+//! |---|---|
+//! | [`KcpsetupSubroutine`](kcp_setup) | the kcp tree, phase by phase |
+//! | [`ProvidersecretSubroutine`](provider_secrets) | a kubeconfig Secret per connection |
+//! | [`AuthorizationwebhookSubroutine`](authorization_webhook) | kcp's kubeconfig for the rebac-authz-webhook |
+//! | [`DeploymentSubroutine`](deployment) | a Flux HelmRelease per enabled component |
+
+pub mod authorization_webhook;
+pub mod deployment;
+pub mod kcp_setup;
+pub mod provider_secrets;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crds::PlatformMesh;
+use k8s_openapi::api::core::v1::Secret;
+use kcp::runtime::{Cache, Context, ObjectKey};
+use kit::controller::{LifecycleController, Setup};
+use kube::api::{ApiResource, DynamicObject};
+use kube::{Api, Client, ResourceExt};
+use lifecycle::{Subroutine, SubroutineError};
+
+use crate::flux::ChartSource;
+use crate::kubeconfig::AdminSource;
+
+/// The controller's name, in logs and metrics.
+pub const PLATFORM_MESH_RECONCILER: &str = "PlatformMeshReconciler";
+
+/// Labels naming the PlatformMesh an object in the hosting cluster (or a ServiceAccount and
+/// its RBAC in kcp) belongs to, by which deletion finds it.
+pub const OWNER_NAME_LABEL: &str = "core.platform-mesh.io/platform-mesh";
+/// See [`OWNER_NAME_LABEL`].
+pub const OWNER_NAMESPACE_LABEL: &str = "core.platform-mesh.io/platform-mesh-namespace";
+/// Which subroutine wrote an object (`provider-kubeconfig`, …), so that each cleans up only
+/// its own.
+pub const PURPOSE_LABEL: &str = "core.platform-mesh.io/purpose";
+
+/// How soon a wait for kcp (a workspace turning Ready, a binding bound) is looked at again:
+/// kcp is not watched, and these waits take seconds.
+pub const KCP_WAIT_POLL: Duration = Duration::from_secs(1);
+
+/// What every reconcile shares.
+#[derive(Debug)]
+pub struct Settings {
+    /// kcp, with the admin credentials.
+    pub kcp: kcp::ClientFactory,
+    /// The address written into kubeconfigs.
+    pub kcp_url: url::Url,
+    /// The admin credentials and kcp's CA, copied into admin-mode kubeconfigs.
+    pub admin: AdminSource,
+    /// The field manager of every write.
+    pub field_manager: String,
+    /// `--kcp-drift-check-interval`.
+    pub drift_check_interval: Duration,
+    /// `--account-operator-webhook-ca-secret`, unless `--no-account-operator-webhooks`.
+    pub account_webhook_ca_secret: Option<String>,
+    /// `--account-operator-webhook-url`.
+    pub account_webhook_url: Option<url::Url>,
+    /// `--authorization-webhook-secret-name`.
+    pub authorization_webhook_secret: String,
+    /// `--authorization-webhook-secret-ca-name`.
+    pub authorization_webhook_ca_secret: String,
+    /// `--authorization-webhook-url`.
+    pub authorization_webhook_url: Option<url::Url>,
+    /// `--scoped-token-lifetime`.
+    pub scoped_token_lifetime: Duration,
+    /// Where the charts come from.
+    pub charts: ChartSource,
+}
+
+/// Which subroutines run (the `--subroutines-*-enabled` flags).
+#[derive(Debug, Clone, Copy)]
+pub struct Steps {
+    pub kcp_setup: bool,
+    pub provider_secrets: bool,
+    pub authorization_webhook: bool,
+    /// Whether HelmReleases are rendered. The subroutine is always in the chain: it
+    /// validates `spec.values` even when rendering is off.
+    pub deployment: bool,
+    /// `--delete-workspaces-on-delete`.
+    pub delete_workspaces: bool,
+}
+
+/// One reconcile's context.
+#[derive(Debug)]
+pub struct Ctx {
+    /// The runtime's context: the hosting cluster's client.
+    pub runtime: Context,
+    pub settings: Arc<Settings>,
+}
+
+impl Ctx {
+    /// A client for the hosting cluster.
+    pub fn host(&self) -> Result<Client, SubroutineError> {
+        self.runtime
+            .client()
+            .map_err(|e| SubroutineError::transient_from("a client for the hosting cluster", e))
+    }
+
+    /// An `Api` for Secrets in `namespace` of the hosting cluster, as dynamic objects (for
+    /// [`crate::apply::ensure_value`]).
+    pub fn secrets(&self, namespace: &str) -> Result<Api<DynamicObject>, SubroutineError> {
+        Ok(Api::namespaced_with(
+            self.host()?,
+            namespace,
+            &ApiResource::erase::<Secret>(&()),
+        ))
+    }
+
+    /// `key` of Secret `name` in `namespace` of the hosting cluster, as text; a wait naming
+    /// the Secret while it or the key is missing.
+    pub async fn secret_text(
+        &self,
+        namespace: &str,
+        name: &str,
+        key: &str,
+    ) -> Result<String, SubroutineError> {
+        let secret = Api::<Secret>::namespaced(self.host()?, namespace)
+            .get_opt(name)
+            .await
+            .map_err(|e| SubroutineError::kube(format!("reading Secret {namespace}/{name}"), e))?;
+        let missing = || lifecycle::Wait {
+            message: format!("waiting for Secret {namespace}/{name} with key {key}"),
+            // The Secret watch brings the object back when it appears.
+            requeue_after: None,
+        };
+        let bytes = secret
+            .and_then(|s| s.data)
+            .and_then(|mut d| d.remove(key))
+            .ok_or_else(missing)?;
+        String::from_utf8(bytes.0).map_err(|_| {
+            SubroutineError::permanent(
+                "InvalidSecret",
+                format!("Secret {namespace}/{name} key {key} is not UTF-8 text"),
+            )
+        })
+    }
+}
+
+/// The labels naming `pm` as the owner, and the writer's `purpose`.
+pub fn owner_labels(pm: &PlatformMesh, purpose: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (PURPOSE_LABEL.to_owned(), purpose.to_owned()),
+        (OWNER_NAME_LABEL.to_owned(), pm.name_any()),
+        (
+            OWNER_NAMESPACE_LABEL.to_owned(),
+            pm.namespace().unwrap_or_default(),
+        ),
+        (
+            crate::bootstrap::MANAGED_BY_LABEL.to_owned(),
+            crate::bootstrap::MANAGED_BY.to_owned(),
+        ),
+    ])
+}
+
+/// The label selector of [`owner_labels`].
+pub fn owner_selector(pm: &PlatformMesh, purpose: &str) -> String {
+    format!(
+        "{OWNER_NAME_LABEL}={},{OWNER_NAMESPACE_LABEL}={},{PURPOSE_LABEL}={purpose}",
+        pm.name_any(),
+        pm.namespace().unwrap_or_default()
+    )
+}
+
+/// The PlatformMesh controller on the hosting cluster.
+pub fn platform_mesh_controller(
+    setup: &Setup,
+    settings: Arc<Settings>,
+    steps: Steps,
+) -> LifecycleController<PlatformMesh, Ctx> {
+    let mut subroutines: Vec<Box<dyn Subroutine<PlatformMesh, Ctx>>> = Vec::new();
+    if steps.kcp_setup {
+        subroutines.push(Box::new(kcp_setup::KcpSetup {
+            delete_workspaces: steps.delete_workspaces,
+        }));
+    }
+    if steps.provider_secrets {
+        subroutines.push(Box::new(provider_secrets::ProviderSecrets));
+    }
+    if steps.authorization_webhook {
+        subroutines.push(Box::new(authorization_webhook::AuthorizationWebhook));
+    }
+    subroutines.push(Box::new(deployment::Deployment {
+        render: steps.deployment,
+    }));
+    LifecycleController::new(
+        PLATFORM_MESH_RECONCILER,
+        setup,
+        subroutines,
+        move |runtime| Ctx {
+            runtime,
+            settings: settings.clone(),
+        },
+    )
+    // A Secret this operator reads (a CA) or wrote (a kubeconfig someone deleted) wakes the
+    // PlatformMeshes of its namespace, and the one its labels name.
+    .watches::<Secret>(secret_wakes)
+}
+
+fn secret_wakes(secret: &Secret, key: &ObjectKey, cache: &Cache<PlatformMesh>) -> Vec<ObjectKey> {
+    let labels = secret.labels();
+    let mut keys: Vec<ObjectKey> = cache
+        .in_cluster(&key.cluster)
+        .into_iter()
+        .map(|(k, _)| k)
+        .filter(|k| {
+            k.namespace == key.namespace
+                || (labels.get(OWNER_NAME_LABEL) == Some(&k.name)
+                    && labels.get(OWNER_NAMESPACE_LABEL) == k.namespace.as_ref())
+        })
+        .collect();
+    keys.sort();
+    keys.dedup();
+    keys
+}
