@@ -53,6 +53,75 @@ pub struct ClientFactory {
     config: Config,
     server: Url,
     bases: Arc<Mutex<HashMap<String, Client>>>,
+    requests: Option<(String, RequestCounter)>,
+}
+
+/// The labels of [`RequestCounter`]: which kubeconfig the client came from, the verb as RBAC
+/// names it, and the resource (with its subresource, e.g. `serviceaccounts/token`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+pub struct RequestLabels {
+    pub kubeconfig: String,
+    pub verb: String,
+    pub resource: String,
+}
+
+/// Every request a process sends, by kubeconfig, verb and resource: what an operator costs
+/// the API server, and the proof that a reconcile of an object that is already right writes
+/// nothing.
+pub type RequestCounter = prometheus_client::metrics::family::Family<
+    RequestLabels,
+    prometheus_client::metrics::counter::Counter,
+>;
+
+/// Registers the request counter as `platform_mesh_client_requests_total`.
+pub fn register_request_counter(
+    registry: &mut prometheus_client::registry::Registry,
+) -> RequestCounter {
+    let counter = RequestCounter::default();
+    registry.register(
+        "platform_mesh_client_requests",
+        "Requests sent to the API server, by kubeconfig, verb and resource",
+        counter.clone(),
+    );
+    counter
+}
+
+/// The RBAC verb and the resource of a request: `GET …/secrets/x` is a `get` of `secrets`,
+/// `GET …/secrets?watch=true` a `watch`, `POST …/serviceaccounts/sa/token` a `create` of
+/// `serviceaccounts/token`.
+pub fn classify(method: &http::Method, path: &str, query: Option<&str>) -> (&'static str, String) {
+    let rest = path
+        .split_once("/apis/")
+        .and_then(|(_, rest)| rest.splitn(3, '/').nth(2))
+        .or_else(|| {
+            path.split_once("/api/")
+                .and_then(|(_, rest)| rest.split_once('/').map(|(_, r)| r))
+        })
+        .unwrap_or("");
+    let mut segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
+    // `namespaces/<ns>/<resource>…`, unless it is the namespace itself.
+    if segments.first() == Some(&"namespaces") && segments.len() > 2 {
+        segments.drain(..2);
+    }
+    let resource = match segments.as_slice() {
+        [resource, _, sub, ..] => format!("{resource}/{sub}"),
+        [resource, ..] => (*resource).to_owned(),
+        [] => String::new(),
+    };
+    let named = segments.len() > 1;
+    let watch = query.is_some_and(|q| q.split('&').any(|p| p == "watch=true" || p == "watch=1"));
+    let verb = match *method {
+        http::Method::GET if watch => "watch",
+        http::Method::GET if named => "get",
+        http::Method::GET => "list",
+        http::Method::POST => "create",
+        http::Method::PUT => "update",
+        http::Method::PATCH => "patch",
+        http::Method::DELETE if named => "delete",
+        http::Method::DELETE => "deletecollection",
+        _ => "other",
+    };
+    (verb, resource)
 }
 
 impl std::fmt::Debug for ClientFactory {
@@ -73,7 +142,16 @@ impl ClientFactory {
             config,
             server,
             bases: Arc::default(),
+            requests: None,
         })
+    }
+
+    /// Counts every request of this factory's clients in `counter`, labelled with
+    /// `kubeconfig` (the flag the factory's kubeconfig came from).
+    #[must_use]
+    pub fn counting_requests(mut self, kubeconfig: &str, counter: RequestCounter) -> Self {
+        self.requests = Some((kubeconfig.to_owned(), counter));
+        self
     }
 
     /// A factory from a kubeconfig file and an optional context name.
@@ -150,9 +228,24 @@ impl ClientFactory {
     fn for_prefix(&self, root: &Url, prefix: &str) -> Result<Client, Error> {
         let base = self.base_client(root)?;
         let prefix = prefix.trim_end_matches('/').to_owned();
+        let requests = self.requests.clone();
         let service = tower::service_fn(move |mut request: http::Request<Body>| {
             let base = base.clone();
             let prefix = prefix.clone();
+            if let Some((kubeconfig, counter)) = &requests {
+                let (verb, resource) = classify(
+                    request.method(),
+                    request.uri().path(),
+                    request.uri().query(),
+                );
+                counter
+                    .get_or_create(&RequestLabels {
+                        kubeconfig: kubeconfig.clone(),
+                        verb: verb.to_owned(),
+                        resource,
+                    })
+                    .inc();
+            }
             async move {
                 let path_and_query = request
                     .uri()
@@ -239,6 +332,91 @@ mod tests {
             .for_virtual_wildcard("https://127.0.0.2:6443/services/apiexport/abc/x")
             .unwrap();
         assert_eq!(factory.bases.lock().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn requests_are_classified_as_rbac_verbs() {
+        let cases = [
+            (
+                "GET",
+                "/clusters/root/api/v1/namespaces/ns/secrets/x",
+                None,
+                ("get", "secrets"),
+            ),
+            (
+                "GET",
+                "/api/v1/secrets",
+                Some("labelSelector=a"),
+                ("list", "secrets"),
+            ),
+            (
+                "GET",
+                "/api/v1/namespaces/ns/secrets",
+                Some("watch=true&x=1"),
+                ("watch", "secrets"),
+            ),
+            (
+                "GET",
+                "/api/v1/namespaces/default",
+                None,
+                ("get", "namespaces"),
+            ),
+            (
+                "PATCH",
+                "/clusters/root:a/apis/tenancy.kcp.io/v1alpha1/workspacetypes/org",
+                None,
+                ("patch", "workspacetypes"),
+            ),
+            (
+                "POST",
+                "/api/v1/namespaces/default/serviceaccounts/sa/token",
+                None,
+                ("create", "serviceaccounts/token"),
+            ),
+            (
+                "PUT",
+                "/apis/g/v1/things/a/status",
+                None,
+                ("update", "things/status"),
+            ),
+            (
+                "DELETE",
+                "/apis/g/v1/namespaces/n/things/a",
+                None,
+                ("delete", "things"),
+            ),
+            (
+                "DELETE",
+                "/apis/g/v1/namespaces/n/things",
+                None,
+                ("deletecollection", "things"),
+            ),
+        ];
+        for (method, path, query, (verb, resource)) in cases {
+            let method: http::Method = method.parse().unwrap();
+            assert_eq!(
+                classify(&method, path, query),
+                (verb, resource.to_owned()),
+                "{path}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_counting_factory_counts_each_request_once() {
+        let counter = RequestCounter::default();
+        let factory = factory().counting_requests("--kubeconfig", counter.clone());
+        let client = factory.for_path(&ClusterPath::root()).unwrap();
+        // Nothing listens there: the request fails, but it was sent.
+        let _ = kube::Api::<k8s_openapi::api::core::v1::Secret>::all(client)
+            .get_opt("x")
+            .await;
+        let labels = RequestLabels {
+            kubeconfig: "--kubeconfig".to_owned(),
+            verb: "get".to_owned(),
+            resource: "secrets".to_owned(),
+        };
+        assert_eq!(counter.get_or_create(&labels).get(), 1);
     }
 
     #[test]

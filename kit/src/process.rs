@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kcp::ClientFactory;
+use kcp::client::RequestCounter;
 use kcp::runtime::{ControllerConfig, EndpointSource, Health, RuntimeMetrics};
 use kube::Client;
 use prometheus_client::registry::Registry;
@@ -81,6 +82,7 @@ pub struct Process {
     registry: Registry,
     runtime_metrics: RuntimeMetrics,
     lifecycle_metrics: lifecycle::Metrics,
+    requests: RequestCounter,
     controllers: Vec<(String, Box<dyn Runnable>)>,
     servers: Vec<(String, Server)>,
 }
@@ -99,10 +101,12 @@ impl Process {
     pub async fn connect(binary: Binary, args: &OperatorArgs) -> Result<Self, ProcessError> {
         kcp::client::install_crypto_provider();
         let kube = kube_config(args).await?;
-        let factory = ClientFactory::new(kube.clone())?;
         let mut registry = Registry::default();
         let runtime_metrics = RuntimeMetrics::new(&mut registry);
         let lifecycle_metrics = lifecycle::Metrics::register(&mut registry);
+        let requests = kcp::client::register_request_counter(&mut registry);
+        let factory =
+            ClientFactory::new(kube.clone())?.counting_requests("--kubeconfig", requests.clone());
         Ok(Self {
             binary,
             args: args.clone(),
@@ -111,6 +115,7 @@ impl Process {
             registry,
             runtime_metrics,
             lifecycle_metrics,
+            requests,
             controllers: Vec::new(),
             servers: Vec::new(),
         })
@@ -124,6 +129,11 @@ impl Process {
     /// A client for the kubeconfig's own server: the workspace holding the endpoint source.
     pub fn client(&self) -> Result<Client, ProcessError> {
         Ok(Client::try_from(self.kube.clone())?)
+    }
+
+    /// The counter of requests sent, for the clients of a second kubeconfig.
+    pub fn request_counter(&self) -> RequestCounter {
+        self.requests.clone()
     }
 
     /// The registry `/metrics` serves, to register the binary's own families.

@@ -1,0 +1,331 @@
+#![allow(clippy::unwrap_used)]
+//! From a fresh kcp, one PlatformMesh makes the whole tree; the account-operator and the
+//! security-operator, started with the kubeconfigs it wrote, turn an org Account Ready with
+//! its OpenFGA store and tuples. Then the tree's drift is corrected, a reconcile of a tree
+//! that is right writes nothing, a rotated CA reaches kcp, scoped tokens are renewed only
+//! when due, and deletion removes what the PlatformMesh wrote.
+//!
+//! One test, in steps: they share one kcp tree and the operators running on it.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::time::{Duration, SystemTime};
+
+use clap::Parser;
+use crds::Store;
+use fga::sync::{SyncOptions, read_tuples};
+use harness::{Kcp, OpenFga, TestWorkspace, eventually, wait_for, wait_gone};
+use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kcp::ClusterPath;
+use kcp::types::apis::{ApiExport, ApiExportEndpointSlice};
+use kcp::types::tenancy::WorkspaceType;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use platform_mesh_operator::kubeconfig::{
+    TOKEN_EXPIRES_ANNOTATION, TOKEN_ISSUED_ANNOTATION, format_time, parse_time,
+};
+use support::{Host, condition, platform_mesh, reconciles, serving_cert, start_operator, writes};
+use tokio_util::sync::CancellationToken;
+
+const NS: &str = "platform-mesh-system";
+const LABEL: &str = "main";
+
+fn is_ready(pm: &crds::PlatformMesh) -> bool {
+    condition(pm, "Ready").is_some_and(|(status, _, _)| status == "True")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_platform_mesh_sets_up_kcp_for_the_suite() {
+    let kcp = Kcp::shared().await;
+    let openfga = OpenFga::shared().await;
+    let host = Host::new().await;
+    host.namespace(NS).await;
+    let certs = kcp.state_dir().join("account-operator-certs");
+    let ca = serving_cert(&certs);
+    host.ca_secret(NS, "account-operator-webhook-server-cert", &ca)
+        .await;
+    // Any CA will do for the authorization webhook's kubeconfig: kcp is not restarted with it.
+    host.ca_secret(NS, "rebac-authz-webhook-cert", &ca).await;
+    let webhooks = harness::free_port();
+    let metrics = start_operator(
+        &host,
+        kcp.kubeconfig(),
+        LABEL,
+        &[
+            format!("--account-operator-webhook-url=https://127.0.0.1:{webhooks}"),
+            "--authorization-webhook-url=https://127.0.0.1:9443/authz".to_owned(),
+            "--kcp-drift-check-interval=2s".to_owned(),
+            "--scoped-token-lifetime=1h".to_owned(),
+        ],
+    );
+
+    // One PlatformMesh: the whole tree, every condition True.
+    let pms = host.platform_meshes(NS);
+    pms.create(
+        &PostParams::default(),
+        &platform_mesh("platform", LABEL, serde_json::json!({})),
+    )
+    .await
+    .unwrap();
+    let pm = wait_for(&pms, "platform", "Ready", is_ready).await;
+    for step in [
+        "KcpsetupSubroutine",
+        "ProvidersecretSubroutine",
+        "AuthorizationwebhookSubroutine",
+    ] {
+        assert_eq!(condition(&pm, step).unwrap().0, "True", "{step}: {pm:#?}");
+    }
+    let (status, reason, message) = condition(&pm, "DeploymentSubroutine").unwrap();
+    assert_eq!((status.as_str(), reason.as_str()), ("True", "Skipped"));
+    assert!(
+        message.contains("--subroutines-deployment-enabled"),
+        "{message}"
+    );
+
+    let admin = kcp.admin().await;
+    let root = admin.for_path(&ClusterPath::root()).unwrap();
+    let types: Api<WorkspaceType> = Api::all(root.clone());
+    for name in platform_mesh_operator::bootstrap::WORKSPACE_TYPES {
+        assert!(types.get(name).await.unwrap().is_ready(), "{name}");
+    }
+    let system_path: ClusterPath = "root:platform-mesh-system".parse().unwrap();
+    let system = admin.for_path(&system_path).unwrap();
+    let mutating: Api<MutatingWebhookConfiguration> = Api::all(system.clone());
+    let ca_bundle = |config: MutatingWebhookConfiguration| {
+        let hook = &config.webhooks.unwrap()[0];
+        String::from_utf8(hook.client_config.ca_bundle.clone().unwrap().0).unwrap()
+    };
+    assert_eq!(
+        ca_bundle(
+            mutating
+                .get(crds::account::webhook::MUTATING_CONFIG)
+                .await
+                .unwrap()
+        ),
+        ca
+    );
+    for secret in [
+        "account-operator-kubeconfig",
+        "security-operator-kubeconfig",
+        "rebac-authz-webhook-kubeconfig",
+        "kcp-webhook-secret",
+    ] {
+        host.secrets(NS).get(secret).await.unwrap();
+    }
+
+    // The operators, with the kubeconfigs it wrote: an org Account becomes Ready, with its
+    // store, model and tuples.
+    let accounts_kubeconfig = host
+        .kubeconfig_file(NS, "account-operator-kubeconfig")
+        .await;
+    let security_kubeconfig = host
+        .kubeconfig_file(NS, "security-operator-kubeconfig")
+        .await;
+    let accounts = account_operator::config::Config::try_parse_from([
+        "account-operator".to_owned(),
+        format!("--kubeconfig={}", accounts_kubeconfig.display()),
+        "--metrics-bind-address=127.0.0.1:0".into(),
+        "--health-probe-bind-address=127.0.0.1:0".into(),
+        "--webhooks-enabled".into(),
+        format!("--webhooks-port={webhooks}"),
+        format!("--webhooks-cert-dir={}", certs.display()),
+        "--webhooks-additional-account-types=account".into(),
+        // kcp may or may not call the webhook yet (it activates within 90 s); either way the
+        // creator stays the one the Account names.
+        "--webhooks-creator-only-when-empty".into(),
+    ])
+    .unwrap();
+    let security = security_operator::config::Config::try_parse_from([
+        "security-operator".to_owned(),
+        "fga,initializer,terminator,system".into(),
+        format!("--kubeconfig={}", security_kubeconfig.display()),
+        "--metrics-bind-address=127.0.0.1:0".into(),
+        "--health-probe-bind-address=127.0.0.1:0".into(),
+        format!("--fga-target={}", openfga.grpc_endpoint()),
+    ])
+    .unwrap();
+    harness::run_detached(move || async move {
+        account_operator::app::run(accounts, CancellationToken::new())
+            .await
+            .unwrap();
+    });
+    harness::run_detached(move || async move {
+        security_operator::app::run(security, CancellationToken::new())
+            .await
+            .unwrap();
+    });
+    let orgs_cluster = Api::<kcp::types::tenancy::Workspace>::all(root.clone())
+        .get("orgs")
+        .await
+        .unwrap()
+        .spec
+        .cluster
+        .unwrap();
+    let orgs = TestWorkspace {
+        factory: admin.clone(),
+        path: "root:orgs".parse().unwrap(),
+        cluster: orgs_cluster.parse().unwrap(),
+    };
+    harness::ready_account(&orgs, "acme", "org", "alice").await;
+    let stores: Api<Store> = Api::all(orgs.client());
+    let store = wait_for(&stores, "acme", "Ready with a model", |s| {
+        s.status
+            .as_ref()
+            .is_some_and(|s| s.authorization_model_id.is_some() && !s.managed_tuples.is_empty())
+    })
+    .await;
+    let status = store.status.unwrap();
+    let mut client = openfga.client().await;
+    let written: BTreeSet<String> = read_tuples(
+        &mut client,
+        status.store_id.as_deref().unwrap(),
+        None,
+        &SyncOptions::default(),
+    )
+    .await
+    .unwrap()
+    .iter()
+    .map(ToString::to_string)
+    .collect();
+    let managed: BTreeSet<String> = status
+        .managed_tuples
+        .iter()
+        .map(|t| format!("{}#{}@{}", t.object, t.relation, t.user))
+        .collect();
+    assert_eq!(written, managed, "the org's tuples are in OpenFGA");
+    assert!(
+        managed.iter().any(|t| t.ends_with("@user:alice")),
+        "{managed:?}"
+    );
+
+    // Drift: a deleted WorkspaceType and an edited export are put back.
+    types
+        .delete("provider", &DeleteParams::default())
+        .await
+        .unwrap();
+    let exports: Api<ApiExport> = Api::all(system.clone());
+    exports
+        .patch(
+            crds::export::CORE_EXPORT,
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({
+                "metadata": {"labels": {"app.kubernetes.io/managed-by": "someone-else"}}
+            })),
+        )
+        .await
+        .unwrap();
+    wait_for(
+        &types,
+        "provider",
+        "recreated and Ready",
+        WorkspaceType::is_ready,
+    )
+    .await;
+    wait_for(&exports, crds::export::CORE_EXPORT, "relabelled", |e| {
+        e.metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get("app.kubernetes.io/managed-by"))
+            == Some(&"platform-mesh-operator".to_owned())
+    })
+    .await;
+
+    // A tree that is right costs reads only: three more reconciles (the drift check runs
+    // every 2 s) send no write at all.
+    let settled = eventually("the tree to settle", || async {
+        let before = writes(metrics).await;
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        (writes(metrics).await == before).then_some(before)
+    })
+    .await;
+    let start = reconciles(metrics).await;
+    eventually("three more reconciles", || async {
+        (reconciles(metrics).await >= start + 3.0).then_some(())
+    })
+    .await;
+    assert_eq!(
+        writes(metrics).await,
+        settled,
+        "reconciles of a tree that is right wrote"
+    );
+
+    // The scoped kubeconfig works, with exactly what the export grants.
+    let scoped_file = host
+        .kubeconfig_file(NS, "rebac-authz-webhook-kubeconfig")
+        .await;
+    let scoped = kcp::ClientFactory::from_kubeconfig(&scoped_file, None)
+        .await
+        .unwrap();
+    let scoped_system = scoped.for_path(&system_path).unwrap();
+    Api::<ApiExportEndpointSlice>::all(scoped_system.clone())
+        .get(crds::export::CORE_EXPORT)
+        .await
+        .unwrap();
+    let forbidden = Api::<ConfigMap>::all(scoped_system)
+        .list(&Default::default())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&forbidden, kube::Error::Api(s) if s.code == 403),
+        "{forbidden}"
+    );
+
+    // A token near expiry is renewed (the Secret watch brings the PlatformMesh back); the
+    // one far from expiry was not rewritten by the reconciles above.
+    let secrets = host.secrets(NS);
+    let before = secrets.get("rebac-authz-webhook-kubeconfig").await.unwrap();
+    let now = SystemTime::now();
+    let patch = serde_json::json!({"metadata": {"annotations": {
+        TOKEN_ISSUED_ANNOTATION: format_time(now - Duration::from_secs(3000)),
+        TOKEN_EXPIRES_ANNOTATION: format_time(now + Duration::from_secs(600)),
+    }}});
+    secrets
+        .patch(
+            "rebac-authz-webhook-kubeconfig",
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+        .unwrap();
+    let renewed = wait_for(&secrets, "rebac-authz-webhook-kubeconfig", "renewed", |s| {
+        s.metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(TOKEN_EXPIRES_ANNOTATION))
+            .and_then(|t| parse_time(t))
+            .is_some_and(|t| t > now + Duration::from_secs(3000))
+    })
+    .await;
+    assert_ne!(renewed.data, before.data, "a new token");
+
+    // A rotated CA reaches the webhook configurations in kcp.
+    let rotated = serving_cert(&certs);
+    host.ca_secret(NS, "account-operator-webhook-server-cert", &rotated)
+        .await;
+    wait_for(
+        &mutating,
+        crds::account::webhook::MUTATING_CONFIG,
+        "the rotated CA",
+        |c| ca_bundle(c.clone()) == rotated,
+    )
+    .await;
+
+    // Deletion removes the Secrets it wrote (and leaves kcp's tree: no flag asked otherwise).
+    pms.delete("platform", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_gone(&pms, "platform").await;
+    for secret in [
+        "account-operator-kubeconfig",
+        "security-operator-kubeconfig",
+        "rebac-authz-webhook-kubeconfig",
+        "kcp-webhook-secret",
+    ] {
+        assert!(
+            secrets.get_opt(secret).await.unwrap().is_none(),
+            "{secret} left behind"
+        );
+    }
+    assert!(types.get_opt("org").await.unwrap().is_some());
+}
