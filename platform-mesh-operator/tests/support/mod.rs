@@ -38,7 +38,7 @@ impl Host {
         )
         .await
         .unwrap();
-        let kubeconfig = pointed_kubeconfig(kcp, &workspace.path.to_string(), "host");
+        let kubeconfig = pointed_kubeconfig(kcp, workspace.path.as_str(), "host");
         Host {
             workspace,
             kubeconfig,
