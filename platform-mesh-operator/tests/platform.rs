@@ -329,3 +329,195 @@ async fn one_platform_mesh_sets_up_kcp_for_the_suite() {
     }
     assert!(types.get_opt("org").await.unwrap().is_some());
 }
+
+/// Waits until condition `type_` of PlatformMesh `name` has `status`; returns its reason and
+/// message.
+async fn condition_becomes(
+    pms: &Api<crds::PlatformMesh>,
+    name: &str,
+    type_: &str,
+    status: &str,
+) -> (String, String) {
+    let pm = wait_for(pms, name, &format!("{type_}={status}"), |pm| {
+        condition(pm, type_).is_some_and(|(s, _, _)| s == status)
+    })
+    .await;
+    let (_, reason, message) = condition(&pm, type_).unwrap();
+    (reason, message)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_is_a_condition_with_a_reason_and_message() {
+    const NS: &str = "bad-input";
+    const LABEL: &str = "bad";
+    let kcp = Kcp::shared().await;
+    let host = Host::new().await;
+    host.namespace(NS).await;
+    // The kcp tree is the other test's: this operator only writes kubeconfigs.
+    start_operator(
+        &host,
+        kcp.kubeconfig(),
+        LABEL,
+        &[
+            "--subroutines-kcp-setup-enabled=false".to_owned(),
+            "--subroutines-authorization-webhook-enabled=false".to_owned(),
+        ],
+    );
+    let pms = host.platform_meshes(NS);
+    let root_admin = serde_json::json!({"secret": "root-admin", "path": "root", "adminAuth": true});
+    let cases = [
+        (
+            "unknown-component",
+            serde_json::json!({"values": {"services": {"nope": {}}},
+                               "kcp": {"providerConnections": [root_admin]}}),
+            "DeploymentSubroutine",
+            "InvalidValues",
+            vec!["spec.values.services.nope", "account-operator"],
+        ),
+        (
+            "malformed-values",
+            serde_json::json!({"values": {"services": {"account-operator": {"enabled": "yes"}}},
+                               "kcp": {"providerConnections": [root_admin]}}),
+            "DeploymentSubroutine",
+            "InvalidValues",
+            vec!["spec.values.services.account-operator.enabled", "boolean"],
+        ),
+        (
+            "missing-export",
+            serde_json::json!({"kcp": {"providerConnections": [
+                {"secret": "scoped", "path": "root", "apiExportName": "does-not-exist"}]}}),
+            "ProvidersecretSubroutine",
+            "Error",
+            vec!["APIExport root/does-not-exist does not exist"],
+        ),
+        (
+            "neither-slice-nor-export",
+            serde_json::json!({"kcp": {"providerConnections": [
+                {"secret": "scoped", "path": "root"}]}}),
+            "ProvidersecretSubroutine",
+            "InvalidProviderConnection",
+            vec![
+                "\"scoped\"",
+                "exactly one of endpointSliceName and apiExportName",
+            ],
+        ),
+    ];
+    for (name, spec, _, _, _) in &cases {
+        pms.create(
+            &PostParams::default(),
+            &platform_mesh(name, LABEL, spec.clone()),
+        )
+        .await
+        .unwrap();
+    }
+    for (name, _, step, expected_reason, fragments) in cases {
+        let (reason, message) = condition_becomes(&pms, name, step, "False").await;
+        assert_eq!(reason, expected_reason, "{name}: {message}");
+        for fragment in fragments {
+            assert!(message.contains(fragment), "{name}: {message}");
+        }
+        let (ready, _) = condition_becomes(&pms, name, "Ready", "False").await;
+        assert_eq!(ready, "Error", "{name}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endpoint_slice_without_endpoints_is_pending_until_it_has_one() {
+    const NS: &str = "empty-slice";
+    const LABEL: &str = "slice";
+    let kcp = Kcp::shared().await;
+    let host = Host::new().await;
+    host.namespace(NS).await;
+    start_operator(
+        &host,
+        kcp.kubeconfig(),
+        LABEL,
+        &[
+            "--subroutines-kcp-setup-enabled=false".to_owned(),
+            "--subroutines-authorization-webhook-enabled=false".to_owned(),
+        ],
+    );
+    // An export nobody binds yet, and its slice: kcp lists an endpoint per shard where the
+    // export is bound, so none yet.
+    let provider = kcp.private_workspace("lonely").await;
+    let exports: Api<ApiExport> = Api::all(provider.client());
+    let export: ApiExport = serde_json::from_value(serde_json::json!({
+        "apiVersion": "apis.kcp.io/v1alpha2", "kind": "APIExport",
+        "metadata": {"name": "lonely"}, "spec": {},
+    }))
+    .unwrap();
+    exports
+        .create(&PostParams::default(), &export)
+        .await
+        .unwrap();
+    let slices: Api<ApiExportEndpointSlice> = Api::all(provider.client());
+    let slice: ApiExportEndpointSlice = serde_json::from_value(serde_json::json!({
+        "apiVersion": "apis.kcp.io/v1alpha1", "kind": "APIExportEndpointSlice",
+        "metadata": {"name": "lonely"},
+        "spec": {"export": {"path": provider.path.as_str(), "name": "lonely"}},
+    }))
+    .unwrap();
+    slices.create(&PostParams::default(), &slice).await.unwrap();
+    let pms = host.platform_meshes(NS);
+    let spec = serde_json::json!({"kcp": {"providerConnections": [{
+        "secret": "lonely", "path": provider.path.as_str(),
+        "endpointSliceName": "lonely", "adminAuth": true}]}});
+    pms.create(
+        &PostParams::default(),
+        &platform_mesh("lonely", LABEL, spec),
+    )
+    .await
+    .unwrap();
+    let (reason, message) =
+        condition_becomes(&pms, "lonely", "ProvidersecretSubroutine", "Unknown").await;
+    assert_eq!(reason, "Pending");
+    assert!(message.contains("lists no endpoints"), "{message}");
+    assert!(
+        host.secrets(NS).get_opt("lonely").await.unwrap().is_none(),
+        "no Secret while there is no endpoint"
+    );
+
+    // A workspace binds the export: the slice lists an endpoint, and the kubeconfig points
+    // at it.
+    let consumer = kcp.private_workspace("consumer").await;
+    let binding: kcp::types::apis::ApiBinding = serde_json::from_value(serde_json::json!({
+        "apiVersion": "apis.kcp.io/v1alpha2", "kind": "APIBinding",
+        "metadata": {"name": "lonely"},
+        "spec": {"reference": {"export": {"path": provider.path.as_str(), "name": "lonely"}}},
+    }))
+    .unwrap();
+    Api::<kcp::types::apis::ApiBinding>::all(consumer.client())
+        .create(&PostParams::default(), &binding)
+        .await
+        .unwrap();
+    condition_becomes(&pms, "lonely", "ProvidersecretSubroutine", "True").await;
+    let file = host.kubeconfig_file(NS, "lonely").await;
+    let text = std::fs::read_to_string(file).unwrap();
+    assert!(text.contains("/services/apiexport/"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_kcp_is_an_error_condition() {
+    const NS: &str = "unreachable";
+    const LABEL: &str = "unreachable";
+    let kcp = Kcp::shared().await;
+    let host = Host::new().await;
+    host.namespace(NS).await;
+    let nowhere = format!("https://127.0.0.1:{}", harness::free_port());
+    let kubeconfig = support::unreachable_kubeconfig(kcp, &nowhere);
+    start_operator(&host, &kubeconfig, LABEL, &[]);
+    let pms = host.platform_meshes(NS);
+    pms.create(
+        &PostParams::default(),
+        &platform_mesh("nowhere", LABEL, serde_json::json!({})),
+    )
+    .await
+    .unwrap();
+    let (reason, message) = condition_becomes(&pms, "nowhere", "KcpsetupSubroutine", "False").await;
+    assert_eq!(reason, "Error");
+    assert!(
+        message.contains("reading root's tenancy.kcp.io APIExport")
+            && message.contains("will retry"),
+        "{message}"
+    );
+}

@@ -38,6 +38,9 @@ impl Host {
         )
         .await
         .unwrap();
+        let served: Api<PlatformMesh> = Api::all(workspace.client());
+        let list = kube::api::ListParams::default();
+        harness::when_served(|| served.list(&list)).await.unwrap();
         let kubeconfig = pointed_kubeconfig(kcp, workspace.path.as_str(), "host");
         Host {
             workspace,
