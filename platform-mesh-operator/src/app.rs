@@ -47,13 +47,14 @@ pub async fn run(config: Config, stop: CancellationToken) -> Result<(), AppError
             source,
         })?;
     let admin = admin_source(&kubeconfig, context)?;
-    let kcp = kcp::ClientFactory::from_kubeconfig(path, context).await?;
+    let mut process = Process::connect(BINARY, &config.operator).await?;
+    let kcp = kcp::ClientFactory::from_kubeconfig(path, context)
+        .await?
+        .counting_requests("--kcp-kubeconfig", process.request_counter());
     let kcp_url = config
         .kcp_url
         .clone()
         .unwrap_or_else(|| kcp.server().clone());
-
-    let mut process = Process::connect(BINARY, &config.operator).await?;
     let settings = Arc::new(Settings {
         kcp,
         kcp_url,

@@ -158,6 +158,33 @@ pub fn owner_labels(pm: &PlatformMesh, purpose: &str) -> BTreeMap<String, String
     ])
 }
 
+/// A permanent error when an object about to be written (`labels`, if it exists) was written
+/// for another PlatformMesh: two of them writing one Secret would overwrite each other
+/// forever. An object without owner labels (made by hand, or by upstream's operator) is
+/// taken over.
+pub fn check_owner(
+    pm: &PlatformMesh,
+    labels: Option<&BTreeMap<String, String>>,
+    what: &str,
+) -> Result<(), SubroutineError> {
+    let Some(labels) = labels else {
+        return Ok(());
+    };
+    let (Some(name), Some(namespace)) = (
+        labels.get(OWNER_NAME_LABEL),
+        labels.get(OWNER_NAMESPACE_LABEL),
+    ) else {
+        return Ok(());
+    };
+    if *name == pm.name_any() && Some(namespace.as_str()) == pm.namespace().as_deref() {
+        return Ok(());
+    }
+    Err(SubroutineError::permanent(
+        "OwnedByAnother",
+        format!("{what} belongs to PlatformMesh {namespace}/{name}; give this one another name"),
+    ))
+}
+
 /// The label selector of [`owner_labels`].
 pub fn owner_selector(pm: &PlatformMesh, purpose: &str) -> String {
     format!(

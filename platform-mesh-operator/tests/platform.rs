@@ -12,10 +12,9 @@ mod support;
 use std::collections::BTreeSet;
 use std::time::{Duration, SystemTime};
 
-use clap::Parser;
 use crds::Store;
 use fga::sync::{SyncOptions, read_tuples};
-use harness::{Kcp, OpenFga, TestWorkspace, eventually, wait_for, wait_gone};
+use harness::{Kcp, OpenFga, eventually, wait_for, wait_gone};
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kcp::ClusterPath;
@@ -25,7 +24,10 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use platform_mesh_operator::kubeconfig::{
     TOKEN_EXPIRES_ANNOTATION, TOKEN_ISSUED_ANNOTATION, format_time, parse_time,
 };
-use support::{Host, condition, platform_mesh, reconciles, serving_cert, start_operator, writes};
+use support::{
+    AccountWebhooks, Host, condition, kcp_reads, platform_mesh, reconciles, serving_cert,
+    start_operator, start_suite, writes,
+};
 use tokio_util::sync::CancellationToken;
 
 const NS: &str = "platform-mesh-system";
@@ -116,57 +118,19 @@ async fn one_platform_mesh_sets_up_kcp_for_the_suite() {
 
     // The operators, with the kubeconfigs it wrote: an org Account becomes Ready, with its
     // store, model and tuples.
-    let accounts_kubeconfig = host
-        .kubeconfig_file(NS, "account-operator-kubeconfig")
-        .await;
-    let security_kubeconfig = host
-        .kubeconfig_file(NS, "security-operator-kubeconfig")
-        .await;
-    let accounts = account_operator::config::Config::try_parse_from([
-        "account-operator".to_owned(),
-        format!("--kubeconfig={}", accounts_kubeconfig.display()),
-        "--metrics-bind-address=127.0.0.1:0".into(),
-        "--health-probe-bind-address=127.0.0.1:0".into(),
-        "--webhooks-enabled".into(),
-        format!("--webhooks-port={webhooks}"),
-        format!("--webhooks-cert-dir={}", certs.display()),
-        "--webhooks-additional-account-types=account".into(),
-        // kcp may or may not call the webhook yet (it activates within 90 s); either way the
-        // creator stays the one the Account names.
-        "--webhooks-creator-only-when-empty".into(),
-    ])
-    .unwrap();
-    let security = security_operator::config::Config::try_parse_from([
-        "security-operator".to_owned(),
-        "fga,initializer,terminator,system".into(),
-        format!("--kubeconfig={}", security_kubeconfig.display()),
-        "--metrics-bind-address=127.0.0.1:0".into(),
-        "--health-probe-bind-address=127.0.0.1:0".into(),
-        format!("--fga-target={}", openfga.grpc_endpoint()),
-    ])
-    .unwrap();
-    harness::run_detached(move || async move {
-        account_operator::app::run(accounts, CancellationToken::new())
-            .await
-            .unwrap();
-    });
-    harness::run_detached(move || async move {
-        security_operator::app::run(security, CancellationToken::new())
-            .await
-            .unwrap();
-    });
-    let orgs_cluster = Api::<kcp::types::tenancy::Workspace>::all(root.clone())
-        .get("orgs")
-        .await
-        .unwrap()
-        .spec
-        .cluster
-        .unwrap();
-    let orgs = TestWorkspace {
-        factory: admin.clone(),
-        path: "root:orgs".parse().unwrap(),
-        cluster: orgs_cluster.parse().unwrap(),
+    let account_webhooks = AccountWebhooks {
+        port: webhooks,
+        cert_dir: certs.clone(),
     };
+    start_suite(
+        &host,
+        NS,
+        &openfga.grpc_endpoint(),
+        Some(&account_webhooks),
+        &CancellationToken::new(),
+    )
+    .await;
+    let orgs = support::orgs(&admin).await;
     harness::ready_account(&orgs, "acme", "org", "alice").await;
     let stores: Api<Store> = Api::all(orgs.client());
     let store = wait_for(&stores, "acme", "Ready with a model", |s| {
@@ -239,7 +203,7 @@ async fn one_platform_mesh_sets_up_kcp_for_the_suite() {
         (writes(metrics).await == before).then_some(before)
     })
     .await;
-    let start = reconciles(metrics).await;
+    let (start, reads) = (reconciles(metrics).await, kcp_reads(metrics).await);
     eventually("three more reconciles", || async {
         (reconciles(metrics).await >= start + 3.0).then_some(())
     })
@@ -248,6 +212,10 @@ async fn one_platform_mesh_sets_up_kcp_for_the_suite() {
         writes(metrics).await,
         settled,
         "reconciles of a tree that is right wrote"
+    );
+    assert!(
+        kcp_reads(metrics).await > reads,
+        "the reconciles compared the tree"
     );
 
     // The scoped kubeconfig works, with exactly what the export grants.
@@ -364,12 +332,13 @@ async fn bad_input_is_a_condition_with_a_reason_and_message() {
         ],
     );
     let pms = host.platform_meshes(NS);
-    let root_admin = serde_json::json!({"secret": "root-admin", "path": "root", "adminAuth": true});
+    let root_admin =
+        |secret: &str| serde_json::json!({"secret": secret, "path": "root", "adminAuth": true});
     let cases = [
         (
             "unknown-component",
             serde_json::json!({"values": {"services": {"nope": {}}},
-                               "kcp": {"providerConnections": [root_admin]}}),
+                               "kcp": {"providerConnections": [root_admin("first")]}}),
             "DeploymentSubroutine",
             "InvalidValues",
             vec!["spec.values.services.nope", "account-operator"],
@@ -377,7 +346,7 @@ async fn bad_input_is_a_condition_with_a_reason_and_message() {
         (
             "malformed-values",
             serde_json::json!({"values": {"services": {"account-operator": {"enabled": "yes"}}},
-                               "kcp": {"providerConnections": [root_admin]}}),
+                               "kcp": {"providerConnections": [root_admin("second")]}}),
             "DeploymentSubroutine",
             "InvalidValues",
             vec!["spec.values.services.account-operator.enabled", "boolean"],
@@ -419,6 +388,28 @@ async fn bad_input_is_a_condition_with_a_reason_and_message() {
         let (ready, _) = condition_becomes(&pms, name, "Ready", "False").await;
         assert_eq!(ready, "Error", "{name}");
     }
+
+    // A Secret another PlatformMesh wrote is not taken over: the two would overwrite each
+    // other forever.
+    condition_becomes(
+        &pms,
+        "unknown-component",
+        "ProvidersecretSubroutine",
+        "True",
+    )
+    .await;
+    let spec = serde_json::json!({"kcp": {"providerConnections": [root_admin("first")]}});
+    pms.create(&PostParams::default(), &platform_mesh("taken", LABEL, spec))
+        .await
+        .unwrap();
+    let (reason, message) =
+        condition_becomes(&pms, "taken", "ProvidersecretSubroutine", "False").await;
+    assert_eq!(reason, "OwnedByAnother", "{message}");
+    assert!(
+        message
+            .contains("Secret bad-input/first belongs to PlatformMesh bad-input/unknown-component"),
+        "{message}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

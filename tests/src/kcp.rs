@@ -44,6 +44,12 @@ impl Kcp {
         Self::start_with(|_| Vec::new()).await
     }
 
+    /// A kcp of its own, stopped (and its state removed) when dropped: for a benchmark that
+    /// measures from a fresh kcp, round after round.
+    pub async fn fresh() -> Kcp {
+        Self::start().await
+    }
+
     /// Starts a kcp of its own with more flags: `flags` writes what they refer to into kcp's
     /// state directory (removed with it) and returns them.
     pub(crate) async fn start_with(flags: impl FnOnce(&std::path::Path) -> Vec<String>) -> Kcp {

@@ -164,6 +164,11 @@ const BENCHMARKS: &[(&str, &str, &str)] = &[
         "decision_throughput",
         "authorization decisions per second and p50/p99 through the webhook, next to OpenFGA's Check",
     ),
+    (
+        "platform-mesh-operator",
+        "first_org",
+        "fresh kcp to the first org Account Ready, with the platform-mesh-operator doing the setup",
+    ),
 ];
 
 fn bench() -> TaskResult {

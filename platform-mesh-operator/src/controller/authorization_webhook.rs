@@ -18,7 +18,7 @@ use kube::api::{DeleteParams, ObjectMeta};
 use lifecycle::{Outcome, Subroutine, SubroutineError};
 
 use super::provider_secrets::typed_value;
-use super::{Ctx, owner_labels};
+use super::{Ctx, check_owner, owner_labels};
 use crate::apply::ensure_value;
 use crate::kubeconfig::{Credentials, KubeconfigParts, render};
 
@@ -53,6 +53,17 @@ impl Subroutine<PlatformMesh, Ctx> for AuthorizationWebhook {
     async fn process(&self, pm: &PlatformMesh, ctx: &Ctx) -> Result<Outcome, SubroutineError> {
         let settings = &ctx.settings;
         let namespace = pm.namespace().unwrap_or_default();
+        let name = &settings.authorization_webhook_secret;
+        let what = format!("Secret {namespace}/{name}");
+        let existing = kube::Api::<Secret>::namespaced(ctx.host()?, &namespace)
+            .get_opt(name)
+            .await
+            .map_err(|e| SubroutineError::kube(format!("reading {what}"), e))?;
+        check_owner(
+            pm,
+            existing.as_ref().and_then(|s| s.metadata.labels.as_ref()),
+            &what,
+        )?;
         let ca = ctx
             .secret_text(
                 &namespace,
@@ -84,10 +95,7 @@ impl Subroutine<PlatformMesh, Ctx> for AuthorizationWebhook {
         ensure_value(
             &ctx.secrets(&namespace)?,
             &typed_value(&secret)?,
-            &format!(
-                "Secret {namespace}/{}",
-                settings.authorization_webhook_secret
-            ),
+            &what,
             &settings.field_manager,
         )
         .await?;

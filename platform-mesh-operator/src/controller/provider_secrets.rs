@@ -29,7 +29,7 @@ use kube::core::ObjectMeta;
 use kube::{Api, Resource, ResourceExt};
 use lifecycle::{Outcome, Subroutine, SubroutineError, Wait};
 
-use super::{Ctx, owner_labels, owner_selector};
+use super::{Ctx, check_owner, owner_labels, owner_selector};
 use crate::apply::ensure_value;
 use crate::kubeconfig::{
     Credentials, KubeconfigParts, Renewal, TOKEN_EXPIRES_ANNOTATION, TOKEN_ISSUED_ANNOTATION,
@@ -324,6 +324,16 @@ async fn write(
             (slice_server(&base, &url).map_err(invalid)?, Some(export))
         }
     };
+    let what = format!("Secret {}/{}", plan.namespace, plan.secret);
+    let existing = Api::<Secret>::namespaced(ctx.host()?, &plan.namespace)
+        .get_opt(&plan.secret)
+        .await
+        .map_err(|e| SubroutineError::kube(format!("reading {what}"), e))?;
+    check_owner(
+        pm,
+        existing.as_ref().and_then(|s| s.metadata.labels.as_ref()),
+        &what,
+    )?;
     let mut annotations = BTreeMap::new();
     let mut renew_in = None;
     let credentials = match &plan.mode {
@@ -341,7 +351,7 @@ async fn write(
             };
             let rules = export_rules(ctx, &export_path, &export_name).await?;
             ensure_service_account(pm, ctx, &export_path, &plan.secret, rules).await?;
-            let token = token(ctx, plan, &export_path).await?;
+            let token = token(ctx, plan, &export_path, existing.as_ref()).await?;
             annotations.insert(
                 TOKEN_ISSUED_ANNOTATION.to_owned(),
                 format_time(token.issued),
@@ -383,7 +393,7 @@ async fn write(
     ensure_value(
         &ctx.secrets(&plan.namespace)?,
         &typed_value(&secret)?,
-        &format!("Secret {}/{}", plan.namespace, plan.secret),
+        &what,
         &settings.field_manager,
     )
     .await?;
@@ -568,9 +578,15 @@ struct Token {
     expires: SystemTime,
 }
 
-/// The token in the connection's Secret while it is not due for renewal, else a new one.
-async fn token(ctx: &Ctx, plan: &Plan, path: &ClusterPath) -> Result<Token, SubroutineError> {
-    if let Some(current) = current_token(ctx, plan).await?
+/// The token in the connection's Secret (`existing`) while it is not due for renewal, else a
+/// new one.
+async fn token(
+    ctx: &Ctx,
+    plan: &Plan,
+    path: &ClusterPath,
+    existing: Option<&Secret>,
+) -> Result<Token, SubroutineError> {
+    if let Some(current) = existing.and_then(current_token)
         && matches!(
             renewal(current.issued, current.expires, SystemTime::now()),
             Renewal::After(_)
@@ -610,26 +626,14 @@ async fn token(ctx: &Ctx, plan: &Plan, path: &ClusterPath) -> Result<Token, Subr
     })
 }
 
-/// The token the Secret holds now, with its annotations; `None` when there is none.
-async fn current_token(ctx: &Ctx, plan: &Plan) -> Result<Option<Token>, SubroutineError> {
-    let Some(secret) = Api::<Secret>::namespaced(ctx.host()?, &plan.namespace)
-        .get_opt(&plan.secret)
-        .await
-        .map_err(|e| {
-            SubroutineError::kube(
-                format!("reading Secret {}/{}", plan.namespace, plan.secret),
-                e,
-            )
-        })?
-    else {
-        return Ok(None);
-    };
+/// The token `secret` holds, with its annotations; `None` when there is none.
+fn current_token(secret: &Secret) -> Option<Token> {
     let annotation = |key: &str| secret.annotations().get(key).and_then(|t| parse_time(t));
     let (Some(issued), Some(expires)) = (
         annotation(TOKEN_ISSUED_ANNOTATION),
         annotation(TOKEN_EXPIRES_ANNOTATION),
     ) else {
-        return Ok(None);
+        return None;
     };
     let value = secret
         .data
@@ -642,11 +646,11 @@ async fn current_token(ctx: &Ctx, plan: &Plan) -> Result<Option<Token>, Subrouti
         // kube keeps the token as a secret string; its serialization is the way to read it.
         .and_then(|a| serde_json::to_value(a).ok())
         .and_then(|a| a["token"].as_str().map(str::to_owned));
-    Ok(value.map(|value| Token {
+    value.map(|value| Token {
         value,
         issued,
         expires,
-    }))
+    })
 }
 
 /// Deletes the Secrets labelled as `pm`'s whose connection is not in `keep`.

@@ -23,12 +23,17 @@ use tokio_util::sync::CancellationToken;
 pub struct Host {
     pub workspace: TestWorkspace,
     pub kubeconfig: PathBuf,
+    state_dir: PathBuf,
 }
 
 impl Host {
-    /// A fresh hosting workspace with the PlatformMesh CRD installed.
+    /// A fresh hosting workspace in this test binary's kcp.
     pub async fn new() -> Host {
-        let kcp = Kcp::shared().await;
+        Self::on(Kcp::shared().await).await
+    }
+
+    /// A fresh hosting workspace in `kcp` with the PlatformMesh CRD installed.
+    pub async fn on(kcp: &Kcp) -> Host {
         let workspace = kcp.private_workspace("hosting").await;
         let crds: Api<CustomResourceDefinition> = Api::all(workspace.client());
         crds.patch(
@@ -45,6 +50,7 @@ impl Host {
         Host {
             workspace,
             kubeconfig,
+            state_dir: kcp.state_dir().to_owned(),
         }
     }
 
@@ -99,9 +105,8 @@ impl Host {
     pub async fn kubeconfig_file(&self, namespace: &str, name: &str) -> PathBuf {
         let secret = self.secrets(namespace).get(name).await.unwrap();
         let text = secret.data.unwrap().remove("kubeconfig").unwrap();
-        let path = Kcp::shared()
-            .await
-            .state_dir()
+        let path = self
+            .state_dir
             .join(format!("{namespace}-{name}.kubeconfig"));
         std::fs::write(&path, text.0).unwrap();
         path
@@ -146,6 +151,17 @@ pub fn serving_cert(dir: &Path) -> String {
 /// A platform-mesh-operator running in this test binary until it exits, reconciling the
 /// PlatformMeshes labelled `debug.platform-mesh.io=<label>`; returns its metrics address.
 pub fn start_operator(host: &Host, kcp_kubeconfig: &Path, label: &str, extra: &[String]) -> u16 {
+    start_operator_until(host, kcp_kubeconfig, label, extra, CancellationToken::new())
+}
+
+/// [`start_operator`], stopped when `stop` is cancelled.
+pub fn start_operator_until(
+    host: &Host,
+    kcp_kubeconfig: &Path,
+    label: &str,
+    extra: &[String],
+    stop: CancellationToken,
+) -> u16 {
     let metrics = harness::free_port();
     let mut args = vec![
         "platform-mesh-operator".to_owned(),
@@ -161,11 +177,90 @@ pub fn start_operator(host: &Host, kcp_kubeconfig: &Path, label: &str, extra: &[
     args.extend(extra.iter().cloned());
     let config = platform_mesh_operator::config::Config::try_parse_from(args).unwrap();
     harness::run_detached(move || async move {
-        platform_mesh_operator::app::run(config, CancellationToken::new())
+        platform_mesh_operator::app::run(config, stop)
             .await
             .unwrap();
     });
     metrics
+}
+
+/// The account-operator's admission webhooks: its port and certificate directory.
+pub struct AccountWebhooks {
+    pub port: u16,
+    pub cert_dir: PathBuf,
+}
+
+/// Starts the account-operator and the security-operator in this process with the
+/// kubeconfigs the platform-mesh-operator wrote in `namespace`, until `stop` is cancelled.
+pub async fn start_suite(
+    host: &Host,
+    namespace: &str,
+    fga_target: &str,
+    webhooks: Option<&AccountWebhooks>,
+    stop: &CancellationToken,
+) {
+    let accounts_kubeconfig = host
+        .kubeconfig_file(namespace, "account-operator-kubeconfig")
+        .await;
+    let security_kubeconfig = host
+        .kubeconfig_file(namespace, "security-operator-kubeconfig")
+        .await;
+    let mut account_args = vec![
+        "account-operator".to_owned(),
+        format!("--kubeconfig={}", accounts_kubeconfig.display()),
+        "--metrics-bind-address=127.0.0.1:0".into(),
+        "--health-probe-bind-address=127.0.0.1:0".into(),
+    ];
+    if let Some(webhooks) = webhooks {
+        account_args.extend([
+            "--webhooks-enabled".into(),
+            format!("--webhooks-port={}", webhooks.port),
+            format!("--webhooks-cert-dir={}", webhooks.cert_dir.display()),
+            "--webhooks-additional-account-types=account".into(),
+            // kcp may or may not call the webhook yet (it activates within 90 s); either way
+            // the creator stays the one the Account names.
+            "--webhooks-creator-only-when-empty".into(),
+        ]);
+    }
+    let accounts = account_operator::config::Config::try_parse_from(account_args).unwrap();
+    let security = security_operator::config::Config::try_parse_from([
+        "security-operator".to_owned(),
+        "fga,initializer,terminator,system".into(),
+        format!("--kubeconfig={}", security_kubeconfig.display()),
+        "--metrics-bind-address=127.0.0.1:0".into(),
+        "--health-probe-bind-address=127.0.0.1:0".into(),
+        format!("--fga-target={fga_target}"),
+    ])
+    .unwrap();
+    let stop_accounts = stop.clone();
+    harness::run_detached(move || async move {
+        account_operator::app::run(accounts, stop_accounts)
+            .await
+            .unwrap();
+    });
+    let stop_security = stop.clone();
+    harness::run_detached(move || async move {
+        security_operator::app::run(security, stop_security)
+            .await
+            .unwrap();
+    });
+}
+
+/// `root:orgs`, with clients from `factory`.
+pub async fn orgs(factory: &kcp::ClientFactory) -> TestWorkspace {
+    let root = factory.for_path(&kcp::ClusterPath::root()).unwrap();
+    let cluster = Api::<kcp::types::tenancy::Workspace>::all(root)
+        .get("orgs")
+        .await
+        .unwrap()
+        .spec
+        .cluster
+        .unwrap();
+    TestWorkspace {
+        factory: factory.clone(),
+        path: "root:orgs".parse().unwrap(),
+        cluster: cluster.parse().unwrap(),
+    }
 }
 
 /// A PlatformMesh `name` for the operator started with `label`.
@@ -213,6 +308,20 @@ pub async fn writes(port: u16) -> f64 {
             port,
             "platform_mesh_client_requests_total",
             &[("verb", verb)],
+        )
+        .await;
+    }
+    sum
+}
+
+/// Read requests the operator sent to kcp.
+pub async fn kcp_reads(port: u16) -> f64 {
+    let mut sum = 0.0;
+    for verb in ["get", "list"] {
+        sum += metric(
+            port,
+            "platform_mesh_client_requests_total",
+            &[("kubeconfig", "--kcp-kubeconfig"), ("verb", verb)],
         )
         .await;
     }
