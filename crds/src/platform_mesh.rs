@@ -17,41 +17,53 @@ use crate::account::preserve_unknown_object;
     kind = "PlatformMesh",
     namespaced,
     status = "PlatformMeshStatus",
-    doc = "A PlatformMesh is one installation of Platform Mesh. The platform-mesh-operator \
-           bootstraps kcp for it (workspaces, WorkspaceTypes, APIResourceSchemas, APIExports, \
-           bindings, webhook configurations) and writes the provider kubeconfigs.",
+    doc = "A PlatformMesh is one installation of Platform Mesh. The platform-mesh-operator sets \
+           up kcp for it (workspaces, WorkspaceTypes, APIResourceSchemas, APIExports, the \
+           endpoint slice, bindings, the orgs Store, webhook configurations), writes a \
+           kubeconfig Secret per provider connection and kcp's kubeconfig for the \
+           authorization webhook, and can render a Flux HelmRelease per component.",
     printcolumn = r#"{"name":"KCP","type":"string","jsonPath":".status.conditions[?(@.type==\"KcpsetupSubroutine\")].status"}"#,
     printcolumn = r#"{"name":"Secret","type":"string","jsonPath":".status.conditions[?(@.type==\"ProvidersecretSubroutine\")].status"}"#,
+    printcolumn = r#"{"name":"Webhook","type":"string","jsonPath":".status.conditions[?(@.type==\"AuthorizationwebhookSubroutine\")].status"}"#,
     printcolumn = r#"{"name":"Deployment","type":"string","jsonPath":".status.conditions[?(@.type==\"DeploymentSubroutine\")].status"}"#,
-    printcolumn = r#"{"name":"Wait","type":"string","jsonPath":".status.conditions[?(@.type==\"WaitSubroutine\")].status"}"#,
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#
 )]
 #[serde(rename_all = "camelCase")]
 pub struct PlatformMeshSpec {
-    /// How the installation is reached from outside.
+    /// How the installation is reached from outside: the external kcp address
+    /// (`https://kcp.api.<baseDomain>:<port>`) of provider connections marked `external`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exposure: Option<Exposure>,
-    /// kcp bootstrap settings.
+    /// kcp setup settings: provider connections, extra default bindings, extra workspaces.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kcp: Option<KcpSettings>,
-    /// Per-installation overrides merged over the profile's component values.
+    /// Helm values per component, merged over the operator's defaults into the Flux
+    /// HelmReleases: `{services: {<component>: {enabled: bool, values: {...}}}}`, or the same
+    /// map without `services`. Components: account-operator, security-operator,
+    /// rebac-authz-webhook; an unknown name or a malformed entry is an InvalidValues
+    /// condition.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "preserve_unknown_object")]
     pub values: Option<serde_json::Value>,
-    /// Overrides merged over the infrastructure components' values.
+    /// Accepted for compatibility with upstream manifests; not used (upstream does not read it
+    /// either).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "preserve_unknown_object")]
     pub infra_values: Option<serde_json::Value>,
-    /// Where the component versions come from.
+    /// Accepted for compatibility with upstream manifests (OCM component resolution); not
+    /// used: charts come from the operator's `--chart-repository`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ocm: Option<OcmSettings>,
-    /// Optional features to switch on.
+    /// Accepted for compatibility with upstream manifests; not used: this operator has no
+    /// feature toggles.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub feature_toggles: Vec<FeatureToggle>,
-    /// Resources that must be ready before the installation counts as ready.
+    /// Accepted for compatibility with upstream manifests; not used: readiness is the
+    /// subroutines' conditions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wait: Option<WaitSettings>,
-    /// The ConfigMap holding `profile.yaml`; defaults to `<name>-profile` in this namespace.
+    /// Accepted for compatibility with upstream manifests; not used: there is no profile,
+    /// component values come from `values`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub profile_config_map: Option<ConfigMapReference>,
 }
@@ -60,7 +72,7 @@ pub struct PlatformMeshSpec {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Exposure {
-    /// The public base domain; defaults to `portal.localhost`.
+    /// The public base domain.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base_domain: Option<String>,
     /// The public port; defaults to 8443.
@@ -81,14 +93,15 @@ pub struct KcpSettings {
     /// Provider kubeconfigs to write in addition to the configured or built-in list.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub extra_provider_connections: Vec<ProviderConnection>,
-    /// Extra default APIBindings injected into the bootstrap WorkspaceTypes.
+    /// Extra default APIBindings for the WorkspaceTypes this operator manages, each named by
+    /// `workspaceTypePath` (`root:org`, `root:account`, …).
     #[serde(
         default,
         rename = "extraDefaultAPIBindings",
         skip_serializing_if = "Vec::is_empty"
     )]
     pub extra_default_api_bindings: Vec<DefaultApiBinding>,
-    /// Extra workspaces to create.
+    /// Extra workspaces to create after the tree, each in its parent.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub extra_workspaces: Vec<ExtraWorkspace>,
 }
@@ -97,28 +110,32 @@ pub struct KcpSettings {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ProviderConnection {
-    /// The Secret to write (data key `kubeconfig`).
+    /// The Secret to write (data key `kubeconfig`), in `namespace`; a lowercase DNS name.
     pub secret: String,
-    /// The kcp workspace path, e.g. `root:platform-mesh-system`.
+    /// The kcp workspace path, e.g. `root:platform-mesh-system`: the kubeconfig's workspace, or
+    /// the workspace of the slice or export named below. Required except with `rawPath`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
     /// A verbatim URL path (e.g. `/services/marketplace`); admin mode only, overrides `path`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub raw_path: Option<String>,
-    /// An APIExportEndpointSlice in `path` whose endpoint URL becomes the server URL.
+    /// An APIExportEndpointSlice in `path` whose first endpoint URL becomes the server URL.
+    /// While it lists none the connection is Pending and no Secret is written.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint_slice_name: Option<String>,
-    /// Scoped mode: the APIExport in `path` whose resources and claims define the RBAC.
+    /// Scoped mode: the APIExport in `path` whose resources and claims define the RBAC; the
+    /// server is the workspace `path`. Exactly one of this and `endpointSliceName`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_export_name: Option<String>,
-    /// Use admin credentials; unset or false writes a scoped kubeconfig.
+    /// Use the operator's kcp admin credentials. Unset or false writes a scoped kubeconfig:
+    /// a ServiceAccount token, renewed when a third of its lifetime is left.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub admin_auth: Option<bool>,
     /// Use the external kcp address (`https://kcp.api.<baseDomain>:<port>`) instead of the
     /// in-cluster front proxy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub external: Option<bool>,
-    /// The namespace of the Secret.
+    /// The namespace of the Secret; defaults to the PlatformMesh's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
 }
@@ -248,10 +265,11 @@ pub struct PlatformMeshStatus {
     /// The `metadata.generation` the conditions describe.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// When the operator plans to look at the installation again, if it has scheduled that.
+    /// Accepted for compatibility with upstream; not written by this operator.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_reconcile_time: Option<Time>,
-    /// The bootstrap workspaces and their phases.
+    /// Accepted for compatibility with upstream (which wrote a fixed list); not written by this
+    /// operator: the KcpsetupSubroutine condition says which phase of the tree it waits for.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub kcp_workspaces: Vec<KcpWorkspaceStatus>,
 }
