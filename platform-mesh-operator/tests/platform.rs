@@ -12,6 +12,7 @@ mod support;
 use std::collections::BTreeSet;
 use std::time::{Duration, SystemTime};
 
+use clap::Parser;
 use crds::Store;
 use fga::sync::{SyncOptions, read_tuples};
 use harness::{Kcp, OpenFga, eventually, wait_for, wait_gone};
@@ -238,6 +239,34 @@ async fn one_platform_mesh_sets_up_kcp_for_the_suite() {
         matches!(&forbidden, kube::Error::Api(s) if s.code == 403),
         "{forbidden}"
     );
+    // The component it is for runs on it: the rebac-authz-webhook becomes ready, its watches
+    // of LogicalClusters and Stores synced through the export's virtual workspace.
+    let health = harness::free_port();
+    let webhook = rebac_authz_webhook::config::Config::try_parse_from([
+        "rebac-authz-webhook".to_owned(),
+        "serve".into(),
+        format!("--kubeconfig={}", scoped_file.display()),
+        format!("--openfga-addr={}", openfga.grpc_endpoint()),
+        format!("--webhook-cert-dir={}", certs.display()),
+        format!("--webhook-bind-address=127.0.0.1:{}", harness::free_port()),
+        "--metrics-bind-address=127.0.0.1:0".into(),
+        format!("--health-probe-bind-address=127.0.0.1:{health}"),
+    ])
+    .unwrap();
+    harness::run_detached(move || async move {
+        rebac_authz_webhook::app::run(webhook, CancellationToken::new())
+            .await
+            .unwrap();
+    });
+    eventually(
+        "the webhook on its scoped kubeconfig to be ready",
+        || async {
+            harness::http_get(health, "/readyz")
+                .await
+                .filter(|(code, _)| *code == 200)
+        },
+    )
+    .await;
 
     // A token near expiry is renewed (the Secret watch brings the PlatformMesh back); the
     // one far from expiry was not rewritten by the reconciles above.

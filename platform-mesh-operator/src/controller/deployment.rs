@@ -52,11 +52,9 @@ impl Subroutine<PlatformMesh, Ctx> for Deployment {
     }
 
     fn finalizers(&self, _: &PlatformMesh) -> Vec<String> {
-        if self.render {
-            vec![FINALIZER.to_owned()]
-        } else {
-            Vec::new()
-        }
+        // Held whether or not rendering is on: HelmReleases rendered before the flag was
+        // turned off are still deleted, and a finalizer no subroutine claims would stay.
+        vec![FINALIZER.to_owned()]
     }
 
     async fn process(&self, pm: &PlatformMesh, ctx: &Ctx) -> Result<Outcome, SubroutineError> {

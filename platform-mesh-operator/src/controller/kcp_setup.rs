@@ -15,8 +15,8 @@ use super::{Ctx, KCP_WAIT_POLL};
 use crate::apply::{ensure, is_ready};
 use crate::bootstrap::{AccountWebhooks, Inputs, created_workspaces, tree};
 
-/// The finalizer, held only when `--delete-workspaces-on-delete` is set: otherwise the tree
-/// outlives the PlatformMesh and there is nothing to wait for.
+/// The finalizer; without `--delete-workspaces-on-delete` its cleanup does nothing (the tree
+/// outlives the PlatformMesh).
 pub const WORKSPACES_FINALIZER: &str = "core.platform-mesh.io/kcp-workspaces";
 
 /// See the module documentation.
@@ -33,11 +33,9 @@ impl Subroutine<PlatformMesh, Ctx> for KcpSetup {
     }
 
     fn finalizers(&self, _: &PlatformMesh) -> Vec<String> {
-        if self.delete_workspaces {
-            vec![WORKSPACES_FINALIZER.to_owned()]
-        } else {
-            Vec::new()
-        }
+        // Held whatever the flag says: a finalizer no subroutine claims would never be
+        // removed, had the flag changed between creation and deletion.
+        vec![WORKSPACES_FINALIZER.to_owned()]
     }
 
     async fn process(&self, pm: &PlatformMesh, ctx: &Ctx) -> Result<Outcome, SubroutineError> {
@@ -69,6 +67,9 @@ impl Subroutine<PlatformMesh, Ctx> for KcpSetup {
     }
 
     async fn finalize(&self, pm: &PlatformMesh, ctx: &Ctx) -> Result<Outcome, SubroutineError> {
+        if !self.delete_workspaces {
+            return Ok(Outcome::Ok);
+        }
         let inputs = Inputs {
             tenancy_identity_hash: String::new(),
             extra_default_bindings: Vec::new(),
