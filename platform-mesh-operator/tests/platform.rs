@@ -541,3 +541,120 @@ async fn an_unreachable_kcp_is_an_error_condition() {
         "{message}"
     );
 }
+
+/// A stand-in for one of Flux's CRDs: the kind, served, with any content (the HelmReleases
+/// are checked as objects; Flux itself does not run here).
+fn flux_crd(group: &str, version: &str, kind: &str, plural: &str) -> serde_json::Value {
+    serde_json::json!({
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": format!("{plural}.{group}")},
+        "spec": {"group": group, "scope": "Namespaced",
+            "names": {"kind": kind, "plural": plural, "singular": kind.to_lowercase(), "listKind": format!("{kind}List")},
+            "versions": [{"name": version, "served": true, "storage": true,
+                "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}]},
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flux_releases_follow_the_enabled_components_and_go_with_the_platform_mesh() {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    use kube::api::{DynamicObject, ListParams};
+    use platform_mesh_operator::flux::{helm_release_resource, helm_repository_resource};
+
+    const NS: &str = "flux";
+    const LABEL: &str = "flux";
+    let kcp = Kcp::shared().await;
+    let host = Host::new().await;
+    host.namespace(NS).await;
+    let crds: Api<CustomResourceDefinition> = Api::all(host.workspace.client());
+    for crd in [
+        flux_crd(
+            "helm.toolkit.fluxcd.io",
+            "v2",
+            "HelmRelease",
+            "helmreleases",
+        ),
+        flux_crd(
+            "source.toolkit.fluxcd.io",
+            "v1",
+            "HelmRepository",
+            "helmrepositories",
+        ),
+    ] {
+        let crd: CustomResourceDefinition = serde_json::from_value(crd).unwrap();
+        crds.create(&PostParams::default(), &crd).await.unwrap();
+    }
+    let releases: Api<DynamicObject> =
+        Api::namespaced_with(host.workspace.client(), NS, &helm_release_resource());
+    let list = ListParams::default();
+    harness::when_served(|| releases.list(&list)).await.unwrap();
+    start_operator(
+        &host,
+        kcp.kubeconfig(),
+        LABEL,
+        &[
+            "--subroutines-kcp-setup-enabled=false".to_owned(),
+            "--subroutines-authorization-webhook-enabled=false".to_owned(),
+            "--subroutines-deployment-enabled=true".to_owned(),
+            "--chart-version=1.2.3".to_owned(),
+        ],
+    );
+    let pms = host.platform_meshes(NS);
+    let spec = serde_json::json!({
+        "kcp": {"providerConnections": [{"secret": "root-admin", "path": "root", "adminAuth": true}]},
+        "values": {"services": {
+            "rebac-authz-webhook": {"enabled": false},
+            "security-operator": {"values": {"replicaCount": 2, "kcp": {"extra": true}}},
+        }},
+    });
+    pms.create(&PostParams::default(), &platform_mesh("suite", LABEL, spec))
+        .await
+        .unwrap();
+    condition_becomes(&pms, "suite", "Ready", "True").await;
+    let names = |list: Vec<DynamicObject>| {
+        list.into_iter()
+            .map(|o| o.metadata.name.unwrap())
+            .collect::<BTreeSet<_>>()
+    };
+    assert_eq!(
+        names(releases.list(&list).await.unwrap().items),
+        BTreeSet::from([
+            "account-operator".to_owned(),
+            "security-operator".to_owned()
+        ])
+    );
+    let security = releases.get("security-operator").await.unwrap();
+    assert_eq!(security.data["spec"]["chart"]["spec"]["version"], "1.2.3");
+    assert_eq!(
+        security.data["spec"]["values"],
+        serde_json::json!({"replicaCount": 2,
+            "kcp": {"kubeconfigSecret": "security-operator-kubeconfig", "extra": true}})
+    );
+    let repositories: Api<DynamicObject> =
+        Api::namespaced_with(host.workspace.client(), NS, &helm_repository_resource());
+    assert_eq!(
+        repositories.get("platform-mesh-rs").await.unwrap().data["spec"]["url"],
+        "oci://ghcr.io/platform-mesh-rs/charts"
+    );
+
+    // A component switched off loses its HelmRelease.
+    pms.patch(
+        "suite",
+        &PatchParams::default(),
+        &Patch::Merge(serde_json::json!({"spec": {"values": {"services": {
+            "security-operator": {"enabled": false}}}}})),
+    )
+    .await
+    .unwrap();
+    wait_gone(&releases, "security-operator").await;
+    assert_eq!(
+        names(releases.list(&list).await.unwrap().items),
+        BTreeSet::from(["account-operator".to_owned()])
+    );
+
+    // Deleting the PlatformMesh deletes them all.
+    pms.delete("suite", &DeleteParams::default()).await.unwrap();
+    wait_gone(&pms, "suite").await;
+    assert!(releases.list(&list).await.unwrap().items.is_empty());
+    assert!(repositories.list(&list).await.unwrap().items.is_empty());
+}
