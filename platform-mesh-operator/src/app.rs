@@ -68,6 +68,7 @@ pub async fn run(config: Config, stop: CancellationToken) -> Result<(), AppError
         authorization_webhook_ca_secret: config.authorization_webhook_secret_ca_name.clone(),
         authorization_webhook_url: config.authorization_webhook_url.clone(),
         scoped_token_lifetime: config.scoped_token_lifetime,
+        setup_progress: Default::default(),
         charts: ChartSource {
             repository: config.chart_repository.clone(),
             version: config.chart_version.clone(),

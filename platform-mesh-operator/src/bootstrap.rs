@@ -3,9 +3,10 @@
 //!
 //! Upstream applied a directory of templates in file-name order and converged by retrying
 //! (its `providers` Workspace was applied before its WorkspaceType and failed the first
-//! time). Here the order is explicit: the system workspace, then its APIs and bindings, the
-//! WorkspaceTypes (`security` before the types that extend it), the workspaces of those
-//! types, what lives in them, the webhook configurations, and extra workspaces last.
+//! time). Here the order is explicit: the system workspace, then its APIs (and its own
+//! bindings, awaited last since nothing needs them), the WorkspaceTypes (`security` before the
+//! types that extend it), the workspaces of those types, what lives in them, the webhook
+//! configurations, and extra workspaces.
 
 use std::collections::BTreeMap;
 
@@ -473,12 +474,15 @@ pub fn tree(inputs: &Inputs) -> Result<Vec<Phase>, BootstrapError> {
     )?);
     apis.push(Desired::new(&system, &slice, Readiness::Exists)?);
 
-    let bindings = |path: &ClusterPath| -> Result<Vec<Desired>, BootstrapError> {
+    let bindings = |path: &ClusterPath, readiness| -> Result<Vec<Desired>, BootstrapError> {
         [&core, &system_export]
             .iter()
-            .map(|export| Desired::new(path, &binding(export), Readiness::ConditionReady))
+            .map(|export| Desired::new(path, &binding(export), readiness))
             .collect()
     };
+    // Nothing later needs the system workspace's own bindings, and kcp takes seconds to bind
+    // an export the first time: they are created with the APIs and awaited last.
+    apis.extend(bindings(&system, Readiness::Exists)?);
 
     let mut types = workspace_types(&inputs.extra_default_bindings)?.into_iter();
     let security = types
@@ -489,7 +493,7 @@ pub fn tree(inputs: &Inputs) -> Result<Vec<Phase>, BootstrapError> {
         .map(|t| Desired::new(&root, &t, Readiness::ConditionReady))
         .collect::<Result<Vec<_>, _>>()?;
 
-    let mut orgs_content = bindings(&orgs)?;
+    let mut orgs_content = bindings(&orgs, Readiness::ConditionReady)?;
     orgs_content.push(Desired::new(&orgs, &orgs_store()?, Readiness::Exists)?);
 
     let mut phases = vec![
@@ -502,10 +506,6 @@ pub fn tree(inputs: &Inputs) -> Result<Vec<Phase>, BootstrapError> {
             )?],
         ),
         phase("the APIs in root:platform-mesh-system", apis),
-        phase(
-            "the bindings in root:platform-mesh-system",
-            bindings(&system)?,
-        ),
         phase(
             "the WorkspaceType root:security",
             security.into_iter().collect(),
@@ -541,6 +541,10 @@ pub fn tree(inputs: &Inputs) -> Result<Vec<Phase>, BootstrapError> {
     if !extra.is_empty() {
         phases.push(phase("the extra workspaces", extra));
     }
+    phases.push(phase(
+        "the bindings in root:platform-mesh-system",
+        bindings(&system, Readiness::ConditionReady)?,
+    ));
     Ok(phases)
 }
 

@@ -41,8 +41,8 @@ pub const OWNER_NAMESPACE_LABEL: &str = "core.platform-mesh.io/platform-mesh-nam
 pub const PURPOSE_LABEL: &str = "core.platform-mesh.io/purpose";
 
 /// How soon a wait for kcp (a workspace turning Ready, a binding bound) is looked at again:
-/// kcp is not watched, and these waits take seconds.
-pub const KCP_WAIT_POLL: Duration = Duration::from_secs(1);
+/// kcp is not watched, and these waits take a second or two.
+pub const KCP_WAIT_POLL: Duration = Duration::from_millis(250);
 
 /// What every reconcile shares.
 #[derive(Debug)]
@@ -69,6 +69,8 @@ pub struct Settings {
     pub authorization_webhook_url: Option<url::Url>,
     /// `--scoped-token-lifetime`.
     pub scoped_token_lifetime: Duration,
+    /// How far each PlatformMesh's kcp setup got.
+    pub setup_progress: kcp_setup::SetupProgress,
     /// Where the charts come from.
     pub charts: ChartSource,
 }

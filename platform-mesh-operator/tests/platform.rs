@@ -477,7 +477,15 @@ async fn an_endpoint_slice_without_endpoints_is_pending_until_it_has_one() {
         "spec": {"export": {"path": provider.path.as_str(), "name": "lonely"}},
     }))
     .unwrap();
-    slices.create(&PostParams::default(), &slice).await.unwrap();
+    // kcp admits the slice once it knows the new export: until then it is a 403.
+    eventually("the slice to be admitted", || async {
+        match slices.create(&PostParams::default(), &slice).await {
+            Ok(_) => Some(()),
+            Err(kube::Error::Api(s)) if s.code == 403 => None,
+            Err(e) => panic!("creating the slice: {e}"),
+        }
+    })
+    .await;
     let pms = host.platform_meshes(NS);
     let spec = serde_json::json!({"kcp": {"providerConnections": [{
         "secret": "lonely", "path": provider.path.as_str(),

@@ -101,9 +101,12 @@ pub fn unique_suffix() -> String {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos());
+    // The counter makes names unique within this process, the time and pid across processes;
+    // the `x`, which no hex digit is, keeps the two apart (without it, `…f09` then counter 6
+    // and `…f0` then counter 0x66 would read the same).
     format!(
-        "{:x}{:x}",
-        nanos ^ std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
+        "{:x}x{:x}",
+        COUNTER.fetch_add(1, Ordering::Relaxed),
+        nanos ^ std::process::id()
     )
 }

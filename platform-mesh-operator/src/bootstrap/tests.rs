@@ -58,8 +58,14 @@ fn each_object_comes_after_what_it_needs() {
     assert!(phase_of("WorkspaceType root/security") < phase_of("WorkspaceType root/org"));
     assert!(
         phase_of("APIExport root:platform-mesh-system/core.platform-mesh.io")
-            < phase_of("APIBinding root:platform-mesh-system/core.platform-mesh.io")
+            < phase_of("APIBinding root:orgs/core.platform-mesh.io")
     );
+    // The system workspace's own bindings are created with the exports and awaited last.
+    let last = phases.last().unwrap();
+    assert_eq!(last.objects.len(), 2);
+    assert!(last.objects.iter().all(|o| o.resource.kind == "APIBinding"
+        && o.path == system_path()
+        && o.readiness == Readiness::ConditionReady));
 }
 
 #[test]
@@ -189,7 +195,7 @@ fn bad_extra_bindings_and_workspaces_name_the_field() {
 }
 
 #[test]
-fn extra_workspaces_are_created_in_their_parent_last() {
+fn extra_workspaces_are_created_in_their_parent_after_the_tree() {
     let mut with = inputs();
     with.extra_workspaces = vec![ExtraWorkspace {
         path: "root:orgs:extra1".to_owned(),
@@ -199,9 +205,9 @@ fn extra_workspaces_are_created_in_their_parent_last() {
         },
     }];
     let phases = tree(&with).unwrap();
-    let last = phases.last().unwrap();
-    assert_eq!(last.objects[0].describe(), "Workspace root:orgs/extra1");
-    assert_eq!(last.objects[0].object["spec"]["type"]["name"], "org");
+    let extra = &phases[phases.len() - 2];
+    assert_eq!(extra.objects[0].describe(), "Workspace root:orgs/extra1");
+    assert_eq!(extra.objects[0].object["spec"]["type"]["name"], "org");
     assert_eq!(
         created_workspaces(&with).first().unwrap(),
         &(orgs_path(), "extra1".to_owned())
@@ -218,7 +224,7 @@ fn webhook_configurations_only_when_configured_with_their_ca() {
         ca_pem: "PEM".to_owned(),
     });
     let phases = tree(&with).unwrap();
-    let webhooks = &phases.last().unwrap().objects;
+    let webhooks = &phases[phases.len() - 2].objects;
     assert_eq!(webhooks.len(), 2);
     let hook = &webhooks[0].object["webhooks"][0];
     assert_eq!(

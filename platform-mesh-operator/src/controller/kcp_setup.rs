@@ -43,7 +43,11 @@ impl Subroutine<PlatformMesh, Ctx> for KcpSetup {
         let phases =
             tree(&inputs).map_err(|e| SubroutineError::permanent("InvalidSpec", e.to_string()))?;
         let settings = &ctx.settings;
-        for phase in &phases {
+        // While the tree is being set up, phases found complete are not read again at every
+        // poll; the drift check after it is complete reads them all.
+        let key = progress_key(pm);
+        let resume = settings.setup_progress.resume_from(&key);
+        for (index, phase) in phases.iter().enumerate().skip(resume) {
             let mut waiting = Vec::new();
             for desired in &phase.objects {
                 let ensured = ensure(&settings.kcp, desired, &settings.field_manager).await?;
@@ -52,6 +56,7 @@ impl Subroutine<PlatformMesh, Ctx> for KcpSetup {
                 }
             }
             if !waiting.is_empty() {
+                settings.setup_progress.waiting_at(key, index);
                 return Err(Wait {
                     message: format!(
                         "setting up {}: waiting for {}",
@@ -63,6 +68,7 @@ impl Subroutine<PlatformMesh, Ctx> for KcpSetup {
                 .into());
             }
         }
+        settings.setup_progress.complete(&key);
         Ok(Outcome::OkRequeue(settings.drift_check_interval))
     }
 
@@ -116,6 +122,44 @@ impl Subroutine<PlatformMesh, Ctx> for KcpSetup {
     }
 }
 
+/// A PlatformMesh's progress key: a new generation (a changed spec) starts from the first
+/// phase.
+fn progress_key(pm: &PlatformMesh) -> (String, i64) {
+    (
+        pm.metadata.uid.clone().unwrap_or_default(),
+        pm.metadata.generation.unwrap_or_default(),
+    )
+}
+
+/// How far each PlatformMesh's setup got: the phase it waits in. Forgotten once the tree is
+/// complete.
+#[derive(Debug, Default)]
+pub struct SetupProgress(std::sync::Mutex<std::collections::HashMap<(String, i64), usize>>);
+
+impl SetupProgress {
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<(String, i64), usize>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The first phase to look at: the one it waited in, or the first.
+    pub fn resume_from(&self, key: &(String, i64)) -> usize {
+        self.lock().get(key).copied().unwrap_or(0)
+    }
+
+    /// It waits in phase `index`.
+    pub fn waiting_at(&self, key: (String, i64), index: usize) {
+        // Only the current generation is kept.
+        let mut progress = self.lock();
+        progress.retain(|(uid, _), _| *uid != key.0);
+        progress.insert(key, index);
+    }
+
+    /// The tree is complete.
+    pub fn complete(&self, key: &(String, i64)) {
+        self.lock().retain(|(uid, _), _| *uid != key.0);
+    }
+}
+
 fn kcp_client(ctx: &Ctx, path: &ClusterPath) -> Result<kube::Client, SubroutineError> {
     ctx.settings
         .kcp
@@ -156,4 +200,28 @@ async fn inputs(pm: &PlatformMesh, ctx: &Ctx) -> Result<Inputs, SubroutineError>
         extra_workspaces: kcp.extra_workspaces,
         account_webhooks,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn setup_resumes_where_it_waited_until_the_spec_changes_or_it_completes() {
+        let progress = SetupProgress::default();
+        let first = ("uid".to_owned(), 1);
+        assert_eq!(progress.resume_from(&first), 0);
+        progress.waiting_at(first.clone(), 3);
+        assert_eq!(progress.resume_from(&first), 3);
+        // A new generation starts over, and the old one is forgotten.
+        let second = ("uid".to_owned(), 2);
+        assert_eq!(progress.resume_from(&second), 0);
+        progress.waiting_at(second.clone(), 1);
+        assert_eq!(progress.resume_from(&first), 0);
+        // Other PlatformMeshes are their own.
+        progress.waiting_at(("other".to_owned(), 1), 5);
+        progress.complete(&second);
+        assert_eq!(progress.resume_from(&second), 0);
+        assert_eq!(progress.resume_from(&("other".to_owned(), 1)), 5);
+    }
 }

@@ -46,7 +46,8 @@ impl Host {
         let served: Api<PlatformMesh> = Api::all(workspace.client());
         let list = kube::api::ListParams::default();
         harness::when_served(|| served.list(&list)).await.unwrap();
-        let kubeconfig = pointed_kubeconfig(kcp, workspace.path.as_str(), "host");
+        // One file per host: tests run side by side.
+        let kubeconfig = pointed_kubeconfig(kcp, workspace.path.as_str(), workspace.path.base());
         Host {
             workspace,
             kubeconfig,
