@@ -25,6 +25,17 @@ pub fn is_subset(desired: &Value, live: &Value) -> bool {
     }
 }
 
+/// `object` as the JSON an apply sends, with its apiVersion and kind.
+pub fn typed_value<K: kube::Resource<DynamicType = ()> + serde::Serialize>(
+    object: &K,
+) -> Result<Value, SubroutineError> {
+    let mut value = serde_json::to_value(object)
+        .map_err(|e| SubroutineError::transient(format!("encoding: {e}")))?;
+    value["apiVersion"] = K::api_version(&()).into();
+    value["kind"] = K::kind(&()).into();
+    Ok(value)
+}
+
 /// Whether `object` shows what `readiness` asks for.
 pub fn is_ready(readiness: Readiness, object: &Value) -> bool {
     let status = &object["status"];

@@ -18,10 +18,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crds::PlatformMesh;
+use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use kcp::runtime::{Cache, Context, ObjectKey};
 use kit::controller::{LifecycleController, Setup};
-use kube::api::{ApiResource, DynamicObject};
+use kube::api::{ApiResource, DynamicObject, ObjectMeta};
 use kube::{Api, Client, ResourceExt};
 use lifecycle::{Subroutine, SubroutineError};
 
@@ -144,6 +145,77 @@ impl Ctx {
     }
 }
 
+/// A kubeconfig Secret one of the subroutines writes.
+#[derive(Debug)]
+pub struct KubeconfigSecret<'a> {
+    pub namespace: &'a str,
+    pub name: &'a str,
+    /// Which subroutine writes it (see [`PURPOSE_LABEL`]).
+    pub purpose: &'a str,
+}
+
+impl KubeconfigSecret<'_> {
+    fn describe(&self) -> String {
+        format!("Secret {}/{}", self.namespace, self.name)
+    }
+}
+
+impl Ctx {
+    /// The Secret as it is before `pm` writes it: `None` when missing, an `OwnedByAnother`
+    /// error when another PlatformMesh wrote it.
+    pub async fn secret_to_write(
+        &self,
+        pm: &PlatformMesh,
+        secret: &KubeconfigSecret<'_>,
+    ) -> Result<Option<Secret>, SubroutineError> {
+        let what = secret.describe();
+        let existing = Api::<Secret>::namespaced(self.host()?, secret.namespace)
+            .get_opt(secret.name)
+            .await
+            .map_err(|e| SubroutineError::kube(format!("reading {what}"), e))?;
+        check_owner(
+            pm,
+            existing.as_ref().and_then(|s| s.metadata.labels.as_ref()),
+            &what,
+        )?;
+        Ok(existing)
+    }
+
+    /// Writes `kubeconfig` (and `annotations`) into the Secret, labelled as `pm`'s, when it
+    /// differs from what is there.
+    pub async fn write_kubeconfig(
+        &self,
+        pm: &PlatformMesh,
+        secret: &KubeconfigSecret<'_>,
+        kubeconfig: String,
+        annotations: BTreeMap<String, String>,
+    ) -> Result<(), SubroutineError> {
+        let object = Secret {
+            metadata: ObjectMeta {
+                name: Some(secret.name.to_owned()),
+                namespace: Some(secret.namespace.to_owned()),
+                labels: Some(owner_labels(pm, secret.purpose)),
+                annotations: (!annotations.is_empty()).then_some(annotations),
+                ..Default::default()
+            },
+            data: Some(BTreeMap::from([(
+                "kubeconfig".to_owned(),
+                ByteString(kubeconfig.into_bytes()),
+            )])),
+            type_: Some("Opaque".to_owned()),
+            ..Default::default()
+        };
+        crate::apply::ensure_value(
+            &self.secrets(secret.namespace)?,
+            &crate::apply::typed_value(&object)?,
+            &secret.describe(),
+            &self.settings.field_manager,
+        )
+        .await?;
+        Ok(())
+    }
+}
+
 /// The labels naming `pm` as the owner, and the writer's `purpose`.
 pub fn owner_labels(pm: &PlatformMesh, purpose: &str) -> BTreeMap<String, String> {
     BTreeMap::from([
@@ -164,7 +236,7 @@ pub fn owner_labels(pm: &PlatformMesh, purpose: &str) -> BTreeMap<String, String
 /// for another PlatformMesh: two of them writing one Secret would overwrite each other
 /// forever. An object without owner labels (made by hand, or by upstream's operator) is
 /// taken over.
-pub fn check_owner(
+fn check_owner(
     pm: &PlatformMesh,
     labels: Option<&BTreeMap<String, String>>,
     what: &str,

@@ -26,8 +26,8 @@ use platform_mesh_operator::kubeconfig::{
     TOKEN_EXPIRES_ANNOTATION, TOKEN_ISSUED_ANNOTATION, format_time, parse_time,
 };
 use support::{
-    AccountWebhooks, Host, condition, kcp_reads, platform_mesh, reconciles, serving_cert,
-    start_operator, start_suite, writes,
+    AccountWebhooks, Host, condition, host_without_setup, kcp_reads, platform_mesh, reconciles,
+    serving_cert, start_operator, start_suite, writes,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -347,19 +347,7 @@ async fn condition_becomes(
 async fn bad_input_is_a_condition_with_a_reason_and_message() {
     const NS: &str = "bad-input";
     const LABEL: &str = "bad";
-    let kcp = Kcp::shared().await;
-    let host = Host::new().await;
-    host.namespace(NS).await;
-    // The kcp tree is the other test's: this operator only writes kubeconfigs.
-    start_operator(
-        &host,
-        kcp.kubeconfig(),
-        LABEL,
-        &[
-            "--subroutines-kcp-setup-enabled=false".to_owned(),
-            "--subroutines-authorization-webhook-enabled=false".to_owned(),
-        ],
-    );
+    let host = host_without_setup(NS, LABEL, &[]).await;
     let pms = host.platform_meshes(NS);
     let root_admin =
         |secret: &str| serde_json::json!({"secret": secret, "path": "root", "adminAuth": true});
@@ -446,17 +434,7 @@ async fn an_endpoint_slice_without_endpoints_is_pending_until_it_has_one() {
     const NS: &str = "empty-slice";
     const LABEL: &str = "slice";
     let kcp = Kcp::shared().await;
-    let host = Host::new().await;
-    host.namespace(NS).await;
-    start_operator(
-        &host,
-        kcp.kubeconfig(),
-        LABEL,
-        &[
-            "--subroutines-kcp-setup-enabled=false".to_owned(),
-            "--subroutines-authorization-webhook-enabled=false".to_owned(),
-        ],
-    );
+    let host = host_without_setup(NS, LABEL, &[]).await;
     // An export nobody binds yet, and its slice: kcp lists an endpoint per shard where the
     // export is bound, so none yet.
     let provider = kcp.private_workspace("lonely").await;
@@ -571,9 +549,15 @@ async fn flux_releases_follow_the_enabled_components_and_go_with_the_platform_me
 
     const NS: &str = "flux";
     const LABEL: &str = "flux";
-    let kcp = Kcp::shared().await;
-    let host = Host::new().await;
-    host.namespace(NS).await;
+    let host = host_without_setup(
+        NS,
+        LABEL,
+        &[
+            "--subroutines-deployment-enabled=true",
+            "--chart-version=1.2.3",
+        ],
+    )
+    .await;
     let crds: Api<CustomResourceDefinition> = Api::all(host.workspace.client());
     for crd in [
         flux_crd(
@@ -596,17 +580,6 @@ async fn flux_releases_follow_the_enabled_components_and_go_with_the_platform_me
         Api::namespaced_with(host.workspace.client(), NS, &helm_release_resource());
     let list = ListParams::default();
     harness::when_served(|| releases.list(&list)).await.unwrap();
-    start_operator(
-        &host,
-        kcp.kubeconfig(),
-        LABEL,
-        &[
-            "--subroutines-kcp-setup-enabled=false".to_owned(),
-            "--subroutines-authorization-webhook-enabled=false".to_owned(),
-            "--subroutines-deployment-enabled=true".to_owned(),
-            "--chart-version=1.2.3".to_owned(),
-        ],
-    );
     let pms = host.platform_meshes(NS);
     let spec = serde_json::json!({
         "kcp": {"providerConnections": [{"secret": "root-admin", "path": "root", "adminAuth": true}]},

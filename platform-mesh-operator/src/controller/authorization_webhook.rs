@@ -11,15 +11,12 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use crds::PlatformMesh;
-use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
-use kube::api::{DeleteParams, ObjectMeta};
+use kube::api::DeleteParams;
 use lifecycle::{Outcome, Subroutine, SubroutineError};
 
-use super::provider_secrets::typed_value;
-use super::{Ctx, check_owner, owner_labels};
-use crate::apply::ensure_value;
+use super::{Ctx, KubeconfigSecret, owner_labels};
 use crate::kubeconfig::{Credentials, KubeconfigParts, render};
 
 /// The finalizer: the Secret goes with the PlatformMesh.
@@ -53,17 +50,12 @@ impl Subroutine<PlatformMesh, Ctx> for AuthorizationWebhook {
     async fn process(&self, pm: &PlatformMesh, ctx: &Ctx) -> Result<Outcome, SubroutineError> {
         let settings = &ctx.settings;
         let namespace = pm.namespace().unwrap_or_default();
-        let name = &settings.authorization_webhook_secret;
-        let what = format!("Secret {namespace}/{name}");
-        let existing = kube::Api::<Secret>::namespaced(ctx.host()?, &namespace)
-            .get_opt(name)
-            .await
-            .map_err(|e| SubroutineError::kube(format!("reading {what}"), e))?;
-        check_owner(
-            pm,
-            existing.as_ref().and_then(|s| s.metadata.labels.as_ref()),
-            &what,
-        )?;
+        let target = KubeconfigSecret {
+            namespace: &namespace,
+            name: &settings.authorization_webhook_secret,
+            purpose: PURPOSE,
+        };
+        ctx.secret_to_write(pm, &target).await?;
         let ca = ctx
             .secret_text(
                 &namespace,
@@ -78,27 +70,8 @@ impl Subroutine<PlatformMesh, Ctx> for AuthorizationWebhook {
             credentials: Credentials::Admin(Box::default()),
         })
         .map_err(|e| SubroutineError::permanent("InvalidWebhookCa", e.to_string()))?;
-        let secret = Secret {
-            metadata: ObjectMeta {
-                name: Some(settings.authorization_webhook_secret.clone()),
-                namespace: Some(namespace.clone()),
-                labels: Some(owner_labels(pm, PURPOSE)),
-                ..Default::default()
-            },
-            data: Some(BTreeMap::from([(
-                "kubeconfig".to_owned(),
-                ByteString(kubeconfig.into_bytes()),
-            )])),
-            type_: Some("Opaque".to_owned()),
-            ..Default::default()
-        };
-        ensure_value(
-            &ctx.secrets(&namespace)?,
-            &typed_value(&secret)?,
-            &what,
-            &settings.field_manager,
-        )
-        .await?;
+        ctx.write_kubeconfig(pm, &target, kubeconfig, BTreeMap::new())
+            .await?;
         Ok(Outcome::Ok)
     }
 

@@ -18,7 +18,6 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 use crds::PlatformMesh;
 use crds::platform_mesh::{Exposure, ProviderConnection};
-use k8s_openapi::ByteString;
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, RoleRef, Subject};
@@ -26,11 +25,11 @@ use kcp::ClusterPath;
 use kcp::types::apis::{ApiExport, ApiExportEndpointSlice};
 use kube::api::{ApiResource, DeleteParams, ListParams, PostParams};
 use kube::core::ObjectMeta;
-use kube::{Api, Resource, ResourceExt};
+use kube::{Api, ResourceExt};
 use lifecycle::{Outcome, Subroutine, SubroutineError, Wait};
 
-use super::{Ctx, check_owner, owner_labels, owner_selector};
-use crate::apply::ensure_value;
+use super::{Ctx, KubeconfigSecret, owner_labels, owner_selector};
+use crate::apply::{ensure_value, typed_value};
 use crate::kubeconfig::{
     Credentials, KubeconfigParts, Renewal, TOKEN_EXPIRES_ANNOTATION, TOKEN_ISSUED_ANNOTATION,
     format_time, parse_time, raw_path_server, render, renewal, scoped_rules, slice_server,
@@ -324,16 +323,12 @@ async fn write(
             (slice_server(&base, &url).map_err(invalid)?, Some(export))
         }
     };
-    let what = format!("Secret {}/{}", plan.namespace, plan.secret);
-    let existing = Api::<Secret>::namespaced(ctx.host()?, &plan.namespace)
-        .get_opt(&plan.secret)
-        .await
-        .map_err(|e| SubroutineError::kube(format!("reading {what}"), e))?;
-    check_owner(
-        pm,
-        existing.as_ref().and_then(|s| s.metadata.labels.as_ref()),
-        &what,
-    )?;
+    let target = KubeconfigSecret {
+        namespace: &plan.namespace,
+        name: &plan.secret,
+        purpose: PURPOSE,
+    };
+    let existing = ctx.secret_to_write(pm, &target).await?;
     let mut annotations = BTreeMap::new();
     let mut renew_in = None;
     let credentials = match &plan.mode {
@@ -375,40 +370,9 @@ async fn write(
         credentials,
     })
     .map_err(invalid)?;
-    let secret = Secret {
-        metadata: ObjectMeta {
-            name: Some(plan.secret.clone()),
-            namespace: Some(plan.namespace.clone()),
-            labels: Some(owner_labels(pm, PURPOSE)),
-            annotations: (!annotations.is_empty()).then_some(annotations),
-            ..Default::default()
-        },
-        data: Some(BTreeMap::from([(
-            "kubeconfig".to_owned(),
-            ByteString(kubeconfig.into_bytes()),
-        )])),
-        type_: Some("Opaque".to_owned()),
-        ..Default::default()
-    };
-    ensure_value(
-        &ctx.secrets(&plan.namespace)?,
-        &typed_value(&secret)?,
-        &what,
-        &settings.field_manager,
-    )
-    .await?;
+    ctx.write_kubeconfig(pm, &target, kubeconfig, annotations)
+        .await?;
     Ok(renew_in)
-}
-
-/// `object` as the JSON an apply sends, with its apiVersion and kind.
-pub fn typed_value<K: Resource<DynamicType = ()> + serde::Serialize>(
-    object: &K,
-) -> Result<serde_json::Value, SubroutineError> {
-    let mut value = serde_json::to_value(object)
-        .map_err(|e| SubroutineError::transient(format!("encoding: {e}")))?;
-    value["apiVersion"] = K::api_version(&()).into();
-    value["kind"] = K::kind(&()).into();
-    Ok(value)
 }
 
 /// The first endpoint a slice lists, and the export it serves; a wait while it lists none.

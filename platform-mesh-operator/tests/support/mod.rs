@@ -185,6 +185,21 @@ pub fn start_operator_until(
     metrics
 }
 
+/// A hosting workspace with `namespace`, and an operator on it for PlatformMeshes labelled
+/// `label` that leaves the kcp tree alone (another test's) and writes no webhook kubeconfig:
+/// for scenarios about provider kubeconfigs and HelmReleases.
+pub async fn host_without_setup(namespace: &str, label: &str, extra: &[&str]) -> Host {
+    let host = Host::new().await;
+    host.namespace(namespace).await;
+    let mut flags = vec![
+        "--subroutines-kcp-setup-enabled=false".to_owned(),
+        "--subroutines-authorization-webhook-enabled=false".to_owned(),
+    ];
+    flags.extend(extra.iter().map(|f| (*f).to_owned()));
+    start_operator(&host, Kcp::shared().await.kubeconfig(), label, &flags);
+    host
+}
+
 /// The account-operator's admission webhooks: its port and certificate directory.
 pub struct AccountWebhooks {
     pub port: u16,
