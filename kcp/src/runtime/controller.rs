@@ -962,7 +962,7 @@ fn counting_watches<K>(client: Client, shared: &Shared<K>) -> Client {
             .query()
             .is_some_and(|q| q.split('&').any(|p| p == "watch=true"));
         if is_watch {
-            let kind = resource_of(request.uri().path()).to_owned();
+            let kind = crate::client::classify(request.method(), request.uri().path(), None).1;
             metrics
                 .watch_requests
                 .get_or_create(&WatchLabels {
@@ -975,20 +975,6 @@ fn counting_watches<K>(client: Client, shared: &Shared<K>) -> Client {
         async move { client.send(request).await.map_err(BoxError::from) }
     });
     Client::new(service, "default")
-}
-
-/// The resource segment of an API path: `/apis/g/v/resource` or `/api/v1/resource`.
-fn resource_of(path: &str) -> &str {
-    let after_api = path
-        .split_once("/apis/")
-        .map(|(_, rest)| rest.splitn(3, '/').nth(2))
-        .or_else(|| {
-            path.split_once("/api/")
-                .map(|(_, rest)| rest.split_once('/').map(|(_, resource)| resource))
-        })
-        .flatten()
-        .unwrap_or(path);
-    after_api.split('/').next_back().unwrap_or(after_api)
 }
 
 #[cfg(test)]
@@ -1031,16 +1017,5 @@ mod tests {
         assert!(export.is_bound_by(&binding("core.platform-mesh.io", "abc")));
         assert!(!export.is_bound_by(&binding("tenancy.kcp.io", "root")));
         assert!(!export.is_bound_by(&binding("core.platform-mesh.io", "other")));
-    }
-
-    #[test]
-    fn resource_segment_of_api_paths() {
-        assert_eq!(
-            resource_of(
-                "/services/apiexport/x/e/clusters/*/apis/core.platform-mesh.io/v1alpha1/accounts"
-            ),
-            "accounts"
-        );
-        assert_eq!(resource_of("/clusters/*/api/v1/configmaps"), "configmaps");
     }
 }
