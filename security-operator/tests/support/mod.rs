@@ -1,6 +1,7 @@
-//! The platform the security-operator scenarios run on: real kcp and OpenFGA, the WorkspaceTypes
-//! with the `root:security` initializer and terminator, the account-operator in-process and
-//! the security-operator binary as a child process, once per test binary.
+//! The platform the security-operator scenarios run on: real kcp and OpenFGA, set up by the
+//! platform-mesh-operator (the WorkspaceTypes with the `root:security` initializer and
+//! terminator, the exports, `root:orgs`), the account-operator in-process and the
+//! security-operator binary as a child process, once per test binary.
 
 #![allow(clippy::unwrap_used, dead_code)] // each test binary uses part of it
 
@@ -42,7 +43,6 @@ pub fn security_args(kubeconfig: &Path, fga_target: &str, health_port: u16) -> V
     vec![
         "fga,initializer,terminator,model-generator,system".into(),
         format!("--kubeconfig={}", kubeconfig.display()),
-        "--kubeconfig-context=root".into(),
         format!("--fga-target={fga_target}"),
         "--metrics-bind-address=127.0.0.1:0".into(),
         format!("--health-probe-bind-address=127.0.0.1:{health_port}"),
@@ -80,19 +80,51 @@ pub fn start_security_operator(name: &str, args: &[String], state_dir: &Path) ->
     ServerProcess::start(name, &binary(), args, state_dir, false).unwrap()
 }
 
-/// The platform with the account-operator running in-process, set up on first use; the
-/// security-operator is the caller's to start (see [`platform`]).
+/// The platform-mesh-operator's test support: a hosting workspace and the operator.
+#[path = "../../../platform-mesh-operator/tests/support/mod.rs"]
+mod platform_mesh;
+
+/// The platform, set up on first use by the real platform-mesh-operator from one
+/// PlatformMesh, with the account-operator running in-process on the kubeconfig it wrote;
+/// the security-operator is the caller's to start (see [`platform`]), on its kubeconfig.
 pub async fn base() -> &'static Platform {
     static BASE: OnceCell<Platform> = OnceCell::const_new();
     BASE.get_or_init(|| async {
+        const NS: &str = "platform-mesh-system";
+        const LABEL: &str = "security-operator-tests";
         let kcp = Kcp::shared().await;
         let openfga = OpenFga::shared().await;
-        let (orgs, kubeconfig) =
-            harness::set_up_platform(kcp, true, "security-operator.kubeconfig").await;
+        let host = platform_mesh::Host::new().await;
+        host.namespace(NS).await;
+        platform_mesh::start_operator(
+            &host,
+            kcp.kubeconfig(),
+            LABEL,
+            &[
+                "--no-account-operator-webhooks".to_owned(),
+                "--subroutines-authorization-webhook-enabled=false".to_owned(),
+            ],
+        );
+        let pms = host.platform_meshes(NS);
+        pms.create(
+            &kube::api::PostParams::default(),
+            &platform_mesh::platform_mesh("platform", LABEL, serde_json::json!({})),
+        )
+        .await
+        .unwrap();
+        wait_for(&pms, "platform", "Ready", |pm| {
+            platform_mesh::condition(pm, "Ready").is_some_and(|(status, _, _)| status == "True")
+        })
+        .await;
+        let accounts_kubeconfig = host
+            .kubeconfig_file(NS, "account-operator-kubeconfig")
+            .await;
+        let kubeconfig = host
+            .kubeconfig_file(NS, "security-operator-kubeconfig")
+            .await;
         let config = account_operator::config::Config::try_parse_from([
             "account-operator".to_owned(),
-            format!("--kubeconfig={}", kubeconfig.display()),
-            "--kubeconfig-context=root".into(),
+            format!("--kubeconfig={}", accounts_kubeconfig.display()),
             "--metrics-bind-address=127.0.0.1:0".into(),
             "--health-probe-bind-address=127.0.0.1:0".into(),
         ])
@@ -102,6 +134,7 @@ pub async fn base() -> &'static Platform {
                 .await
                 .unwrap();
         });
+        let orgs = platform_mesh::orgs(&kcp.admin().await).await;
         Platform {
             orgs_path: orgs.path,
             orgs_cluster: orgs.cluster,
