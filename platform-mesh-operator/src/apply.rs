@@ -69,10 +69,19 @@ pub async fn ensure_value(
     field_manager: &str,
 ) -> Result<Ensured, SubroutineError> {
     let name = desired["metadata"]["name"].as_str().unwrap_or_default();
-    let live = api
-        .get_opt(name)
-        .await
-        .map_err(|e| SubroutineError::kube(format!("reading {what}"), e))?;
+    let live = match api.get_opt(name).await {
+        Ok(live) => live,
+        // The kind is not served yet: a binding just turned Ready, kcp serves its resources
+        // a moment later.
+        Err(kube::Error::Api(s)) if s.code == 404 && s.message.contains("page not found") => {
+            return Err(lifecycle::Wait {
+                message: format!("waiting for the server to serve the kind of {what}"),
+                requeue_after: Some(crate::controller::KCP_WAIT_POLL),
+            }
+            .into());
+        }
+        Err(e) => return Err(SubroutineError::kube(format!("reading {what}"), e)),
+    };
     if let Some(live) = live {
         let live = serde_json::to_value(live)
             .map_err(|e| SubroutineError::transient(format!("decoding {what}: {e}")))?;

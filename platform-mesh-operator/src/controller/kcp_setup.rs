@@ -87,38 +87,28 @@ impl Subroutine<PlatformMesh, Ctx> for KcpSetup {
                 .unwrap_or_default(),
             account_webhooks: None,
         };
-        let mut remaining = Vec::new();
+        // One at a time, deepest first and the system workspace last: a workspace binding the
+        // core export cannot finish deleting once the export's workspace is gone.
         for (parent, name) in created_workspaces(&inputs) {
             let api: Api<Workspace> = Api::all(kcp_client(ctx, &parent)?);
-            match api.get_opt(&name).await {
-                Ok(None) => continue,
-                Ok(Some(ws)) if ws.metadata.deletion_timestamp.is_some() => {}
-                Ok(Some(_)) => {
-                    api.delete(&name, &Default::default()).await.map_err(|e| {
-                        SubroutineError::kube(format!("deleting workspace {parent}:{name}"), e)
-                    })?;
-                }
-                Err(e) => {
-                    return Err(SubroutineError::kube(
-                        format!("reading workspace {parent}:{name}"),
-                        e,
-                    ));
-                }
+            let workspace = api.get_opt(&name).await.map_err(|e| {
+                SubroutineError::kube(format!("reading workspace {parent}:{name}"), e)
+            })?;
+            let Some(workspace) = workspace else {
+                continue;
+            };
+            if workspace.metadata.deletion_timestamp.is_none() {
+                api.delete(&name, &Default::default()).await.map_err(|e| {
+                    SubroutineError::kube(format!("deleting workspace {parent}:{name}"), e)
+                })?;
             }
-            remaining.push(format!("{parent}:{name}"));
-        }
-        if remaining.is_empty() {
-            Ok(Outcome::Ok)
-        } else {
-            Err(Wait {
-                message: format!(
-                    "waiting for workspaces to be deleted: {}",
-                    remaining.join(", ")
-                ),
+            return Err(Wait {
+                message: format!("waiting for workspace {parent}:{name} to be deleted"),
                 requeue_after: Some(KCP_WAIT_POLL),
             }
-            .into())
+            .into());
         }
+        Ok(Outcome::Ok)
     }
 }
 
