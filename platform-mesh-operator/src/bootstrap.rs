@@ -423,10 +423,11 @@ fn extra_workspaces(extra: &[ExtraWorkspace]) -> Result<Vec<Desired>, BootstrapE
             name: ws.type_.name.clone(),
             path: ws.type_.path.clone(),
         };
+        // Awaited, unlike upstream: a PlatformMesh is Ready when its whole tree is.
         out.push(Desired::new(
             &parent,
             &workspace(full.base(), type_),
-            Readiness::Exists,
+            Readiness::WorkspaceReady,
         )?);
     }
     Ok(out)
