@@ -4,7 +4,7 @@
 //! tree that is already right therefore only reads.
 
 use kube::Api;
-use kube::api::{ApiResource, DynamicObject, Patch, PatchParams};
+use kube::api::{DynamicObject, Patch, PatchParams};
 use lifecycle::SubroutineError;
 use serde_json::Value;
 
@@ -109,26 +109,15 @@ pub async fn ensure_value(
     })
 }
 
-/// [`ensure_value`] for an object of the kcp tree, in its workspace.
+/// [`ensure_value`] for an object of the kcp tree, through `workspace`, a client for its
+/// workspace (every kind of the tree is cluster-scoped).
 pub async fn ensure(
-    kcp: &kcp::ClientFactory,
+    workspace: kube::Client,
     desired: &Desired,
     field_manager: &str,
 ) -> Result<Ensured, SubroutineError> {
-    let api = cluster_api(kcp, &desired.path, &desired.resource)?;
+    let api = Api::all_with(workspace, &desired.resource);
     ensure_value(&api, &desired.object, &desired.describe(), field_manager).await
-}
-
-/// An `Api` for a cluster-scoped kind in a kcp workspace.
-pub fn cluster_api(
-    kcp: &kcp::ClientFactory,
-    path: &kcp::ClusterPath,
-    resource: &ApiResource,
-) -> Result<Api<DynamicObject>, SubroutineError> {
-    let client = kcp
-        .for_path(path)
-        .map_err(|e| SubroutineError::transient_from(format!("a client for {path}"), e))?;
-    Ok(Api::all_with(client, resource))
 }
 
 #[cfg(test)]

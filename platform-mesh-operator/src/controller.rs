@@ -105,6 +105,14 @@ impl Ctx {
             .map_err(|e| SubroutineError::transient_from("a client for the hosting cluster", e))
     }
 
+    /// A client for kcp workspace `path`, with the admin credentials.
+    pub fn kcp(&self, path: &kcp::ClusterPath) -> Result<Client, SubroutineError> {
+        self.settings
+            .kcp
+            .for_path(path)
+            .map_err(|e| SubroutineError::transient_from(format!("a client for {path}"), e))
+    }
+
     /// An `Api` for Secrets in `namespace` of the hosting cluster, as dynamic objects (for
     /// [`crate::apply::ensure_value`]).
     pub fn secrets(&self, namespace: &str) -> Result<Api<DynamicObject>, SubroutineError> {

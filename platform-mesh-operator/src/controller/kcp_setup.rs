@@ -50,7 +50,8 @@ impl Subroutine<PlatformMesh, Ctx> for KcpSetup {
         for (index, phase) in phases.iter().enumerate().skip(resume) {
             let mut waiting = Vec::new();
             for desired in &phase.objects {
-                let ensured = ensure(&settings.kcp, desired, &settings.field_manager).await?;
+                let ensured =
+                    ensure(ctx.kcp(&desired.path)?, desired, &settings.field_manager).await?;
                 if !is_ready(desired.readiness, &ensured.live) {
                     waiting.push(desired.describe());
                 }
@@ -90,7 +91,7 @@ impl Subroutine<PlatformMesh, Ctx> for KcpSetup {
         // One at a time, deepest first and the system workspace last: a workspace binding the
         // core export cannot finish deleting once the export's workspace is gone.
         for (parent, name) in created_workspaces(&inputs) {
-            let api: Api<Workspace> = Api::all(kcp_client(ctx, &parent)?);
+            let api: Api<Workspace> = Api::all(ctx.kcp(&parent)?);
             let workspace = api.get_opt(&name).await.map_err(|e| {
                 SubroutineError::kube(format!("reading workspace {parent}:{name}"), e)
             })?;
@@ -150,17 +151,10 @@ impl SetupProgress {
     }
 }
 
-fn kcp_client(ctx: &Ctx, path: &ClusterPath) -> Result<kube::Client, SubroutineError> {
-    ctx.settings
-        .kcp
-        .for_path(path)
-        .map_err(|e| SubroutineError::transient_from(format!("a client for {path}"), e))
-}
-
 /// Dereference: what the tree needs besides the spec, read from kcp and the hosting cluster.
 async fn inputs(pm: &PlatformMesh, ctx: &Ctx) -> Result<Inputs, SubroutineError> {
     let settings = &ctx.settings;
-    let tenancy = Api::<ApiExport>::all(kcp_client(ctx, &ClusterPath::root())?)
+    let tenancy = Api::<ApiExport>::all(ctx.kcp(&ClusterPath::root())?)
         .get_opt("tenancy.kcp.io")
         .await
         .map_err(|e| SubroutineError::kube("reading root's tenancy.kcp.io APIExport", e))?

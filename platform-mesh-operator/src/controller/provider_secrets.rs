@@ -381,7 +381,7 @@ async fn slice_endpoint(
     path: &ClusterPath,
     name: &str,
 ) -> Result<(String, (ClusterPath, String)), SubroutineError> {
-    let slice = Api::<ApiExportEndpointSlice>::all(kcp_client(ctx, path)?)
+    let slice = Api::<ApiExportEndpointSlice>::all(ctx.kcp(path)?)
         .get_opt(name)
         .await
         .map_err(|e| {
@@ -412,20 +412,13 @@ async fn slice_endpoint(
     Ok((url, (export_path, slice.spec.export.name.clone())))
 }
 
-fn kcp_client(ctx: &Ctx, path: &ClusterPath) -> Result<kube::Client, SubroutineError> {
-    ctx.settings
-        .kcp
-        .for_path(path)
-        .map_err(|e| SubroutineError::transient_from(format!("a client for {path}"), e))
-}
-
 /// The RBAC a scoped component gets from the export, plus kcp's `access` to the workspace.
 async fn export_rules(
     ctx: &Ctx,
     path: &ClusterPath,
     name: &str,
 ) -> Result<Vec<PolicyRule>, SubroutineError> {
-    let export = Api::<ApiExport>::all(kcp_client(ctx, path)?)
+    let export = Api::<ApiExport>::all(ctx.kcp(path)?)
         .get_opt(name)
         .await
         .map_err(|e| SubroutineError::kube(format!("reading APIExport {path}/{name}"), e))?
@@ -450,7 +443,7 @@ async fn ensure_service_account(
     secret: &str,
     rules: Vec<PolicyRule>,
 ) -> Result<(), SubroutineError> {
-    let client = kcp_client(ctx, path)?;
+    let client = ctx.kcp(path)?;
     let name = service_account_name(secret);
     let manager = &ctx.settings.field_manager;
     let meta = |namespace: Option<&str>| ObjectMeta {
@@ -569,7 +562,7 @@ async fn token(
         ..Default::default()
     };
     let issued = SystemTime::now();
-    let answer = Api::<ServiceAccount>::namespaced(kcp_client(ctx, path)?, "default")
+    let answer = Api::<ServiceAccount>::namespaced(ctx.kcp(path)?, "default")
         .create_token_request(&name, &PostParams::default(), &request)
         .await
         .map_err(|e| {
@@ -657,7 +650,7 @@ async fn remove_service_account(
     path: &ClusterPath,
     secret: &str,
 ) -> Result<(), SubroutineError> {
-    let client = kcp_client(ctx, path)?;
+    let client = ctx.kcp(path)?;
     let name = service_account_name(secret);
     let ignore_missing = |result: Result<(), kube::Error>, what: &str| match result {
         Ok(()) => Ok(()),
