@@ -76,7 +76,8 @@ pub struct Settings {
     pub charts: ChartSource,
 }
 
-/// Which subroutines run (the `--subroutines-*-enabled` flags).
+/// What the `--subroutines-*-enabled` flags switch off: a step switched off reports Skipped
+/// and still cleans up on deletion.
 #[derive(Debug, Clone, Copy)]
 pub struct Steps {
     pub kcp_setup: bool,
@@ -282,21 +283,24 @@ pub fn platform_mesh_controller(
     settings: Arc<Settings>,
     steps: Steps,
 ) -> LifecycleController<PlatformMesh, Ctx> {
-    let mut subroutines: Vec<Box<dyn Subroutine<PlatformMesh, Ctx>>> = Vec::new();
-    if steps.kcp_setup {
-        subroutines.push(Box::new(kcp_setup::KcpSetup {
+    // Every step is in the chain whatever the flags: a disabled one reports Skipped and still
+    // cleans up on deletion, so a finalizer it added before it was disabled is released (the
+    // engine never releases a finalizer no subroutine claims).
+    let subroutines: Vec<Box<dyn Subroutine<PlatformMesh, Ctx>>> = vec![
+        Box::new(kcp_setup::KcpSetup {
+            enabled: steps.kcp_setup,
             delete_workspaces: steps.delete_workspaces,
-        }));
-    }
-    if steps.provider_secrets {
-        subroutines.push(Box::new(provider_secrets::ProviderSecrets));
-    }
-    if steps.authorization_webhook {
-        subroutines.push(Box::new(authorization_webhook::AuthorizationWebhook));
-    }
-    subroutines.push(Box::new(deployment::Deployment {
-        render: steps.deployment,
-    }));
+        }),
+        Box::new(provider_secrets::ProviderSecrets {
+            enabled: steps.provider_secrets,
+        }),
+        Box::new(authorization_webhook::AuthorizationWebhook {
+            enabled: steps.authorization_webhook,
+        }),
+        Box::new(deployment::Deployment {
+            render: steps.deployment,
+        }),
+    ];
     LifecycleController::new(
         PLATFORM_MESH_RECONCILER,
         setup,

@@ -592,6 +592,14 @@ async fn flux_releases_follow_the_enabled_components_and_go_with_the_platform_me
         .await
         .unwrap();
     condition_becomes(&pms, "suite", "Ready", "True").await;
+    // Steps switched off say so.
+    let pm = pms.get("suite").await.unwrap();
+    let (status, reason, message) = condition(&pm, "KcpsetupSubroutine").unwrap();
+    assert_eq!((status.as_str(), reason.as_str()), ("True", "Skipped"));
+    assert!(
+        message.contains("--subroutines-kcp-setup-enabled=false"),
+        "{message}"
+    );
     let names = |list: Vec<DynamicObject>| {
         list.into_iter()
             .map(|o| o.metadata.name.unwrap())

@@ -26,7 +26,10 @@ const PURPOSE: &str = "authorization-webhook-kubeconfig";
 
 /// See the module documentation.
 #[derive(Debug)]
-pub struct AuthorizationWebhook;
+pub struct AuthorizationWebhook {
+    /// `--subroutines-authorization-webhook-enabled`.
+    pub enabled: bool,
+}
 
 /// The webhook's URL: `--authorization-webhook-url`, else the Service the chart creates in
 /// the PlatformMesh's namespace.
@@ -48,6 +51,12 @@ impl Subroutine<PlatformMesh, Ctx> for AuthorizationWebhook {
     }
 
     async fn process(&self, pm: &PlatformMesh, ctx: &Ctx) -> Result<Outcome, SubroutineError> {
+        if !self.enabled {
+            return Ok(Outcome::skip(
+                "writing the authorization webhook's kubeconfig is off \
+                 (--subroutines-authorization-webhook-enabled=false)",
+            ));
+        }
         let settings = &ctx.settings;
         let namespace = pm.namespace().unwrap_or_default();
         let target = KubeconfigSecret {

@@ -22,6 +22,8 @@ pub const WORKSPACES_FINALIZER: &str = "core.platform-mesh.io/kcp-workspaces";
 /// See the module documentation.
 #[derive(Debug)]
 pub struct KcpSetup {
+    /// `--subroutines-kcp-setup-enabled`.
+    pub enabled: bool,
     /// `--delete-workspaces-on-delete`.
     pub delete_workspaces: bool,
 }
@@ -39,6 +41,11 @@ impl Subroutine<PlatformMesh, Ctx> for KcpSetup {
     }
 
     async fn process(&self, pm: &PlatformMesh, ctx: &Ctx) -> Result<Outcome, SubroutineError> {
+        if !self.enabled {
+            return Ok(Outcome::skip(
+                "setting up kcp is off (--subroutines-kcp-setup-enabled=false)",
+            ));
+        }
         let inputs = inputs(pm, ctx).await?;
         let phases =
             tree(&inputs).map_err(|e| SubroutineError::permanent("InvalidSpec", e.to_string()))?;

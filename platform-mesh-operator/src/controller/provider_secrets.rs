@@ -247,7 +247,10 @@ fn external_base(exposure: Option<&Exposure>) -> Result<url::Url, SubroutineErro
 
 /// See the module documentation.
 #[derive(Debug)]
-pub struct ProviderSecrets;
+pub struct ProviderSecrets {
+    /// `--subroutines-provider-secret-enabled`.
+    pub enabled: bool,
+}
 
 #[async_trait]
 impl Subroutine<PlatformMesh, Ctx> for ProviderSecrets {
@@ -260,6 +263,11 @@ impl Subroutine<PlatformMesh, Ctx> for ProviderSecrets {
     }
 
     async fn process(&self, pm: &PlatformMesh, ctx: &Ctx) -> Result<Outcome, SubroutineError> {
+        if !self.enabled {
+            return Ok(Outcome::skip(
+                "writing provider kubeconfigs is off (--subroutines-provider-secret-enabled=false)",
+            ));
+        }
         let namespace = pm.namespace().unwrap_or_default();
         let exposure = pm.spec.exposure.as_ref();
         let plans = connections(pm)
