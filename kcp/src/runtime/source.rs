@@ -148,8 +148,6 @@ impl EndpointSource {
             }
             Self::Direct { url } => {
                 // Nothing to watch: the endpoint is fixed.
-                let _ = failed;
-                let _ = failing;
                 publish(BTreeSet::from([url]));
                 stop.cancelled().await;
             }
