@@ -82,16 +82,31 @@ pub async fn ensure_value(
         }
         Err(e) => return Err(SubroutineError::kube(format!("reading {what}"), e)),
     };
-    if let Some(live) = live {
-        let live = serde_json::to_value(live)
-            .map_err(|e| SubroutineError::transient(format!("decoding {what}: {e}")))?;
-        if is_subset(desired, &live) {
-            return Ok(Ensured {
-                written: false,
-                live,
-            });
-        }
+    let live = live
+        .map(serde_json::to_value)
+        .transpose()
+        .map_err(|e| SubroutineError::transient(format!("decoding {what}: {e}")))?;
+    apply_unless_same(api, desired, live, what, field_manager).await
+}
+
+/// The write half of [`ensure_value`], for a caller that already read the object (`live`,
+/// `None` when missing): applies `desired` only when it is not a subset of `live`.
+pub async fn apply_unless_same(
+    api: &Api<DynamicObject>,
+    desired: &Value,
+    live: Option<Value>,
+    what: &str,
+    field_manager: &str,
+) -> Result<Ensured, SubroutineError> {
+    if let Some(live) = live
+        && is_subset(desired, &live)
+    {
+        return Ok(Ensured {
+            written: false,
+            live,
+        });
     }
+    let name = desired["metadata"]["name"].as_str().unwrap_or_default();
     let applied = api
         .patch(
             name,

@@ -115,7 +115,7 @@ impl Ctx {
     }
 
     /// An `Api` for Secrets in `namespace` of the hosting cluster, as dynamic objects (for
-    /// [`crate::apply::ensure_value`]).
+    /// [`crate::apply::apply_unless_same`]).
     pub fn secrets(&self, namespace: &str) -> Result<Api<DynamicObject>, SubroutineError> {
         Ok(Api::namespaced_with(
             self.host()?,
@@ -191,11 +191,12 @@ impl Ctx {
     }
 
     /// Writes `kubeconfig` (and `annotations`) into the Secret, labelled as `pm`'s, when it
-    /// differs from what is there.
+    /// differs from `existing` (what [`Ctx::secret_to_write`] read).
     pub async fn write_kubeconfig(
         &self,
         pm: &PlatformMesh,
         secret: &KubeconfigSecret<'_>,
+        existing: Option<&Secret>,
         kubeconfig: String,
         annotations: BTreeMap<String, String>,
     ) -> Result<(), SubroutineError> {
@@ -214,9 +215,11 @@ impl Ctx {
             type_: Some("Opaque".to_owned()),
             ..Default::default()
         };
-        crate::apply::ensure_value(
+        let live = existing.map(crate::apply::typed_value).transpose()?;
+        crate::apply::apply_unless_same(
             &self.secrets(secret.namespace)?,
             &crate::apply::typed_value(&object)?,
+            live,
             &secret.describe(),
             &self.settings.field_manager,
         )

@@ -64,7 +64,7 @@ impl Subroutine<PlatformMesh, Ctx> for AuthorizationWebhook {
             name: &settings.authorization_webhook_secret,
             purpose: PURPOSE,
         };
-        ctx.secret_to_write(pm, &target).await?;
+        let existing = ctx.secret_to_write(pm, &target).await?;
         let ca = ctx
             .secret_text(
                 &namespace,
@@ -79,7 +79,7 @@ impl Subroutine<PlatformMesh, Ctx> for AuthorizationWebhook {
             credentials: Credentials::Admin(Box::default()),
         })
         .map_err(|e| SubroutineError::permanent("InvalidWebhookCa", e.to_string()))?;
-        ctx.write_kubeconfig(pm, &target, kubeconfig, BTreeMap::new())
+        ctx.write_kubeconfig(pm, &target, existing.as_ref(), kubeconfig, BTreeMap::new())
             .await?;
         Ok(Outcome::Ok)
     }

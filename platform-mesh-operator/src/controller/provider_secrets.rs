@@ -378,7 +378,7 @@ async fn write(
         credentials,
     })
     .map_err(invalid)?;
-    ctx.write_kubeconfig(pm, &target, kubeconfig, annotations)
+    ctx.write_kubeconfig(pm, &target, existing.as_ref(), kubeconfig, annotations)
         .await?;
     Ok(renew_in)
 }
