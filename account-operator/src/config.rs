@@ -5,13 +5,24 @@
 
 use std::path::PathBuf;
 
-use clap::Parser;
+use clap::{Parser, ValueEnum};
 use kit::cli::OperatorArgs;
+
+/// What the binary does (upstream's subcommand).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Command {
+    /// Run the operator.
+    Operator,
+}
 
 /// account-operator: Accounts become kcp workspaces.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "account-operator", version, about)]
 pub struct Config {
+    /// `operator`, upstream's subcommand (`account-operator operator [flags]`, as upstream's
+    /// chart runs it); optional, the binary has no other.
+    pub command: Option<Command>,
+
     #[command(flatten)]
     pub operator: OperatorArgs,
 
@@ -122,6 +133,15 @@ mod tests {
         );
         assert_eq!(c.operator.shutdown_timeout, Duration::from_secs(30));
         assert!(!c.subroutines_workspace_ready_enabled);
+    }
+
+    #[test]
+    fn upstreams_invocation_is_accepted() {
+        let c = Config::try_parse_from(["account-operator", "operator", "--leader-elect"]).unwrap();
+        assert_eq!(c.command, Some(Command::Operator));
+        assert!(c.operator.leader_elect);
+        let error = Config::try_parse_from(["account-operator", "webhook"]).unwrap_err();
+        assert!(error.to_string().contains("operator"), "{error}");
     }
 
     #[test]

@@ -65,6 +65,63 @@ pub struct OperatorArgs {
     /// without the label have the value "").
     #[arg(long, default_value = "")]
     pub debug_label_value: String,
+
+    #[command(flatten)]
+    pub upstream: UpstreamArgs,
+}
+
+/// Flags of upstream's shared Go command line (golang-commons) that upstream's charts pass to
+/// every operator. They are accepted so that those charts' arguments keep working, and have no
+/// effect here: the servers speak HTTP/1.1 only (what `--enable-http2=false` asks for),
+/// metrics are plain HTTP, and traces are not exported (a process asked to export them says so
+/// in its log at start).
+#[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "Accepted for upstream compatibility, without effect")]
+pub struct UpstreamArgs {
+    /// Deployment environment label (upstream: Sentry and logs).
+    #[arg(long, default_value = "")]
+    pub environment: String,
+
+    /// Region label (upstream: Sentry and logs).
+    #[arg(long, default_value = "local")]
+    pub region: String,
+
+    /// Upstream's local-development switch.
+    #[arg(long)]
+    pub is_local: bool,
+
+    /// Image name label (upstream: Sentry).
+    #[arg(long, default_value = "")]
+    pub image_name: String,
+
+    /// Image tag label (upstream: Sentry).
+    #[arg(long, default_value = "")]
+    pub image_tag: String,
+
+    /// Upstream serves metrics over HTTPS when true; metrics here are plain HTTP.
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub metrics_secure: bool,
+
+    /// Upstream restricts its servers to HTTP/1.1 when false; the servers here speak HTTP/1.1
+    /// only.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub enable_http2: bool,
+
+    /// Upstream exports OpenTelemetry traces when true; not implemented here.
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub tracing_enabled: bool,
+
+    /// Upstream's trace service name.
+    #[arg(long, default_value = "")]
+    pub tracing_config_service_name: String,
+
+    /// Upstream's trace service version.
+    #[arg(long, default_value = "")]
+    pub tracing_config_service_version: String,
+
+    /// Upstream's OTLP gRPC collector endpoint.
+    #[arg(long, default_value = "")]
+    pub tracing_config_collector_endpoint: String,
 }
 
 /// Parses the process's arguments into `T`, giving every flag without an environment variable
@@ -155,6 +212,29 @@ mod tests {
             Some("POD_NAMESPACE")
         );
         assert_eq!(env("help"), None);
+    }
+
+    #[test]
+    fn upstreams_shared_flags_are_accepted() {
+        // As upstream's common chart renders them.
+        let b: Binary = parse_from(
+            "TEST_KIT",
+            [
+                "bin",
+                "--region=eu10",
+                "--environment=prod",
+                "--image-tag=v0.15.5",
+                "--image-name=account-operator",
+                "--enable-http2=false",
+                "--metrics-secure",
+                "--tracing-enabled=false",
+                "--tracing-config-collector-endpoint=otel:4317",
+                "--is-local",
+            ],
+        )
+        .unwrap();
+        assert_eq!(b.operator.upstream.region, "eu10");
+        assert!(!b.operator.upstream.enable_http2 && b.operator.upstream.metrics_secure);
     }
 
     #[test]

@@ -357,6 +357,11 @@ where
         eprintln!("{name}: {e}");
         return ExitCode::FAILURE;
     }
+    if args.upstream.tracing_enabled {
+        tracing::warn!(
+            "--tracing-enabled is accepted for upstream's charts, but traces are not exported"
+        );
+    }
     let stop = CancellationToken::new();
     if let Err(e) = crate::shutdown::cancel_on_signal(stop.clone()) {
         eprintln!("{name}: cannot listen for SIGTERM: {e}");

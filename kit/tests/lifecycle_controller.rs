@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use clap::{Args, FromArgMatches};
 use crds::PlatformMesh;
 use crds::export::{api_export, schemas};
 use harness::{Kcp, TestWorkspace, universal, wait_for, wait_gone, when_served};
@@ -16,7 +17,7 @@ use kcp::types::apis::{
     ApiBinding, ApiBindingSpec, ApiExport, ApiResourceSchema, BindingReference,
     ExportBindingReference,
 };
-use kit::cli::OperatorArgs;
+use kit::cli::{OperatorArgs, UpstreamArgs};
 use kit::controller::{LifecycleController, Setup};
 use kit::process::{Binary, Process, ProcessError};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
@@ -226,6 +227,11 @@ async fn a_failing_server_ends_the_process_with_its_name() {
         shutdown_timeout: Duration::from_secs(5),
         max_concurrent_reconciles: 1,
         debug_label_value: String::new(),
+        upstream: UpstreamArgs::from_arg_matches(
+            &UpstreamArgs::augment_args(clap::Command::new("kit-test"))
+                .get_matches_from(["kit-test"]),
+        )
+        .unwrap(),
     };
     let binary = Binary {
         name: "kit-test",

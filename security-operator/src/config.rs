@@ -12,7 +12,9 @@ use kit::cli::OperatorArgs;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ValueEnum)]
 pub enum Role {
     /// Stores, AuthorizationModels, AccountInfos, and the initializer's work re-applied to
-    /// initialized workspaces, on the `core.platform-mesh.io` export.
+    /// initialized workspaces, on the `core.platform-mesh.io` export (also `operator`, the
+    /// name of upstream's command file).
+    #[value(alias = "operator")]
     Fga,
     /// The `root:security` initializer: org Stores and account tuples.
     Initializer,
@@ -50,6 +52,11 @@ pub struct Config {
 
     #[command(flatten)]
     pub operator: OperatorArgs,
+
+    /// kcp's kubeconfig under upstream's name; when given, it takes the place of
+    /// `--kubeconfig`.
+    #[arg(long)]
+    pub kcp_kubeconfig: Option<PathBuf>,
 
     /// OpenFGA's gRPC address, `host:port` (plaintext, as upstream) or an `http(s)://` URL.
     #[arg(long)]
@@ -152,6 +159,17 @@ pub struct Config {
     pub development_allow_unverified_emails: bool,
 }
 
+impl Config {
+    /// The configuration with upstream's `--kcp-kubeconfig`, when given, in place of the kit's
+    /// `--kubeconfig`.
+    pub fn with_kcp_kubeconfig(mut self) -> Self {
+        if let Some(path) = self.kcp_kubeconfig.take() {
+            self.operator.kubeconfig = Some(path);
+        }
+        self
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -179,6 +197,22 @@ mod tests {
         assert_eq!(
             all.idp_kubectl_client_redirect_urls,
             ["http://localhost:8000", "http://localhost:18000"]
+        );
+    }
+
+    #[test]
+    fn upstreams_command_and_kubeconfig_flag_are_accepted() {
+        let config = parse(&[
+            "operator",
+            "--fga-target=openfga:8081",
+            "--kcp-kubeconfig=/api-kubeconfig/kubeconfig",
+        ])
+        .unwrap()
+        .with_kcp_kubeconfig();
+        assert_eq!(config.roles, [Role::Fga]);
+        assert_eq!(
+            config.operator.kubeconfig.as_deref(),
+            Some(std::path::Path::new("/api-kubeconfig/kubeconfig"))
         );
     }
 

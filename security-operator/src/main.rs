@@ -7,7 +7,7 @@ use security_operator::config::Config;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let config: Config = kit::cli::parse(ENV_PREFIX);
+    let config = kit::cli::parse::<Config>(ENV_PREFIX).with_kcp_kubeconfig();
     let operator = config.operator.clone();
     kit::process::main(binary(&config.roles), &operator, |stop| run(config, stop)).await
 }
