@@ -587,7 +587,7 @@ async fn flux_releases_follow_the_enabled_components_and_go_with_the_platform_me
         "kcp": {"providerConnections": [{"secret": "root-admin", "path": "root", "adminAuth": true}]},
         "values": {"services": {
             "rebac-authz-webhook": {"enabled": false},
-            "security-operator": {"values": {"replicaCount": 2, "kcp": {"extra": true}}},
+            "security-operator": {"values": {"replicas": 2, "kcp": {"extra": true}}},
         }},
     });
     pms.create(&PostParams::default(), &platform_mesh("suite", LABEL, spec))
@@ -618,8 +618,8 @@ async fn flux_releases_follow_the_enabled_components_and_go_with_the_platform_me
     assert_eq!(security.data["spec"]["chart"]["spec"]["version"], "1.2.3");
     assert_eq!(
         security.data["spec"]["values"],
-        serde_json::json!({"replicaCount": 2,
-            "kcp": {"kubeconfigSecret": "security-operator-kubeconfig", "extra": true}})
+        serde_json::json!({"replicas": 2, "kcp": {"extra": true},
+            "kubeconfigSecret": "security-operator-kubeconfig"})
     );
     let repositories: Api<DynamicObject> =
         Api::namespaced_with(host.workspace.client(), NS, &helm_repository_resource());

@@ -26,14 +26,17 @@ pub const FINALIZER: &str = "core.platform-mesh.io/flux-releases";
 const PURPOSE: &str = "flux";
 
 /// The values every chart of this suite gets: the name of the kubeconfig Secret this
-/// operator writes for it (see [`super::provider_secrets::default_connections`]).
+/// operator writes for it (see [`super::provider_secrets::default_connections`]), under the
+/// value the chart takes it in, upstream's name for that chart.
 pub fn default_values() -> Map<String, Value> {
     let mut defaults = Map::new();
     for component in crate::flux::COMPONENTS {
-        defaults.insert(
-            (*component).to_owned(),
-            json!({"kcp": {"kubeconfigSecret": format!("{component}-kubeconfig")}}),
-        );
+        let secret = format!("{component}-kubeconfig");
+        let values = match *component {
+            "rebac-authz-webhook" => json!({"kcp": {"kubeconfig": {"secret": secret}}}),
+            _ => json!({"kubeconfigSecret": secret}),
+        };
+        defaults.insert((*component).to_owned(), values);
     }
     defaults
 }

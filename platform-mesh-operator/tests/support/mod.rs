@@ -47,7 +47,7 @@ impl Host {
         let list = kube::api::ListParams::default();
         harness::when_served(|| served.list(&list)).await.unwrap();
         // One file per host: tests run side by side.
-        let kubeconfig = pointed_kubeconfig(kcp, workspace.path.as_str(), workspace.path.base());
+        let kubeconfig = kcp.pointed_kubeconfig(&workspace.path, workspace.path.base());
         Host {
             workspace,
             kubeconfig,
@@ -112,16 +112,6 @@ impl Host {
         std::fs::write(&path, text.0).unwrap();
         path
     }
-}
-
-/// kcp's admin kubeconfig with the `root` context pointed at `path`, written as `name`.
-pub fn pointed_kubeconfig(kcp: &Kcp, path: &str, name: &str) -> PathBuf {
-    let text = std::fs::read_to_string(kcp.kubeconfig()).unwrap();
-    let pointed = text.replace("/clusters/root\n", &format!("/clusters/{path}\n"));
-    assert_ne!(text, pointed, "kubeconfig layout changed");
-    let file = kcp.state_dir().join(format!("{name}.kubeconfig"));
-    std::fs::write(&file, pointed).unwrap();
-    file
 }
 
 /// kcp's admin kubeconfig with every server replaced by `server` (a kcp that is not there).
