@@ -40,6 +40,11 @@ impl AuthorizingKcp {
         SHARED.get_or_init(Self::start).await
     }
 
+    /// A kcp of its own asking the webhook, stopped (its state removed) when dropped.
+    pub async fn fresh() -> AuthorizingKcp {
+        Self::start().await
+    }
+
     async fn start() -> AuthorizingKcp {
         let webhook = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()));
         let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()])

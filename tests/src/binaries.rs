@@ -1,14 +1,15 @@
 //! The workspace's own binaries, for scenarios and benchmarks that run them as processes.
 //!
 //! Cargo names a package's binaries to its tests (`CARGO_BIN_EXE_<name>`), but not to its
-//! examples, and `cargo run --example` builds no binary: a benchmark builds the binary it
-//! needs with [`build_binary`] into its own profile directory, where [`binary`] finds it.
+//! examples, to other packages' tests or to other binaries, and `cargo run` builds only the
+//! binary it runs: a benchmark or the demo builds the binaries it needs with [`build_binary`]
+//! into its own profile directory, where [`binary`] finds them.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// The binary `name`: `cargo_names` (the caller's `option_env!("CARGO_BIN_EXE_<name>")`)
-/// in a test, else `target/<profile>/<name>` next to the running example's `examples/`.
+/// in a test, else `target/<profile>/<name>` of the running program.
 pub fn binary(name: &str, cargo_names: Option<&str>) -> PathBuf {
     if let Some(path) = cargo_names {
         return PathBuf::from(path);
@@ -18,7 +19,21 @@ pub fn binary(name: &str, cargo_names: Option<&str>) -> PathBuf {
         .unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// Builds binary `name` of `package` into the running example's profile and target
+/// The workspace binary `name` in the running program's profile directory, where a `cargo
+/// build` of its package put it; `Err` says how to build it when it is not there.
+pub fn next_to_this_program(name: &str) -> Result<PathBuf, String> {
+    let path = profile_dir()?.join(name);
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(format!(
+            "{} is missing: `cargo xtask demo` builds it (or `cargo build -p {name}`)",
+            path.display()
+        ))
+    }
+}
+
+/// Builds binary `name` of `package` into the running program's profile and target
 /// directory, and returns its path.
 pub fn build_binary(package: &str, name: &str) -> Result<PathBuf, String> {
     let profile_dir = profile_dir()?;
@@ -59,16 +74,27 @@ pub fn build_binary(package: &str, name: &str) -> Result<PathBuf, String> {
     Ok(binary)
 }
 
-/// `target/<profile>`: the parent of the running example's `examples/`.
+/// `target/<profile>`: where the running program is, or the parent of its `examples/` (an
+/// example) or `deps/` (a test).
 fn profile_dir() -> Result<PathBuf, String> {
     let exe = std::env::current_exe().map_err(|e| format!("locating this program: {e}"))?;
-    exe.parent()
-        .filter(|d| d.file_name().is_some_and(|n| n == "examples"))
-        .and_then(Path::parent)
+    let dir = exe
+        .parent()
+        .ok_or_else(|| format!("{} has no directory", exe.display()))?;
+    let profile = if dir
+        .file_name()
+        .is_some_and(|n| n == "examples" || n == "deps")
+    {
+        dir.parent()
+    } else {
+        Some(dir)
+    };
+    profile
+        .filter(|d| d.parent().is_some_and(|t| t.join("CACHEDIR.TAG").is_file()))
         .map(Path::to_path_buf)
         .ok_or_else(|| {
             format!(
-                "{} is not in target/<profile>/examples; run benchmarks with `cargo xtask bench`",
+                "{} is not in a cargo target directory; run it with cargo (`cargo xtask bench`, `cargo xtask demo`)",
                 exe.display()
             )
         })

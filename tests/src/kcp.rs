@@ -116,6 +116,28 @@ impl Kcp {
         self.process.rss_mib()
     }
 
+    /// kcp's process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.process.pid()
+    }
+
+    /// The admin kubeconfig with its `root` context pointed at workspace `path`, written into
+    /// kcp's state directory as `<file_name>.kubeconfig`: for a component whose kubeconfig's
+    /// server is its workspace.
+    pub fn pointed_kubeconfig(&self, path: &ClusterPath, file_name: &str) -> PathBuf {
+        let text = std::fs::read_to_string(&self.kubeconfig)
+            .unwrap_or_else(|e| panic!("reading {}: {e}", self.kubeconfig.display()));
+        let pointed = text.replace("/clusters/root\n", &format!("/clusters/{path}\n"));
+        assert_ne!(
+            text, pointed,
+            "kcp's kubeconfig has no server ending in /clusters/root"
+        );
+        let file = self.state_dir().join(format!("{file_name}.kubeconfig"));
+        std::fs::write(&file, pointed)
+            .unwrap_or_else(|e| panic!("writing {}: {e}", file.display()));
+        file
+    }
+
     /// Clients as `kcp-admin` (the `root` context): any workspace by path or name, and the
     /// virtual workspaces.
     pub async fn admin(&self) -> ClientFactory {

@@ -9,6 +9,7 @@ mod accounts;
 mod authz;
 mod binaries;
 mod child;
+pub mod demo;
 mod kcp;
 mod openfga;
 mod platform_mesh;
@@ -26,7 +27,7 @@ pub use kcp::{
 };
 pub use openfga::OpenFga;
 pub use platform_mesh::{PlatformExport, SECURITY_TYPE, SYSTEM_PATH, root_type, set_up_platform};
-pub use process::{ServerProcess, free_port};
+pub use process::{ServerProcess, free_port, memory_mib};
 pub use proxy::TcpProxy;
 pub use widgets::{WIDGETS_EXPORT, bind_widgets, widget_provider, widgets_binding};
 

@@ -31,6 +31,11 @@ impl OpenFga {
         SHARED.get_or_init(Self::start).await
     }
 
+    /// An OpenFGA of its own, stopped (its state removed) when dropped.
+    pub async fn fresh() -> OpenFga {
+        Self::start().await
+    }
+
     async fn start() -> OpenFga {
         let binary = xtask::binary("openfga").unwrap_or_else(|e| panic!("{e}"));
         let state = tempfile::Builder::new()
@@ -93,6 +98,11 @@ impl OpenFga {
     /// OpenFGA's resident memory now, in MiB.
     pub fn rss_mib(&self) -> Option<f64> {
         self.process.rss_mib()
+    }
+
+    /// OpenFGA's process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.process.pid()
     }
 
     /// A gRPC client connected to this server.

@@ -14,6 +14,9 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 const WATCHDOG: &str = r#"
+# Ctrl-C in a terminal signals the whole foreground group: the watchdog lives on until the
+# program that started it exits, so that it still stops the server.
+trap '' INT
 # setsid: the server leads its own process group, so the whole group can be stopped.
 setsid "$@" >"$SERVER_LOG" 2>&1 &
 server=$!
@@ -95,15 +98,12 @@ impl ServerProcess {
 
     /// Resident memory of the server in MiB, from `/proc`.
     pub fn rss_mib(&self) -> Option<f64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()?)).ok()?;
-        let kib: f64 = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))?
-            .split_whitespace()
-            .next()?
-            .parse()
-            .ok()?;
-        Some(kib / 1024.0)
+        memory_mib(self.pid()?, "VmRSS:")
+    }
+
+    /// The most resident memory the server has had so far, in MiB.
+    pub fn peak_rss_mib(&self) -> Option<f64> {
+        memory_mib(self.pid()?, "VmHWM:")
     }
 
     /// Whether the server was started and has exited. One read of the pid file: the watchdog
@@ -146,6 +146,19 @@ impl Drop for ServerProcess {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// A memory figure of process `pid` from `/proc/<pid>/status` (`VmRSS:`, `VmHWM:` …), in MiB.
+pub fn memory_mib(pid: u32, field: &str) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    Some(kib / 1024.0)
 }
 
 /// A free TCP port on 127.0.0.1. The port is released before the server binds it, so another

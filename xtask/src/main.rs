@@ -2,8 +2,10 @@
 //!
 //! - `deps`: build the pinned Go programs (kcp, OpenFGA, helm) into the machine-wide cache.
 //! - `crds`: regenerate `crds/generated/` from the Rust API types.
-//! - `ci`:   what CI runs: deps, format check, clippy with `-D warnings`, every test.
+//! - `ci`:   what CI runs: deps, format check, clippy with `-D warnings`, every test, and the
+//!   demo in check mode.
 //! - `bench`: the benchmarks, in release mode; they print figures and assert nothing.
+//! - `demo`: the whole platform on this machine, until Ctrl-C (`--check`: to the end, then stop).
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -12,11 +14,14 @@ use std::time::{Duration, Instant};
 
 use xtask::{ALL, COMPLETE_MARKER, KCP, Tool, cache_root, repo_root};
 
-const USAGE: &str = "usage: cargo xtask <deps|crds|ci|bench>
+const USAGE: &str = "usage: cargo xtask <deps|crds|ci|bench|demo [--check]>
   deps  build kcp, OpenFGA and helm from the Go module proxy into the machine-wide cache
   crds  regenerate crds/generated/ from the Rust API types
-  ci    deps, cargo fmt --check, cargo clippy -D warnings, cargo test (what .ci/run runs)
-  bench the benchmarks, in release mode (they print figures)";
+  ci    deps, cargo fmt --check, cargo clippy -D warnings, cargo test, the demo's check
+        (what .ci/run runs)
+  bench the benchmarks, in release mode (they print figures)
+  demo  kcp, OpenFGA and the operators on this machine, an org and an account made with
+        kubectl, until Ctrl-C; --check runs every step to the end and stops";
 
 type TaskResult = Result<(), String>;
 
@@ -27,6 +32,7 @@ fn main() -> ExitCode {
         Some("crds") => crds(),
         Some("ci") => ci(),
         Some("bench") => bench(),
+        Some("demo") => demo(&args[1..]),
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");
             Ok(())
@@ -62,6 +68,10 @@ fn ci() -> TaskResult {
     })?;
     let mut totals = TestTotals::default();
     step("cargo test", || cargo_test(&mut totals))?;
+    step("cargo xtask demo --check", || {
+        cargo(DEMO_BUILD)?;
+        run(&mut demo_command(&["--check".to_owned()]))
+    })?;
     println!("xtask ci: all steps passed in {}", human(started.elapsed()));
     println!("{}", totals.summary());
     Ok(())
@@ -185,6 +195,54 @@ fn bench() -> TaskResult {
         ])?;
     }
     Ok(())
+}
+
+/// The packages whose binaries the demo runs (the demo is `platform-mesh-tests`'s), built by
+/// one cargo command: one feature resolution, so the binaries are built once, not per package.
+const DEMO_BUILD: &[&str] = &[
+    "build",
+    "--bins",
+    "-p",
+    "platform-mesh-operator",
+    "-p",
+    "account-operator",
+    "-p",
+    "security-operator",
+    "-p",
+    "rebac-authz-webhook",
+    "-p",
+    "platform-mesh-tests",
+];
+
+/// `cargo run` of the demo with `args`.
+fn demo_command(args: &[String]) -> Command {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let mut command = Command::new(cargo);
+    command
+        .args([
+            "run",
+            "--quiet",
+            "-p",
+            "platform-mesh-tests",
+            "--bin",
+            "platform-mesh-demo",
+            "--",
+        ])
+        .args(args)
+        .current_dir(repo_root());
+    command
+}
+
+/// Builds what the demo needs (the Go programs, the operators, the demo), then becomes the
+/// demo (`exec`), so that Ctrl-C reaches it alone and it stops what it started.
+fn demo(args: &[String]) -> TaskResult {
+    if let Some(other) = args.iter().find(|a| *a != "--check") {
+        return Err(format!("demo takes only --check, not {other:?}\n{USAGE}"));
+    }
+    step("build kcp, OpenFGA and kubectl (once per machine)", deps)?;
+    step("build the operators and the demo", || cargo(DEMO_BUILD))?;
+    let error = std::os::unix::process::CommandExt::exec(&mut demo_command(args));
+    Err(format!("cannot start the demo: {error}"))
 }
 
 fn crds() -> TaskResult {

@@ -1,0 +1,856 @@
+//! The whole platform on one machine, as `cargo xtask demo` shows it to a newcomer: kcp (asking
+//! the authorization webhook, with users alice, bob and carol), OpenFGA, the
+//! platform-mesh-operator setting kcp up from one PlatformMesh, then the account-operator,
+//! security-operator and rebac-authz-webhook on the kubeconfigs it wrote; an organisation and a
+//! nested account made with `kubectl apply` by alice; the workspace tree, the Ready conditions
+//! and a few authorization decisions.
+//!
+//! There is no Kubernetes cluster here: a kcp workspace, `root:demo-host`, stands in for the
+//! cluster hosting the operators (it serves CRDs, namespaces and Secrets as one does). Every
+//! process runs under the harness's watchdog, so none outlives the demo, however it ends.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::io::Write;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crds::{Account, PlatformMesh};
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kcp::types::tenancy::Workspace;
+use kcp::{ClientFactory, ClusterPath};
+use kube::Api;
+use kube::api::{ListParams, Patch, PatchParams};
+use kube::core::ObjectMeta;
+use serde_json::json;
+
+use crate::{AuthorizingKcp, OpenFga, ServerProcess, create_workspace, free_port, universal};
+
+/// The namespace of the hosting cluster the operators run in.
+const NAMESPACE: &str = "platform-mesh-system";
+/// The workspace standing in for the hosting cluster.
+const HOST: &str = "demo-host";
+/// The organisation alice creates, and the account she creates in it.
+const ORG: &str = "acme";
+const TEAM: &str = "team-a";
+/// How long one step may wait for the platform before the demo gives up.
+const STEP_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// What the demo was asked to do.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// Run to the end and stop, instead of staying up until Ctrl-C.
+    pub check: bool,
+}
+
+/// Why the demo stopped before the end.
+type DemoResult<T> = Result<T, String>;
+
+/// Runs the demo; `Err` names the step that did not hold and why.
+pub async fn run(options: Options) -> DemoResult<()> {
+    let mut demo = Demo::new();
+    let dir = tempfile::Builder::new()
+        .prefix("platform-mesh-demo-")
+        .tempdir()
+        .map_err(|e| format!("creating the demo's directory: {e}"))?;
+    let dir = dir.path().to_owned();
+    let result = walk(&mut demo, &dir, options).await;
+    let stopped = demo.stop_all();
+    let _ = std::fs::remove_dir_all(&dir);
+    result.and(stopped)
+}
+
+/// The running processes, in the order they were started, and the clock.
+struct Demo {
+    started: Instant,
+    step: std::cell::Cell<usize>,
+    operators: Vec<(&'static str, ServerProcess)>,
+    kcp: Option<AuthorizingKcp>,
+    openfga: Option<OpenFga>,
+}
+
+/// Steps the demo shows, for the `[n/N]` counter.
+const STEPS: usize = 9;
+
+impl Demo {
+    fn new() -> Self {
+        Demo {
+            started: Instant::now(),
+            step: std::cell::Cell::new(0),
+            operators: Vec::new(),
+            kcp: None,
+            openfga: None,
+        }
+    }
+
+    /// Runs one step: its title, its work (which prints details indented), the time it took.
+    async fn step<T>(
+        &self,
+        title: &str,
+        work: impl Future<Output = DemoResult<T>>,
+    ) -> DemoResult<T> {
+        let step = self.step.get() + 1;
+        self.step.set(step);
+        println!("\n[{step}/{STEPS}] {title}");
+        let started = Instant::now();
+        let result = work.await;
+        match &result {
+            Ok(_) => println!("      ✓ {:.1} s", started.elapsed().as_secs_f64()),
+            Err(e) => println!("      ✗ {e}"),
+        }
+        result.map_err(|e| format!("step {step} ({title}): {e}"))
+    }
+
+    fn kcp(&self) -> &AuthorizingKcp {
+        self.kcp
+            .as_ref()
+            .expect("kcp is started in the first steps")
+    }
+
+    fn openfga(&self) -> &OpenFga {
+        self.openfga
+            .as_ref()
+            .expect("OpenFGA is started in the first step")
+    }
+
+    /// Every process's id and the most resident memory it has had, in MiB.
+    fn memory(&self) -> Vec<(&'static str, u32, f64)> {
+        let mut pids = vec![("demo (this program)", Some(std::process::id()))];
+        pids.push(("kcp", self.kcp.as_ref().and_then(|k| k.kcp.pid())));
+        pids.push(("openfga", self.openfga.as_ref().and_then(OpenFga::pid)));
+        pids.extend(self.operators.iter().map(|(name, p)| (*name, p.pid())));
+        pids.into_iter()
+            .filter_map(|(name, pid)| {
+                let pid = pid?;
+                Some((name, pid, crate::memory_mib(pid, "VmHWM:")?))
+            })
+            .collect()
+    }
+
+    /// Stops every process, the last started first; `Err` names the ones still alive.
+    fn stop_all(&mut self) -> DemoResult<()> {
+        let pids: Vec<(&str, u32)> = self
+            .memory()
+            .into_iter()
+            .skip(1)
+            .map(|(name, pid, _)| (name, pid))
+            .collect();
+        println!("\nStopping everything the demo started …");
+        while let Some((_, process)) = self.operators.pop() {
+            process.stop();
+        }
+        self.kcp = None;
+        self.openfga = None;
+        let alive: Vec<String> = pids
+            .iter()
+            .filter(|(_, pid)| Path::new(&format!("/proc/{pid}")).exists())
+            .map(|(name, pid)| format!("{name} (pid {pid})"))
+            .collect();
+        if alive.is_empty() {
+            println!("Stopped {} processes.", pids.len());
+            Ok(())
+        } else {
+            Err(format!(
+                "still running after stopping: {}",
+                alive.join(", ")
+            ))
+        }
+    }
+}
+
+async fn walk(demo: &mut Demo, dir: &Path, options: Options) -> DemoResult<()> {
+    println!(
+        "Platform Mesh on this machine; details and logs in {}",
+        dir.display()
+    );
+    let binaries = demo
+        .step("Find the binaries", async {
+            let mut paths = BTreeMap::new();
+            for name in [
+                "platform-mesh-operator",
+                "account-operator",
+                "security-operator",
+                "rebac-authz-webhook",
+            ] {
+                // `cargo xtask demo` builds them next to this program.
+                let path = crate::binaries::next_to_this_program(name)?;
+                println!("      {name}: {}", path.display());
+                paths.insert(name, path);
+            }
+            let kubectl = xtask::binary("kubectl").map_err(|e| e.to_string())?;
+            println!("      kubectl: {}", kubectl.display());
+            Ok((paths, kubectl))
+        })
+        .await?;
+    let (binaries, kubectl) = binaries;
+    let kubectl = Kubectl {
+        binary: kubectl,
+        cache: dir.join("kubectl-cache"),
+        runs: std::cell::Cell::new(0),
+    };
+
+    let openfga = demo
+        .step("Start OpenFGA (in-memory datastore)", async {
+            let openfga = OpenFga::fresh().await;
+            println!("      gRPC {}", openfga.grpc_endpoint());
+            Ok(openfga)
+        })
+        .await?;
+    demo.openfga = Some(openfga);
+
+    let kcp = demo
+        .step(
+            "Start kcp, asking the authorization webhook; users alice, bob, carol",
+            async {
+                let kcp = AuthorizingKcp::fresh().await;
+                println!(
+                    "      ready after {:.1} s; kcp asks https://{}/authz",
+                    kcp.kcp.startup.as_secs_f64(),
+                    kcp.webhook_address()
+                );
+                Ok(kcp)
+            },
+        )
+        .await?;
+    demo.kcp = Some(kcp);
+
+    let admin = demo.kcp().kcp.admin().await;
+    let account_webhook = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()));
+    let account_certs = dir.join("account-operator-certs");
+    let host = demo
+        .step(
+            "Prepare the hosting cluster (workspace root:demo-host)",
+            prepare_host(demo.kcp(), &admin, &kubectl, &account_certs),
+        )
+        .await?;
+
+    let pm_health = free_port();
+    let pmo_args = vec![
+        "operator".to_owned(),
+        format!("--kubeconfig={}", host.display()),
+        "--kubeconfig-context=root".to_owned(),
+        format!("--kcp-kubeconfig={}", demo.kcp().kcp.kubeconfig().display()),
+        "--kcp-kubeconfig-context=root".to_owned(),
+        format!("--account-operator-webhook-url=https://{account_webhook}"),
+        format!(
+            "--authorization-webhook-url=https://{}/authz",
+            demo.kcp().webhook_address()
+        ),
+    ];
+    let operator = start(
+        dir,
+        "platform-mesh-operator",
+        &binaries["platform-mesh-operator"],
+        pmo_args,
+        pm_health,
+    )?;
+    demo.operators.push(("platform-mesh-operator", operator));
+    let host_path: ClusterPath = format!("root:{HOST}").parse().map_err(|e| format!("{e}"))?;
+    let host_client = admin.for_path(&host_path).map_err(|e| e.to_string())?;
+    let platform_meshes: Api<PlatformMesh> = Api::namespaced(host_client.clone(), NAMESPACE);
+    demo.step(
+        "platform-mesh-operator: kubectl apply a PlatformMesh; it sets up kcp",
+        async {
+            ready(pm_health, "platform-mesh-operator").await?;
+            let manifest = format!(
+                "apiVersion: core.platform-mesh.io/v1alpha1\nkind: PlatformMesh\n\
+                 metadata:\n  name: platform-mesh\n  namespace: {NAMESPACE}\nspec: {{}}\n"
+            );
+            kubectl
+                .apply(&host, "root", &manifest, "the PlatformMesh")
+                .await?;
+            let pm = until("PlatformMesh platform-mesh Ready", || async {
+                let pm = platform_meshes.get_opt("platform-mesh").await.ok()??;
+                let conditions = pm.status.as_ref()?.conditions.clone();
+                is_true(&conditions, "Ready").then_some(conditions)
+            })
+            .await?;
+            print_conditions("PlatformMesh platform-mesh", &pm);
+            Ok(())
+        },
+    )
+    .await?;
+
+    let kubeconfig = demo
+        .step(
+            "Read the kubeconfigs it wrote for the operators and the webhook",
+            async {
+                let secrets: Api<Secret> = Api::namespaced(host_client.clone(), NAMESPACE);
+                let mut kubeconfig = BTreeMap::new();
+                for component in [
+                    "account-operator",
+                    "security-operator",
+                    "rebac-authz-webhook",
+                ] {
+                    let secret = format!("{component}-kubeconfig");
+                    let text = secrets
+                        .get(&secret)
+                        .await
+                        .ok()
+                        .and_then(|s| s.data?.remove("kubeconfig"))
+                        .ok_or_else(|| format!("Secret {NAMESPACE}/{secret} has no kubeconfig"))?;
+                    let path = dir.join(format!("{component}.kubeconfig"));
+                    write(&path, &text.0)?;
+                    println!("      Secret {NAMESPACE}/{secret} → {}", path.display());
+                    kubeconfig.insert(component, path);
+                }
+                Ok(kubeconfig)
+            },
+        )
+        .await?;
+    let fga = demo.openfga().grpc_endpoint();
+    let webhook = demo.kcp().webhook_address();
+    let webhook_certs = demo.kcp().cert_dir();
+    let flag = |name: &str, path: &Path| format!("--{name}={}", path.display());
+    let components = [
+        (
+            "account-operator",
+            vec![
+                "operator".to_owned(),
+                flag("kubeconfig", &kubeconfig["account-operator"]),
+                "--webhooks-enabled".to_owned(),
+                format!("--webhooks-port={}", account_webhook.port()),
+                flag("webhooks-cert-dir", &account_certs),
+                "--webhooks-additional-account-types=account".to_owned(),
+                "--webhooks-deny-list=admin,root,system,www".to_owned(),
+            ],
+        ),
+        (
+            "security-operator",
+            vec![
+                "fga,initializer,terminator,model-generator,system".to_owned(),
+                flag("kubeconfig", &kubeconfig["security-operator"]),
+                format!("--fga-target={fga}"),
+            ],
+        ),
+        (
+            "rebac-authz-webhook",
+            vec![
+                "serve".to_owned(),
+                flag("kubeconfig", &kubeconfig["rebac-authz-webhook"]),
+                format!("--openfga-addr={fga}"),
+                flag("webhook-cert-dir", &webhook_certs),
+                format!("--webhook-bind-address={webhook}"),
+            ],
+        ),
+    ];
+    let mut health = Vec::new();
+    for (name, args) in components {
+        let port = free_port();
+        let process = start(dir, name, &binaries[name], args, port)?;
+        demo.operators.push((name, process));
+        health.push((name, port));
+    }
+    demo.step("Start them; wait until each is ready (/readyz)", async {
+        for (name, port) in &health {
+            ready(*port, name).await?;
+        }
+        Ok(())
+    })
+    .await?;
+
+    let users = dir.join("demo.kubeconfig");
+    write_user_kubeconfig(demo.kcp(), &users)?;
+    let accounts_in = |path: &str| -> DemoResult<Api<Account>> {
+        let path: ClusterPath = path.parse().map_err(|e| format!("{path}: {e}"))?;
+        Ok(Api::all(admin.for_path(&path).map_err(|e| e.to_string())?))
+    };
+    let orgs = accounts_in("root:orgs")?;
+    let org_accounts = accounts_in(&format!("root:orgs:{ORG}"))?;
+    let started = demo.started;
+    demo.step(
+        "alice: kubectl apply an organisation, then an account in it",
+        async {
+            let org = account(ORG, "org");
+            kubectl
+                .apply(&users, "alice@orgs", &org, "alice's organisation")
+                .await?;
+            let acme = until(&format!("Account {ORG} Ready"), || async {
+                let a = orgs.get_opt(ORG).await.ok()??;
+                is_true(&a.status.as_ref()?.conditions, "Ready").then_some(a)
+            })
+            .await?;
+            println!(
+                "      first Ready account {:.1} s after the demo started (creator {})",
+                started.elapsed().as_secs_f64(),
+                acme.spec.creator.as_deref().unwrap_or("?")
+            );
+            let team = account(TEAM, "account");
+            kubectl
+                .apply(&users, &format!("alice@{ORG}"), &team, "alice's account")
+                .await?;
+            until(&format!("Account {TEAM} Ready"), || async {
+                let a = org_accounts.get_opt(TEAM).await.ok()??;
+                is_true(&a.status.as_ref()?.conditions, "Ready").then_some(())
+            })
+            .await?;
+            for (path, api, name) in [
+                ("root:orgs", &orgs, ORG),
+                ("root:orgs:acme", &org_accounts, TEAM),
+            ] {
+                let a = api.get(name).await.map_err(|e| e.to_string())?;
+                let conditions = a.status.map(|s| s.conditions).unwrap_or_default();
+                print_conditions(&format!("Account {name} in {path}"), &conditions);
+            }
+            Ok(())
+        },
+    )
+    .await?;
+
+    demo.step(
+        "The workspace tree, and who may do what",
+        show_tree_and_decisions(demo.kcp(), &admin),
+    )
+    .await?;
+
+    let memory = demo.memory();
+    println!("\nPeak resident memory (VmHWM) of each process:");
+    for (name, pid, mib) in &memory {
+        println!("  {name:<24} pid {pid:<8} {mib:>7.0} MiB");
+    }
+    let total: f64 = memory.iter().map(|(_, _, mib)| mib).sum();
+    println!("  {:<24} {:>20.0} MiB (sum of the peaks)", "all", total);
+    println!(
+        "\nThe platform is up ({:.1} s).",
+        demo.started.elapsed().as_secs_f64()
+    );
+    if options.check {
+        println!("Check mode: every step held.");
+        return Ok(());
+    }
+    println!(
+        "Try it:\n  export KUBECONFIG={}\n  kubectl --context alice@{ORG} get accounts\n  \
+         kubectl --context bob@{ORG} get accounts        # Forbidden: bob has no role in {ORG}\n  \
+         kubectl --context admin get workspaces\n  \
+         kubectl --context host -n {NAMESPACE} get platformmesh\n\
+         Logs: {}/*.log\nPress Ctrl-C to stop everything.",
+        users.display(),
+        dir.display()
+    );
+    wait_for_stop().await;
+    Ok(())
+}
+
+/// The hosting cluster: workspace `root:demo-host` with the PlatformMesh CRD, the operators'
+/// namespace, and the two CA Secrets the platform-mesh-operator reads (cert-manager's job on a
+/// real cluster); returns its kubeconfig.
+async fn prepare_host(
+    kcp: &AuthorizingKcp,
+    admin: &ClientFactory,
+    kubectl: &Kubectl,
+    account_certs: &Path,
+) -> DemoResult<PathBuf> {
+    create_workspace(admin, &ClusterPath::root(), HOST, universal()).await;
+    let path: ClusterPath = format!("root:{HOST}").parse().map_err(|e| format!("{e}"))?;
+    let kubeconfig = kcp.kcp.pointed_kubeconfig(&path, "host");
+    let crd = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../crds/generated/crds/platformmeshes.core.platform-mesh.io.yaml");
+    let text =
+        std::fs::read_to_string(&crd).map_err(|e| format!("reading {}: {e}", crd.display()))?;
+    kubectl
+        .apply(&kubeconfig, "root", &text, "the PlatformMesh CRD")
+        .await?;
+    let client = admin.for_path(&path).map_err(|e| e.to_string())?;
+    let served: Api<PlatformMesh> = Api::all(client.clone());
+    until("the PlatformMesh CRD served", || async {
+        served.list(&ListParams::default()).await.ok().map(|_| ())
+    })
+    .await?;
+    let apply = PatchParams::apply("platform-mesh-demo").force();
+    let namespace = Namespace {
+        metadata: ObjectMeta {
+            name: Some(NAMESPACE.to_owned()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    Api::<Namespace>::all(client.clone())
+        .patch(NAMESPACE, &apply, &Patch::Apply(&namespace))
+        .await
+        .map_err(|e| format!("namespace {NAMESPACE}: {e}"))?;
+    let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()])
+        .map_err(|e| format!("a certificate for the account-operator's webhooks: {e}"))?;
+    write(&account_certs.join("tls.crt"), cert.cert.pem().as_bytes())?;
+    write(
+        &account_certs.join("tls.key"),
+        cert.signing_key.serialize_pem().as_bytes(),
+    )?;
+    let secrets: Api<Secret> = Api::namespaced(client, NAMESPACE);
+    for (name, pem) in [
+        ("account-operator-webhook-server-cert", cert.cert.pem()),
+        ("rebac-authz-webhook-cert", kcp.ca_pem().to_owned()),
+    ] {
+        let secret = Secret {
+            metadata: ObjectMeta {
+                name: Some(name.to_owned()),
+                ..Default::default()
+            },
+            data: Some(BTreeMap::from([(
+                "ca.crt".to_owned(),
+                ByteString(pem.into_bytes()),
+            )])),
+            ..Default::default()
+        };
+        secrets
+            .patch(name, &apply, &Patch::Apply(&secret))
+            .await
+            .map_err(|e| format!("Secret {name}: {e}"))?;
+        println!("      Secret {NAMESPACE}/{name} (ca.crt)");
+    }
+    println!("      kubeconfig {}", kubeconfig.display());
+    Ok(kubeconfig)
+}
+
+/// Prints the workspaces below `root` and asks kcp, as each user, whether they may list the
+/// Accounts of a few workspaces; every answer must be the expected one.
+async fn show_tree_and_decisions(kcp: &AuthorizingKcp, admin: &ClientFactory) -> DemoResult<()> {
+    print_tree(admin, ClusterPath::root(), 1).await?;
+    let questions = [
+        (
+            "alice",
+            format!("root:orgs:{ORG}"),
+            true,
+            "owner of the org",
+        ),
+        (
+            "alice",
+            format!("root:orgs:{ORG}:{TEAM}"),
+            true,
+            "owner of its parent",
+        ),
+        (
+            "carol",
+            "root:orgs".to_owned(),
+            true,
+            "every user is a member of root:orgs",
+        ),
+        (
+            "bob",
+            format!("root:orgs:{ORG}"),
+            false,
+            "no role in the org",
+        ),
+        (
+            "bob",
+            format!("root:orgs:{ORG}:{TEAM}"),
+            false,
+            "no role in the org",
+        ),
+    ];
+    println!("      may list accounts (kubectl get accounts, through kcp and the webhook):");
+    for (user, path, expected, why) in questions {
+        let clients = kcp.as_user(user).await;
+        let path: ClusterPath = path.parse().map_err(|e| format!("{e}"))?;
+        let accounts: Api<Account> = Api::all(clients.for_path(&path).map_err(|e| e.to_string())?);
+        // kcp caches answers for a second and the webhook learns a new workspace from its
+        // watch: an expected answer may take a moment, a wrong one stays.
+        let answer = until_answer(&accounts, expected).await;
+        let shown = if answer { "allowed" } else { "forbidden" };
+        println!(
+            "        {user:<6} {:<28} {shown:<10} ({why})",
+            path.as_str()
+        );
+        if answer != expected {
+            return Err(format!(
+                "{user} listing Accounts in {path}: {shown}, expected the opposite ({why})"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Whether listing is allowed; polls until it is `expected` or 30 s have passed.
+async fn until_answer(accounts: &Api<Account>, expected: bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let allowed = match accounts.list(&ListParams::default()).await {
+            Ok(_) => true,
+            Err(kube::Error::Api(status)) if status.code == 403 => false,
+            Err(_) => !expected,
+        };
+        if allowed == expected || Instant::now() > deadline {
+            return allowed;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Prints the workspaces under `path`, recursively, with their type and phase.
+fn print_tree<'a>(
+    admin: &'a ClientFactory,
+    path: ClusterPath,
+    depth: usize,
+) -> std::pin::Pin<Box<dyn Future<Output = DemoResult<()>> + 'a>> {
+    Box::pin(async move {
+        if depth == 1 {
+            println!("      {path}");
+        }
+        let client = admin.for_path(&path).map_err(|e| e.to_string())?;
+        let list = Api::<Workspace>::all(client)
+            .list(&ListParams::default())
+            .await
+            .map_err(|e| format!("listing workspaces in {path}: {e}"))?;
+        for workspace in list.items {
+            let name = workspace.metadata.name.clone().unwrap_or_default();
+            let type_ = workspace
+                .spec
+                .type_
+                .as_ref()
+                .map(|t| format!("{}:{}", t.path, t.name))
+                .unwrap_or_default();
+            let phase = workspace
+                .status
+                .as_ref()
+                .and_then(|s| s.phase.as_ref())
+                .map(|p| format!("{p:?}"))
+                .unwrap_or_default();
+            println!(
+                "      {}└─ {name}  (type {type_}, {phase})",
+                "   ".repeat(depth - 1)
+            );
+            let child = path.join(&name).map_err(|e| e.to_string())?;
+            print_tree(admin, child, depth + 1).await?;
+        }
+        Ok(())
+    })
+}
+
+/// kubectl, as a user runs it.
+struct Kubectl {
+    binary: PathBuf,
+    /// kubectl caches discovery per server (not per workspace) for hours: a CRD or an APIBinding
+    /// just made would be "no matches for kind" to the next kubectl. Every run gets its own.
+    cache: PathBuf,
+    runs: std::cell::Cell<usize>,
+}
+
+impl Kubectl {
+    /// `kubectl apply -f -` of `manifest` with `kubeconfig`'s `context`. Two refusals are
+    /// tried again for a minute, since they pass on their own: "no matches for kind" (kcp's
+    /// discovery lists a new CRD or binding a moment after it serves it) and "forbidden" for
+    /// a user (the webhook answers for a new workspace once its watch has seen it).
+    async fn apply(
+        &self,
+        kubeconfig: &Path,
+        context: &str,
+        manifest: &str,
+        what: &str,
+    ) -> DemoResult<()> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let (ok, output) = self.try_apply(kubeconfig, context, manifest)?;
+            if ok {
+                return Ok(());
+            }
+            let passing = output.contains("no matches for kind")
+                || output.to_lowercase().contains("forbidden");
+            if !passing || Instant::now() > deadline {
+                return Err(format!("kubectl apply of {what}: {output}"));
+            }
+            println!("        (not yet: {}; trying again)", first_line(&output));
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+
+    fn try_apply(
+        &self,
+        kubeconfig: &Path,
+        context: &str,
+        manifest: &str,
+    ) -> DemoResult<(bool, String)> {
+        println!("      $ kubectl --context {context} apply -f -");
+        self.runs.set(self.runs.get() + 1);
+        let cache = self.cache.join(self.runs.get().to_string());
+        let mut child = Command::new(&self.binary)
+            .arg(format!("--cache-dir={}", cache.display()))
+            .arg(format!("--kubeconfig={}", kubeconfig.display()))
+            .arg(format!("--context={context}"))
+            .args(["apply", "-f", "-"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("running {}: {e}", self.binary.display()))?;
+        if let Some(mut stdin) = child.stdin.take() {
+            stdin
+                .write_all(manifest.as_bytes())
+                .map_err(|e| format!("writing to kubectl: {e}"))?;
+        }
+        let output = child
+            .wait_with_output()
+            .map_err(|e| format!("waiting for kubectl: {e}"))?;
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        if output.status.success() {
+            for line in text.lines() {
+                println!("        {line}");
+            }
+        }
+        Ok((output.status.success(), text.trim().to_owned()))
+    }
+}
+
+fn first_line(text: &str) -> &str {
+    text.lines().next().unwrap_or_default()
+}
+
+/// An Account manifest.
+fn account(name: &str, type_: &str) -> String {
+    format!(
+        "apiVersion: core.platform-mesh.io/v1alpha1\nkind: Account\nmetadata:\n  name: {name}\n\
+         spec:\n  type: {type_}\n  displayName: {name}\n"
+    )
+}
+
+/// Starts an operator binary under the watchdog with its ops servers on loopback (metrics on
+/// any free port, health on `health`), logging to `dir/<name>.log`.
+fn start(
+    dir: &Path,
+    name: &str,
+    binary: &Path,
+    mut args: Vec<String>,
+    health: u16,
+) -> DemoResult<ServerProcess> {
+    args.extend([
+        "--no-json".to_owned(),
+        format!("--metrics-bind-address=127.0.0.1:{}", free_port()),
+        format!("--health-probe-bind-address=127.0.0.1:{health}"),
+    ]);
+    let process = ServerProcess::start(name, binary, &args, dir, false)
+        .map_err(|e| format!("starting {}: {e}", binary.display()))?;
+    println!(
+        "      started {name}; log {}",
+        dir.join(format!("{name}.log")).display()
+    );
+    Ok(process)
+}
+
+/// Waits until the process with health port `port` answers `/readyz` with 200.
+async fn ready(port: u16, name: &str) -> DemoResult<()> {
+    until(&format!("{name} ready"), || async {
+        let (code, _) = crate::http_get(port, "/readyz").await?;
+        (code == 200).then_some(())
+    })
+    .await?;
+    println!("      {name} ready");
+    Ok(())
+}
+
+/// Polls `probe` every 250 ms until it returns `Some`, for at most [`STEP_TIMEOUT`].
+async fn until<T, F, Fut>(what: &str, mut probe: F) -> DemoResult<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + STEP_TIMEOUT;
+    loop {
+        if let Some(value) = probe().await {
+            return Ok(value);
+        }
+        if Instant::now() > deadline {
+            return Err(format!("{what}: not within {STEP_TIMEOUT:?}"));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+fn is_true(conditions: &[Condition], type_: &str) -> bool {
+    conditions
+        .iter()
+        .any(|c| c.type_ == type_ && c.status == "True")
+}
+
+fn print_conditions(what: &str, conditions: &[Condition]) {
+    println!("      {what}:");
+    for c in conditions {
+        println!("        {:<34} {:<6} {}", c.type_, c.status, c.reason);
+    }
+}
+
+/// A kubeconfig with a context per user and workspace the demo talks about: `admin` (root),
+/// `host` (the hosting cluster), `<user>@orgs`, `<user>@<org>` for alice, bob and carol.
+fn write_user_kubeconfig(kcp: &AuthorizingKcp, path: &Path) -> DemoResult<()> {
+    let admin = kube::config::Kubeconfig::read_from(kcp.kcp.kubeconfig())
+        .map_err(|e| format!("reading kcp's kubeconfig: {e}"))?;
+    let root = admin
+        .clusters
+        .iter()
+        .find(|c| c.name == "root")
+        .and_then(|c| c.cluster.clone())
+        .ok_or("kcp's kubeconfig has no cluster root")?;
+    let server = root.server.clone().unwrap_or_default();
+    let base = server.trim_end_matches("/clusters/root");
+    // The token is a secrecy::SecretString; its serialized form is the token itself.
+    let token = admin
+        .auth_infos
+        .iter()
+        .find(|a| a.name == "kcp-admin")
+        .and_then(|a| serde_json::to_value(a.auth_info.as_ref()?).ok())
+        .and_then(|user| user.get("token").cloned())
+        .ok_or("kcp's kubeconfig has no user kcp-admin with a token")?;
+    let ca = root.certificate_authority_data.clone();
+    let places = [
+        ("admin", "root".to_owned()),
+        ("host", format!("root:{HOST}")),
+        ("orgs", "root:orgs".to_owned()),
+        (ORG, format!("root:orgs:{ORG}")),
+    ];
+    let clusters: Vec<_> = places
+        .iter()
+        .map(|(name, path)| {
+            json!({"name": name, "cluster": {
+                "server": format!("{base}/clusters/{path}"),
+                "certificate-authority-data": ca,
+            }})
+        })
+        .collect();
+    let mut users = vec![json!({"name": "admin", "user": {"token": token}})];
+    let mut contexts = vec![
+        json!({"name": "admin", "context": {"cluster": "admin", "user": "admin"}}),
+        json!({"name": "host", "context": {"cluster": "host", "user": "admin"}}),
+    ];
+    for user in crate::USERS {
+        users.push(json!({"name": user, "user": {"token": format!("{user}-token")}}));
+        for place in ["orgs", ORG] {
+            contexts.push(json!({"name": format!("{user}@{place}"),
+                "context": {"cluster": place, "user": user}}));
+        }
+    }
+    let kubeconfig = json!({
+        "apiVersion": "v1", "kind": "Config",
+        "clusters": clusters, "users": users, "contexts": contexts,
+        "current-context": format!("alice@{ORG}"),
+    });
+    write(path, kubeconfig.to_string().as_bytes())
+}
+
+fn write(path: &Path, bytes: &[u8]) -> DemoResult<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    }
+    std::fs::write(path, bytes).map_err(|e| format!("writing {}: {e}", path.display()))
+}
+
+/// Returns on Ctrl-C or SIGTERM.
+async fn wait_for_stop() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    let term = async {
+        match term.as_mut() {
+            Some(t) => {
+                t.recv().await;
+            }
+            None => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = term => {}
+    }
+}
