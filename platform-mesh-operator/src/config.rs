@@ -59,7 +59,8 @@ pub struct Config {
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub subroutines_authorization_webhook_enabled: bool,
 
-    /// Render a Flux HelmRelease per enabled component (the Helm chart turns this on).
+    /// Render a Flux HelmRelease per enabled component (the chart's
+    /// `subroutines.deployment.enabled`; it needs Flux in the hosting cluster).
     #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
     pub subroutines_deployment_enabled: bool,
 
