@@ -36,6 +36,25 @@ pub fn next_to_this_program(name: &str) -> Result<PathBuf, String> {
 /// Builds binary `name` of `package` into the running program's profile and target
 /// directory, and returns its path.
 pub fn build_binary(package: &str, name: &str) -> Result<PathBuf, String> {
+    cargo_build(&["-p", package, "--bin", name])?;
+    let binary = profile_dir()?.join(name);
+    if !binary.is_file() {
+        return Err(format!("{} was not built", binary.display()));
+    }
+    Ok(binary)
+}
+
+/// The binaries the demo runs, built as `cargo xtask demo` builds them (one command, so the
+/// same features and no rebuild), next to the running program.
+pub fn build_demo_binaries() -> Result<(), String> {
+    let mut args = vec!["--bins"];
+    args.extend(xtask::DEMO_PACKAGES.iter().flat_map(|p| ["-p", *p]));
+    cargo_build(&args)
+}
+
+/// `cargo build --quiet <args>` of this workspace into the running program's profile and
+/// target directory.
+fn cargo_build(args: &[&str]) -> Result<(), String> {
     let profile_dir = profile_dir()?;
     let target_dir = profile_dir
         .parent()
@@ -49,7 +68,7 @@ pub fn build_binary(package: &str, name: &str) -> Result<PathBuf, String> {
     build
         .args(["build", "--quiet", "--manifest-path"])
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml"))
-        .args(["-p", package, "--bin", name])
+        .args(args)
         .arg("--target-dir")
         .arg(target_dir);
     match profile {
@@ -64,14 +83,11 @@ pub fn build_binary(package: &str, name: &str) -> Result<PathBuf, String> {
     let status = build
         .status()
         .map_err(|e| format!("running {build:?}: {e}"))?;
-    if !status.success() {
-        return Err(format!("{build:?} failed: {status}"));
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{build:?} failed: {status}"))
     }
-    let binary = profile_dir.join(name);
-    if !binary.is_file() {
-        return Err(format!("{} was not built", binary.display()));
-    }
-    Ok(binary)
 }
 
 /// `target/<profile>`: where the running program is, or the parent of its `examples/` (an

@@ -19,7 +19,7 @@ mod widgets;
 
 pub use accounts::{account_condition, is_ready, new_account, ready_account, workspace_of};
 pub use authz::{AuthorizingKcp, USERS};
-pub use binaries::{binary, build_binary};
+pub use binaries::{binary, build_binary, build_demo_binaries};
 pub use child::OperatorChild;
 pub use kcp::{
     Kcp, TestWorkspace, create_workspace, universal, wait_for, wait_for_within, wait_gone,

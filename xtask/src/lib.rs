@@ -66,6 +66,17 @@ pub const OPENFGA_LANGUAGE: Tool = Tool {
 /// Every tool `cargo xtask deps` builds, in build order (the slow one first).
 pub const ALL: &[Tool] = &[KCP, OPENFGA, HELM, OPENFGA_LANGUAGE];
 
+/// The packages whose binaries the demo runs (the demo is `platform-mesh-tests`'s), built by
+/// one `cargo build --bins -p … -p …`: one feature resolution, so each binary is built once,
+/// not once per package.
+pub const DEMO_PACKAGES: &[&str] = &[
+    "platform-mesh-operator",
+    "account-operator",
+    "security-operator",
+    "rebac-authz-webhook",
+    "platform-mesh-tests",
+];
+
 /// Why a tool cannot be located.
 #[derive(Debug)]
 pub enum LocateError {

@@ -2,8 +2,8 @@
 //!
 //! - `deps`: build the pinned Go programs (kcp, OpenFGA, helm) into the machine-wide cache.
 //! - `crds`: regenerate `crds/generated/` from the Rust API types.
-//! - `ci`:   what CI runs: deps, format check, clippy with `-D warnings`, every test, and the
-//!   demo in check mode.
+//! - `ci`:   what CI runs: deps, format check, clippy with `-D warnings`, every test (the demo's
+//!   check mode among them).
 //! - `bench`: the benchmarks, in release mode; they print figures and assert nothing.
 //! - `demo`: the whole platform on this machine, until Ctrl-C (`--check`: to the end, then stop).
 
@@ -12,13 +12,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
-use xtask::{ALL, COMPLETE_MARKER, KCP, Tool, cache_root, repo_root};
+use xtask::{ALL, COMPLETE_MARKER, DEMO_PACKAGES, KCP, Tool, cache_root, repo_root};
 
 const USAGE: &str = "usage: cargo xtask <deps|crds|ci|bench|demo [--check]>
   deps  build kcp, OpenFGA and helm from the Go module proxy into the machine-wide cache
   crds  regenerate crds/generated/ from the Rust API types
-  ci    deps, cargo fmt --check, cargo clippy -D warnings, cargo test, the demo's check
-        (what .ci/run runs)
+  ci    deps, cargo fmt --check, cargo clippy -D warnings, cargo test (what .ci/run runs)
   bench the benchmarks, in release mode (they print figures)
   demo  kcp, OpenFGA and the operators on this machine, an org and an account made with
         kubectl, until Ctrl-C; --check runs every step to the end and stops";
@@ -68,10 +67,6 @@ fn ci() -> TaskResult {
     })?;
     let mut totals = TestTotals::default();
     step("cargo test", || cargo_test(&mut totals))?;
-    step("cargo xtask demo --check", || {
-        cargo(DEMO_BUILD)?;
-        run(&mut demo_command(&["--check".to_owned()]))
-    })?;
     println!("xtask ci: all steps passed in {}", human(started.elapsed()));
     println!("{}", totals.summary());
     Ok(())
@@ -197,22 +192,12 @@ fn bench() -> TaskResult {
     Ok(())
 }
 
-/// The packages whose binaries the demo runs (the demo is `platform-mesh-tests`'s), built by
-/// one cargo command: one feature resolution, so the binaries are built once, not per package.
-const DEMO_BUILD: &[&str] = &[
-    "build",
-    "--bins",
-    "-p",
-    "platform-mesh-operator",
-    "-p",
-    "account-operator",
-    "-p",
-    "security-operator",
-    "-p",
-    "rebac-authz-webhook",
-    "-p",
-    "platform-mesh-tests",
-];
+/// `cargo build` of [`DEMO_PACKAGES`]' binaries.
+fn demo_build() -> TaskResult {
+    let mut args = vec!["build", "--bins"];
+    args.extend(DEMO_PACKAGES.iter().flat_map(|p| ["-p", p]));
+    cargo(&args)
+}
 
 /// `cargo run` of the demo with `args`.
 fn demo_command(args: &[String]) -> Command {
@@ -240,7 +225,7 @@ fn demo(args: &[String]) -> TaskResult {
         return Err(format!("demo takes only --check, not {other:?}\n{USAGE}"));
     }
     step("build kcp, OpenFGA and kubectl (once per machine)", deps)?;
-    step("build the operators and the demo", || cargo(DEMO_BUILD))?;
+    step("build the operators and the demo", demo_build)?;
     let error = std::os::unix::process::CommandExt::exec(&mut demo_command(args));
     Err(format!("cannot start the demo: {error}"))
 }
