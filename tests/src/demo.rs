@@ -20,7 +20,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crds::{Account, PlatformMesh};
-use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kcp::types::tenancy::Workspace;
@@ -528,31 +527,14 @@ async fn prepare_host(
         .patch(NAMESPACE, &apply, &Patch::Apply(&namespace))
         .await
         .map_err(|e| format!("namespace {NAMESPACE}: {e}"))?;
-    let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()])
-        .map_err(|e| format!("a certificate for the account-operator's webhooks: {e}"))?;
-    write(&account_certs.join("tls.crt"), cert.cert.pem().as_bytes())?;
-    write(
-        &account_certs.join("tls.key"),
-        cert.signing_key.serialize_pem().as_bytes(),
-    )?;
+    let account_ca = crate::serving_cert(account_certs)?;
     let secrets: Api<Secret> = Api::namespaced(client, NAMESPACE);
     for (name, pem) in [
-        ("account-operator-webhook-server-cert", cert.cert.pem()),
-        ("rebac-authz-webhook-cert", kcp.ca_pem().to_owned()),
+        ("account-operator-webhook-server-cert", account_ca.as_str()),
+        ("rebac-authz-webhook-cert", kcp.ca_pem()),
     ] {
-        let secret = Secret {
-            metadata: ObjectMeta {
-                name: Some(name.to_owned()),
-                ..Default::default()
-            },
-            data: Some(BTreeMap::from([(
-                "ca.crt".to_owned(),
-                ByteString(pem.into_bytes()),
-            )])),
-            ..Default::default()
-        };
         secrets
-            .patch(name, &apply, &Patch::Apply(&secret))
+            .patch(name, &apply, &Patch::Apply(crate::ca_secret(name, pem)))
             .await
             .map_err(|e| format!("Secret {name}: {e}"))?;
         println!("      Secret {NAMESPACE}/{name} (ca.crt)");

@@ -31,6 +31,38 @@ pub use process::{ServerProcess, free_port, memory_mib};
 pub use proxy::TcpProxy;
 pub use widgets::{WIDGETS_EXPORT, bind_widgets, widget_provider, widgets_binding};
 
+/// A self-signed serving certificate for 127.0.0.1 written into `dir` as `tls.crt` and
+/// `tls.key`, as a webhook serves it; returns its PEM (its own CA).
+pub fn serving_cert(dir: &std::path::Path) -> Result<String, String> {
+    let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()])
+        .map_err(|e| format!("a serving certificate: {e}"))?;
+    std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    for (file, pem) in [
+        ("tls.crt", cert.cert.pem()),
+        ("tls.key", cert.signing_key.serialize_pem()),
+    ] {
+        let path = dir.join(file);
+        std::fs::write(&path, pem).map_err(|e| format!("writing {}: {e}", path.display()))?;
+    }
+    Ok(cert.cert.pem())
+}
+
+/// The Secret cert-manager writes for a certificate, reduced to what its readers take: the
+/// CA (`ca.crt`) as PEM.
+pub fn ca_secret(name: &str, pem: &str) -> k8s_openapi::api::core::v1::Secret {
+    k8s_openapi::api::core::v1::Secret {
+        metadata: kube::core::ObjectMeta {
+            name: Some(name.to_owned()),
+            ..Default::default()
+        },
+        data: Some(std::collections::BTreeMap::from([(
+            "ca.crt".to_owned(),
+            k8s_openapi::ByteString(pem.as_bytes().to_vec()),
+        )])),
+        ..Default::default()
+    }
+}
+
 /// Sends the code under test's logs to the test output, filtered by `RUST_LOG` (default:
 /// warnings). Called by the server fixtures; harmless to call again.
 pub fn init_logging() {

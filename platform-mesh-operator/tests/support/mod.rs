@@ -4,14 +4,12 @@
 
 #![allow(clippy::unwrap_used, dead_code)] // each test binary uses part of it
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use clap::Parser;
 use crds::PlatformMesh;
 use harness::{Kcp, TestWorkspace};
-use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, Patch, PatchParams, PostParams};
@@ -81,22 +79,11 @@ impl Host {
     /// Writes Secret `name` with `ca.crt` = `pem` (a certificate's Secret, as cert-manager
     /// makes it).
     pub async fn ca_secret(&self, namespace: &str, name: &str, pem: &str) {
-        let secret = Secret {
-            metadata: ObjectMeta {
-                name: Some(name.to_owned()),
-                ..Default::default()
-            },
-            data: Some(BTreeMap::from([(
-                "ca.crt".to_owned(),
-                ByteString(pem.as_bytes().to_vec()),
-            )])),
-            ..Default::default()
-        };
         self.secrets(namespace)
             .patch(
                 name,
                 &PatchParams::apply("tests").force(),
-                &Patch::Apply(&secret),
+                &Patch::Apply(&harness::ca_secret(name, pem)),
             )
             .await
             .unwrap();
@@ -129,14 +116,10 @@ pub fn unreachable_kubeconfig(kcp: &Kcp, server: &str) -> PathBuf {
     file
 }
 
-/// A self-signed serving certificate for 127.0.0.1 in a directory of its own (`tls.crt`,
-/// `tls.key`); returns the directory and the certificate's PEM (its own CA).
+/// A self-signed serving certificate for 127.0.0.1 in `dir` (`tls.crt`, `tls.key`); returns
+/// its PEM (its own CA).
 pub fn serving_cert(dir: &Path) -> String {
-    let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
-    std::fs::create_dir_all(dir).unwrap();
-    std::fs::write(dir.join("tls.crt"), cert.cert.pem()).unwrap();
-    std::fs::write(dir.join("tls.key"), cert.signing_key.serialize_pem()).unwrap();
-    cert.cert.pem()
+    harness::serving_cert(dir).unwrap()
 }
 
 /// A platform-mesh-operator running in this test binary until it exits, reconciling the
