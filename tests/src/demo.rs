@@ -307,7 +307,8 @@ async fn walk(demo: &mut Demo, dir: &Path, options: Options) -> DemoResult<()> {
     demo.step(
         "platform-mesh-operator: kubectl apply a PlatformMesh; it sets up kcp",
         async {
-            ready(pm_health, "platform-mesh-operator").await?;
+            let (name, operator) = &demo.operators[0];
+            ready(operator, pm_health, name).await?;
             let manifest = format!(
                 "apiVersion: core.platform-mesh.io/v1alpha1\nkind: PlatformMesh\n\
                  metadata:\n  name: platform-mesh\n  namespace: {NAMESPACE}\nspec: {{}}\n"
@@ -399,7 +400,12 @@ async fn walk(demo: &mut Demo, dir: &Path, options: Options) -> DemoResult<()> {
     }
     demo.step("Start them; wait until each is ready (/readyz)", async {
         for (name, port) in &health {
-            ready(*port, name).await?;
+            let (_, process) = demo
+                .operators
+                .iter()
+                .find(|(started, _)| started == name)
+                .ok_or_else(|| format!("{name} was not started"))?;
+            ready(process, *port, name).await?;
         }
         Ok(())
     })
@@ -770,13 +776,20 @@ fn start(
     Ok(process)
 }
 
-/// Waits until the process with health port `port` answers `/readyz` with 200.
-async fn ready(port: u16, name: &str) -> DemoResult<()> {
+/// Waits until `process`, with health port `port`, answers `/readyz` with 200.
+/// A process that exits instead is an error carrying the end of its log.
+async fn ready(process: &ServerProcess, port: u16, name: &str) -> DemoResult<()> {
     until(&format!("{name} ready"), || async {
+        if process.exited() {
+            return Some(Err(format!(
+                "{name} exited; the end of its log:\n{}",
+                process.log_tail(20)
+            )));
+        }
         let (code, _) = crate::http_get(port, "/readyz").await?;
-        (code == 200).then_some(())
+        (code == 200).then_some(Ok(()))
     })
-    .await?;
+    .await??;
     println!("      {name} ready");
     Ok(())
 }
