@@ -484,11 +484,12 @@ async fn walk(demo: &mut Demo, dir: &Path, options: Options) -> DemoResult<()> {
         return Ok(());
     }
     println!(
-        "Try it:\n  export KUBECONFIG={}\n  kubectl --context alice@{ORG} get accounts\n  \
+        "Try it (kubectl is kcp's, {}):\n  export KUBECONFIG={}\n  kubectl --context alice@{ORG} get accounts\n  \
          kubectl --context bob@{ORG} get accounts        # Forbidden: bob has no role in {ORG}\n  \
          kubectl --context admin get workspaces\n  \
          kubectl --context host -n {NAMESPACE} get platformmesh\n\
          Logs: {}/*.log\nPress Ctrl-C to stop everything.",
+        kubectl.binary.display(),
         users.display(),
         dir.display()
     );
