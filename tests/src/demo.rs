@@ -273,10 +273,11 @@ async fn walk(demo: &mut Demo, dir: &Path, options: Options) -> DemoResult<()> {
     let admin = demo.kcp().kcp.admin().await;
     let account_webhook = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()));
     let account_certs = dir.join("account-operator-certs");
+    let host_path = ClusterPath::root().join(HOST).map_err(|e| e.to_string())?;
     let host = demo
         .step(
             "Prepare the hosting cluster (workspace root:demo-host)",
-            prepare_host(demo.kcp(), &admin, &kubectl, &account_certs),
+            prepare_host(demo.kcp(), &admin, &host_path, &kubectl, &account_certs),
         )
         .await?;
 
@@ -301,7 +302,6 @@ async fn walk(demo: &mut Demo, dir: &Path, options: Options) -> DemoResult<()> {
         pm_health,
     )?;
     demo.operators.push(("platform-mesh-operator", operator));
-    let host_path: ClusterPath = format!("root:{HOST}").parse().map_err(|e| format!("{e}"))?;
     let host_client = admin.for_path(&host_path).map_err(|e| e.to_string())?;
     let platform_meshes: Api<PlatformMesh> = Api::namespaced(host_client.clone(), NAMESPACE);
     demo.step(
@@ -503,12 +503,12 @@ async fn walk(demo: &mut Demo, dir: &Path, options: Options) -> DemoResult<()> {
 async fn prepare_host(
     kcp: &AuthorizingKcp,
     admin: &ClientFactory,
+    path: &ClusterPath,
     kubectl: &Kubectl,
     account_certs: &Path,
 ) -> DemoResult<PathBuf> {
     create_workspace(admin, &ClusterPath::root(), HOST, universal()).await;
-    let path: ClusterPath = format!("root:{HOST}").parse().map_err(|e| format!("{e}"))?;
-    let kubeconfig = kcp.kcp.pointed_kubeconfig(&path, "host");
+    let kubeconfig = kcp.kcp.pointed_kubeconfig(path, "host");
     let crd = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../crds/generated/crds/platformmeshes.core.platform-mesh.io.yaml");
     let text =
@@ -516,7 +516,7 @@ async fn prepare_host(
     kubectl
         .apply(&kubeconfig, "root", &text, "the PlatformMesh CRD")
         .await?;
-    let client = admin.for_path(&path).map_err(|e| e.to_string())?;
+    let client = admin.for_path(path).map_err(|e| e.to_string())?;
     let served: Api<PlatformMesh> = Api::all(client.clone());
     until("the PlatformMesh CRD served", || async {
         served.list(&ListParams::default()).await.ok().map(|_| ())
