@@ -63,8 +63,18 @@ pub const OPENFGA_LANGUAGE: Tool = Tool {
     extra_inputs: &["main.go"],
 };
 
+/// The upstream Go account-operator, the contender `cargo xtask bench` runs next to ours. Its
+/// binary is named `account-operator`, like ours; [`UPSTREAM_ACCOUNT_OPERATOR`]`.binary(…)`
+/// finds it in the cache, never on a path where ours is.
+pub const UPSTREAM_ACCOUNT_OPERATOR: Tool = Tool {
+    name: "upstream-account-operator",
+    module: "github.com/platform-mesh/account-operator",
+    packages: &["github.com/platform-mesh/account-operator"],
+    extra_inputs: &[],
+};
+
 /// Every tool `cargo xtask deps` builds, in build order (the slow one first).
-pub const ALL: &[Tool] = &[KCP, OPENFGA, HELM, OPENFGA_LANGUAGE];
+pub const ALL: &[Tool] = &[KCP, OPENFGA, HELM, OPENFGA_LANGUAGE, UPSTREAM_ACCOUNT_OPERATOR];
 
 /// The packages whose binaries the demo runs (the demo is `platform-mesh-tests`'s), built by
 /// one `cargo build --bins -p … -p …`: one feature resolution, so each binary is built once,
