@@ -184,6 +184,14 @@ where
         self
     }
 
+    /// Do not reconcile an object whose status alone changed (mostly this controller's own
+    /// status write): see [`kcp::runtime::Controller::ignore_status_only_changes`].
+    #[must_use]
+    pub fn ignore_status_only_changes(mut self) -> Self {
+        self.controller = self.controller.ignore_status_only_changes();
+        self
+    }
+
     /// When a cluster becomes engaged, also reconcile the primary objects `map` names.
     #[must_use]
     pub fn on_engage(

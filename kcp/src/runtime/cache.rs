@@ -116,8 +116,9 @@ impl<K> Cache<K> {
         self.len() == 0
     }
 
-    pub(crate) fn insert(&self, key: ObjectKey, object: Arc<K>) {
-        self.write().insert(key, object);
+    /// Stores `object` under `key`; returns the object it replaces.
+    pub(crate) fn insert(&self, key: ObjectKey, object: Arc<K>) -> Option<Arc<K>> {
+        self.write().insert(key, object)
     }
 
     pub(crate) fn remove(&self, key: &ObjectKey) -> Option<Arc<K>> {

@@ -1,5 +1,6 @@
 //! The controller: endpoints, wildcard watches, engagement, the cache, the queue, workers.
 
+use std::any::{Any, TypeId};
 use std::collections::{BTreeSet, HashMap};
 use std::fmt::{Debug, Display};
 use std::future::Future;
@@ -111,9 +112,29 @@ pub struct Context {
     factory: ClientFactory,
     clusters: ClusterSet,
     direct: bool,
+    related: RelatedCaches,
 }
 
+/// The objects of each kind a controller [watches](Controller::watches) besides its own, as
+/// their watches last saw them (without managedFields), by kind.
+type RelatedCaches = Arc<HashMap<TypeId, Box<dyn Any + Send + Sync>>>;
+
 impl Context {
+    /// Object `name` of a related kind `R` in `cluster`, as the controller's watch of `R` last
+    /// saw it: what a reconcile reads instead of asking the server. `None` when the watch has
+    /// not seen it (it does not exist, or its event is still on the way: a change of it
+    /// reconciles again) or the controller does not watch `R`.
+    pub fn cached<R: Resource + Send + Sync + 'static>(
+        &self,
+        cluster: &ClusterName,
+        name: &str,
+    ) -> Option<Arc<R>> {
+        self.related
+            .get(&TypeId::of::<R>())?
+            .downcast_ref::<Cache<R>>()?
+            .get(&ObjectKey::cluster_scoped(cluster.clone(), name))
+    }
+
     /// A client for the object's cluster through its endpoint: `<endpoint>/clusters/<cluster>`.
     /// For a direct source, the server itself.
     pub fn client(&self) -> Result<Client, ClientError> {
@@ -310,6 +331,9 @@ struct Shared<K> {
     seen_on: Mutex<HashMap<ClusterName, String>>,
     /// Whether the source is [direct](EndpointSource::Direct).
     direct: bool,
+    /// See [`Controller::ignore_status_only_changes`].
+    ignore_status_only: bool,
+    related_caches: RelatedCaches,
 }
 
 impl<K> Shared<K> {
@@ -448,6 +472,8 @@ pub struct Controller<K> {
     clusters: ClusterSet,
     tracker: Arc<WatchTracker>,
     synced: watch::Receiver<bool>,
+    ignore_status_only: bool,
+    related_caches: HashMap<TypeId, Box<dyn Any + Send + Sync>>,
 }
 
 impl<K> Debug for Controller<K> {
@@ -481,6 +507,8 @@ where
             metrics,
             related: Vec::new(),
             engage_hooks: Vec::new(),
+            ignore_status_only: false,
+            related_caches: HashMap::new(),
             cache: Cache::default(),
             clusters: ClusterSet::default(),
             tracker: Arc::new(WatchTracker {
@@ -493,6 +521,7 @@ where
 
     /// Also watch kind `R` on every endpoint, and reconcile the primary objects `map` names
     /// for each change, deletions included (a Workspace's phase change wakes its Account, …).
+    /// A reconcile reads what the watch saw with [`Context::cached`].
     pub fn watches<R>(
         mut self,
         map: impl Fn(&R, &ObjectKey, &Cache<K>) -> Vec<ObjectKey> + Send + Sync + 'static,
@@ -501,15 +530,25 @@ where
         R: Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
     {
         let map = Arc::new(map);
+        let cache = Cache::<R>::default();
+        self.related_caches
+            .insert(TypeId::of::<R>(), Box::new(cache.clone()));
         self.related
             .push(Box::new(move |shared, client, endpoint, stop| {
-                let map = map.clone();
+                let (map, cache) = (map.clone(), cache.clone());
                 Box::pin(async move {
                     shared
                         .watch::<R>(client, &endpoint, stop, |shared, seen| {
-                            let (Seen::Apply(key, object) | Seen::Delete(key, object)) = seen
-                            else {
-                                return;
+                            let (key, object) = match seen {
+                                Seen::Apply(key, object) => {
+                                    cache.insert(key.clone(), Arc::new(object.clone()));
+                                    (key, object)
+                                }
+                                Seen::Delete(key, object) => {
+                                    cache.remove(&key);
+                                    (key, object)
+                                }
+                                Seen::Synced => return,
                             };
                             for primary in map(object, &key, &shared.cache) {
                                 shared.enqueue(primary);
@@ -530,6 +569,16 @@ where
         map: impl Fn(&ClusterName, &ClusterSet, &Cache<K>) -> Vec<ObjectKey> + Send + Sync + 'static,
     ) -> Self {
         self.engage_hooks.push(Box::new(map));
+        self
+    }
+
+    /// Do not reconcile an object for a change of its status alone (the same generation,
+    /// labels, annotations, finalizers, owners and deletion mark): such a change is mostly the
+    /// reconciler's own status write, and reconciling it again costs every read once more for
+    /// nothing. The cache still takes the change. Only for a reconciler that reads nothing
+    /// of its input from the object's status; a wait for something else has a watch of it.
+    pub fn ignore_status_only_changes(mut self) -> Self {
+        self.ignore_status_only = true;
         self
     }
 
@@ -572,6 +621,8 @@ where
             clusters,
             tracker,
             synced: _,
+            ignore_status_only,
+            related_caches,
         } = self;
         let shared = Arc::new(Shared {
             name,
@@ -583,6 +634,8 @@ where
             engage_hooks,
             seen_on: Mutex::default(),
             direct: source.is_direct(),
+            ignore_status_only,
+            related_caches: Arc::new(related_caches),
         });
         let related = Arc::new(related);
         let reconcile = Arc::new(reconcile);
@@ -681,6 +734,19 @@ where
 }
 
 /// Starts the watches of one endpoint; they stop when `token` is cancelled.
+/// Whether `new` differs from `old` in its status alone: see
+/// [`Controller::ignore_status_only_changes`].
+fn only_status_changed<K: Resource>(old: &K, new: &K) -> bool {
+    let (a, b) = (old.meta(), new.meta());
+    a.generation.is_some()
+        && a.generation == b.generation
+        && a.labels == b.labels
+        && a.annotations == b.annotations
+        && a.finalizers == b.finalizers
+        && a.owner_references == b.owner_references
+        && a.deletion_timestamp == b.deletion_timestamp
+}
+
 fn start_endpoint<K>(
     shared: &Arc<Shared<K>>,
     factory: &ClientFactory,
@@ -757,7 +823,7 @@ where
                 stop,
                 move |shared, seen| match seen {
                     Seen::Apply(key, object) => {
-                        shared.cache.insert(key.clone(), Arc::new(object.clone()));
+                        let previous = shared.cache.insert(key.clone(), Arc::new(object.clone()));
                         shared
                             .seen_on
                             .lock()
@@ -773,7 +839,11 @@ where
                         {
                             shared.engaged(&key.cluster);
                         }
-                        shared.enqueue(key);
+                        let status_only = shared.ignore_status_only
+                            && previous.is_some_and(|p| only_status_changed(&*p, object));
+                        if !status_only {
+                            shared.enqueue(key);
+                        }
                     }
                     Seen::Delete(key, _) => {
                         shared.cache.remove(&key);
@@ -891,6 +961,7 @@ async fn worker<K, F, Fut, E>(
             factory: factory.clone(),
             clusters: shared.clusters.clone(),
             direct: shared.direct,
+            related: shared.related_caches.clone(),
         };
         let started = Instant::now();
         // Its own task, so a panicking reconcile does not take the worker (and the key) with
@@ -980,6 +1051,41 @@ fn counting_watches<K>(client: Client, shared: &Shared<K>) -> Client {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_status_write_alone_is_a_status_only_change() {
+        use crate::types::tenancy::Workspace;
+        let mut old = Workspace::new("w", Default::default());
+        old.metadata.generation = Some(3);
+        old.metadata.finalizers = Some(vec!["f".into()]);
+        let mut status = old.clone();
+        status.metadata.resource_version = Some("9".into());
+        status.status = Some(Default::default());
+        assert!(only_status_changed(&old, &status));
+
+        let changed: [fn(&mut Workspace); 6] = [
+            |w| w.metadata.generation = Some(4),
+            |w| w.metadata.labels = Some([("l".to_owned(), "v".to_owned())].into()),
+            |w| w.metadata.annotations = Some([("a".to_owned(), "v".to_owned())].into()),
+            |w| w.metadata.finalizers = None,
+            |w| w.metadata.owner_references = Some(vec![Default::default()]),
+            |w| {
+                w.metadata.deletion_timestamp = Some(
+                    k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(Default::default()),
+                )
+            },
+        ];
+        for change in changed {
+            let mut new = status.clone();
+            change(&mut new);
+            assert!(!only_status_changed(&old, &new), "{:?}", new.metadata);
+        }
+        // Without a generation nothing tells spec from status: every change counts.
+        let (mut a, mut b) = (old.clone(), status.clone());
+        a.metadata.generation = None;
+        b.metadata.generation = None;
+        assert!(!only_status_changed(&a, &b));
+    }
 
     #[test]
     fn the_export_is_read_from_the_endpoint_url() {

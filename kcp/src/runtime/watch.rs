@@ -120,7 +120,13 @@ pub(crate) async fn run<R>(
             })
         })
     };
-    let mut stream = watcher::watcher(api, config).default_backoff().boxed();
+    // Nothing here reads managedFields (writes are server-side applies or merge patches), and
+    // they are often the largest part of an object: not keeping them is most of a watch's
+    // memory.
+    let mut stream = watcher::watcher(api, config)
+        .default_backoff()
+        .modify(|object| object.meta_mut().managed_fields = None)
+        .boxed();
     // The last version of every object the watch delivered, to reconcile re-lists against.
     let mut known: HashMap<ObjectKey, R> = HashMap::new();
     let mut relisted: Option<HashMap<ObjectKey, R>> = None;
