@@ -8,12 +8,15 @@ mod metrics;
 
 use std::sync::Arc;
 
-use kcp::ClusterPath;
 use kcp::runtime::Context;
+use kcp::{ClusterName, ClusterPath};
 use kube::Client;
 use lifecycle::{SubroutineError, Wait};
 
-pub use account::{ACCOUNT_RECONCILER, Steps, account_controller};
+pub use account::{
+    ACCOUNT_RECONCILER, Steps, account_controller, child_account_info, org_account_info,
+    org_workspace_types, workspace_type_name,
+};
 pub use account_info::{ACCOUNT_INFO_RECONCILER, account_info_controller};
 pub use metrics::AccountMetrics;
 
@@ -43,18 +46,24 @@ impl Ctx {
         })
     }
 
-    /// A client for `root:orgs`, once it is bound to the export and engaged.
-    fn orgs(&self) -> Result<Client, SubroutineError> {
+    /// The cluster of `root:orgs`, once it is bound to the export and engaged.
+    fn orgs_cluster(&self) -> Result<ClusterName, SubroutineError> {
         let path = &self.settings.orgs_path;
-        let cluster = self
-            .runtime
+        self.runtime
             .clusters()
             .cluster_for_path(path)
             .ok_or_else(|| {
                 Wait::new(format!(
                     "waiting for {path} to bind core.platform-mesh.io (it is not served yet)"
                 ))
-            })?;
+                .into()
+            })
+    }
+
+    /// A client for `root:orgs`, once it is bound to the export and engaged.
+    fn orgs(&self) -> Result<Client, SubroutineError> {
+        let path = &self.settings.orgs_path;
+        let cluster = self.orgs_cluster()?;
         match self.runtime.client_for(&cluster) {
             Some(Ok(client)) => Ok(client),
             _ => Err(Wait::new(format!("waiting for {path} to be served")).into()),
