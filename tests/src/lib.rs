@@ -64,10 +64,13 @@ pub fn ca_secret(name: &str, pem: &str) -> k8s_openapi::api::core::v1::Secret {
 }
 
 /// Sends the code under test's logs to the test output, filtered by `RUST_LOG` (default:
-/// warnings). Called by the server fixtures; harmless to call again.
+/// warnings, without kube's line for each non-2xx answer: the caller gets that answer as an
+/// error anyway, and kcp's `/readyz` answers 500 a few dozen times while it starts). Called by
+/// the server fixtures; harmless to call again.
 pub fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("warn,kube_client::client::builder=off")
+    });
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_test_writer()

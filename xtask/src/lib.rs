@@ -1,4 +1,5 @@
-//! Where the Go programs the tests run (kcp, OpenFGA, helm) are pinned, built and cached.
+//! Where the Go programs the tests and benchmarks run (kcp, OpenFGA, helm, upstream's
+//! account-operator) are pinned, built and cached.
 //!
 //! Each program is pinned by a Go module under `tools/<name>/` (its `go.mod` and `go.sum`).
 //! `cargo xtask deps` builds it into a cache directory outside the repository, keyed by the
@@ -74,7 +75,13 @@ pub const UPSTREAM_ACCOUNT_OPERATOR: Tool = Tool {
 };
 
 /// Every tool `cargo xtask deps` builds, in build order (the slow one first).
-pub const ALL: &[Tool] = &[KCP, OPENFGA, HELM, OPENFGA_LANGUAGE, UPSTREAM_ACCOUNT_OPERATOR];
+pub const ALL: &[Tool] = &[
+    KCP,
+    OPENFGA,
+    HELM,
+    OPENFGA_LANGUAGE,
+    UPSTREAM_ACCOUNT_OPERATOR,
+];
 
 /// The packages whose binaries the demo runs (the demo is `platform-mesh-tests`'s), built by
 /// one `cargo build --bins -p … -p …`: one feature resolution, so each binary is built once,

@@ -1,10 +1,13 @@
 //! `cargo xtask <task>`: the project's developer tasks.
 //!
-//! - `deps`: build the pinned Go programs (kcp, OpenFGA, helm) into the machine-wide cache.
+//! - `deps`: build the pinned Go programs (kcp, OpenFGA, helm, upstream's account-operator)
+//!   into the machine-wide cache.
 //! - `crds`: regenerate `crds/generated/` from the Rust API types.
 //! - `ci`:   what CI runs: deps, format check, clippy with `-D warnings`, every test (the demo's
 //!   check mode among them).
-//! - `bench`: the benchmarks, in release mode; they print figures and assert nothing.
+//! - `bench`: our account-operator side by side with upstream's and kcp's floor
+//!   (`platform-mesh-bench`, in release mode, flags passed on); `bench components`: the
+//!   component benchmarks. They print figures and assert nothing.
 //! - `demo`: the whole platform on this machine, until Ctrl-C (`--check`: to the end, then stop).
 
 use std::io::{BufRead, BufReader};
@@ -14,11 +17,14 @@ use std::time::{Duration, Instant};
 
 use xtask::{ALL, COMPLETE_MARKER, DEMO_PACKAGES, KCP, Tool, cache_root, repo_root};
 
-const USAGE: &str = "usage: cargo xtask <deps|crds|ci|bench|demo [--check]>
-  deps  build kcp, OpenFGA and helm from the Go module proxy into the machine-wide cache
+const USAGE: &str = "usage: cargo xtask <deps|crds|ci|bench [flags|components]|demo [--check]>
+  deps  build kcp, OpenFGA, helm and upstream's account-operator from the Go module proxy
+        into the machine-wide cache
   crds  regenerate crds/generated/ from the Rust API types
   ci    deps, cargo fmt --check, cargo clippy -D warnings, cargo test (what .ci/run runs)
-  bench the benchmarks, in release mode (they print figures)
+  bench our account-operator side by side with upstream's and kcp's floor, release builds
+        (flags go to platform-mesh-bench: `bench --help` lists them); `bench components`:
+        the component benchmarks (fga, runtime, security-operator, webhook, first org)
   demo  kcp, OpenFGA and the operators on this machine, an org and an account made with
         kubectl, until Ctrl-C; --check runs every step to the end and stops";
 
@@ -30,7 +36,7 @@ fn main() -> ExitCode {
         Some("deps") => deps(),
         Some("crds") => crds(),
         Some("ci") => ci(),
-        Some("bench") => bench(),
+        Some("bench") => bench(&args[1..]),
         Some("demo") => demo(&args[1..]),
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");
@@ -135,7 +141,8 @@ fn cargo_test(totals: &mut TestTotals) -> TaskResult {
     }
 }
 
-/// The benchmarks `cargo xtask bench` runs, in release mode: (package, example, what it shows).
+/// The component benchmarks `cargo xtask bench components` runs, in release mode: (package,
+/// example, what it shows).
 const BENCHMARKS: &[(&str, &str, &str)] = &[
     (
         "platform-mesh-fga",
@@ -146,11 +153,6 @@ const BENCHMARKS: &[(&str, &str, &str)] = &[
         "platform-mesh-tests",
         "reconcile_latency",
         "change-to-reconcile latency of the runtime on a real kcp",
-    ),
-    (
-        "account-operator",
-        "org_ready",
-        "org Account to Ready, next to kcp alone making a workspace of that type Ready",
     ),
     (
         "platform-mesh-fga",
@@ -176,19 +178,49 @@ const BENCHMARKS: &[(&str, &str, &str)] = &[
     ),
 ];
 
-fn bench() -> TaskResult {
-    for (package, example, what) in BENCHMARKS {
-        println!("==> {what}");
-        cargo(&[
-            "run",
-            "--release",
-            "--quiet",
-            "-p",
-            package,
-            "--example",
-            example,
-        ])?;
+fn bench(args: &[String]) -> TaskResult {
+    let started = Instant::now();
+    step(
+        "build kcp, OpenFGA and upstream's account-operator (once per machine)",
+        deps,
+    )?;
+    if args.first().map(String::as_str) == Some("components") {
+        if let Some(other) = args.get(1) {
+            return Err(format!(
+                "bench components takes no flags, not {other:?}\n{USAGE}"
+            ));
+        }
+        for (package, example, what) in BENCHMARKS {
+            step(what, || {
+                cargo(&[
+                    "run",
+                    "--release",
+                    "--quiet",
+                    "-p",
+                    package,
+                    "--example",
+                    example,
+                ])
+            })?;
+        }
+    } else {
+        step(
+            "side by side: our account-operator, upstream's and kcp's floor on one kcp",
+            || {
+                let mut run = vec![
+                    "run",
+                    "--release",
+                    "--quiet",
+                    "-p",
+                    "platform-mesh-bench",
+                    "--",
+                ];
+                run.extend(args.iter().map(String::as_str));
+                cargo(&run)
+            },
+        )?;
     }
+    println!("benchmarks done in {}", human(started.elapsed()));
     Ok(())
 }
 
