@@ -105,7 +105,7 @@ pub struct Plan {
     pub deadline_seconds: u64,
     /// Seconds a contender may finish nothing (with work pending) before its unfinished work
     /// counts as stuck, before the deadline.
-    #[arg(long, default_value_t = 120)]
+    #[arg(long, default_value_t = 60)]
     pub stall_seconds: u64,
 }
 

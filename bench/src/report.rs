@@ -134,53 +134,32 @@ impl Report {
                 ),
             );
         }
-        let with_kinds: Vec<&Figures> = self
-            .figures
-            .iter()
-            .filter(|f| !f.requests_by_kind.is_empty() && f.finished > 0)
-            .collect();
-        if !with_kinds.is_empty() {
-            let _ = writeln!(out, "\nRequests per account, by kind:\n");
-            for f in with_kinds {
+        section(
+            &mut out,
+            "Requests per account, by kind:",
+            &self.figures,
+            |f| {
                 let kinds: Vec<String> = f
                     .requests_by_kind
                     .iter()
-                    .map(|(kind, n)| format!("{kind} {:.1}", *n as f64 / f.finished as f64))
+                    .map(|(kind, n)| format!("{kind} {:.2}", *n as f64 / f.finished as f64))
                     .collect();
-                let _ = writeln!(
-                    out,
-                    "- {} / {}: {}",
-                    f.scenario,
-                    f.contender.name(),
-                    kinds.join(", ")
-                );
-            }
-        }
-        let with_steps: Vec<&Figures> = self
-            .figures
-            .iter()
-            .filter(|f| !f.steps.is_empty())
-            .collect();
-        if !with_steps.is_empty() {
-            let _ = writeln!(
-                out,
-                "\nWhere the time goes (median seconds from the create to each step the bench saw):\n"
-            );
-            for f in with_steps {
+                (f.finished > 0 && !kinds.is_empty()).then(|| kinds.join(", "))
+            },
+        );
+        section(
+            &mut out,
+            "Where the time goes (median seconds from the create to each step the bench saw):",
+            &self.figures,
+            |f| {
                 let steps: Vec<String> = f
                     .steps
                     .iter()
                     .map(|(step, s)| format!("{step} {s:.2}"))
                     .collect();
-                let _ = writeln!(
-                    out,
-                    "- {} / {}: {}",
-                    f.scenario,
-                    f.contender.name(),
-                    steps.join(" → ")
-                );
-            }
-        }
+                (!steps.is_empty()).then(|| steps.join(" → "))
+            },
+        );
         out
     }
 
@@ -252,6 +231,32 @@ impl Report {
     }
 }
 
+/// Appends `title` and a line per figure that `line` has something to say of, unless none has.
+fn section(
+    out: &mut String,
+    title: &str,
+    figures: &[Figures],
+    line: impl Fn(&Figures) -> Option<String>,
+) {
+    let lines: Vec<String> = figures
+        .iter()
+        .filter_map(|f| {
+            Some(format!(
+                "- {} / {}: {}",
+                f.scenario,
+                f.contender.name(),
+                line(f)?
+            ))
+        })
+        .collect();
+    if !lines.is_empty() {
+        let _ = writeln!(out, "\n{title}\n");
+        for line in lines {
+            let _ = writeln!(out, "{line}");
+        }
+    }
+}
+
 fn num(value: Option<f64>, decimals: usize) -> String {
     value.map_or_else(|| "–".into(), |v| format!("{v:.decimals$}"))
 }
@@ -316,7 +321,7 @@ mod tests {
             "| one org | platform-mesh-rs | 3/4 | 3.00 | 3.00 | 3.00 | 0.38 | 0.40 | 133 | – | 10.0 | 1.50× | 0.50× | 0.50× |"
         );
         assert!(table.contains("- one org / platform-mesh-rs: workspace 0.50"));
-        assert!(table.contains("- one org / platform-mesh-rs: get accounts 10.0"));
+        assert!(table.contains("- one org / platform-mesh-rs: get accounts 10.00"));
         let svg = report.svg();
         assert_eq!(svg.matches("<circle").count(), 9);
         assert!(svg.starts_with("<svg") && svg.ends_with("</svg>\n"));
