@@ -733,7 +733,6 @@ where
     }
 }
 
-/// Starts the watches of one endpoint; they stop when `token` is cancelled.
 /// Whether `new` differs from `old` in its status alone: see
 /// [`Controller::ignore_status_only_changes`].
 fn only_status_changed<K: Resource>(old: &K, new: &K) -> bool {
@@ -747,6 +746,7 @@ fn only_status_changed<K: Resource>(old: &K, new: &K) -> bool {
         && a.deletion_timestamp == b.deletion_timestamp
 }
 
+/// Starts the watches of one endpoint; they stop when `token` is cancelled.
 fn start_endpoint<K>(
     shared: &Arc<Shared<K>>,
     factory: &ClientFactory,
