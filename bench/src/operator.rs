@@ -10,10 +10,6 @@ use harness::{ServerProcess, free_port, http_get, memory_mib};
 
 use crate::{BenchError, Contender};
 
-/// The label both operators filter on (upstream's debug predicate, and ours): each sees only
-/// the Accounts labelled with its own value.
-pub const DEBUG_LABEL: &str = "debug.platform-mesh.io";
-
 /// A running operator.
 #[derive(Debug)]
 pub struct Operator {

@@ -13,12 +13,13 @@ use harness::{Kcp, TestWorkspace, when_served};
 use kcp::ClientFactory;
 use kcp::types::core::LogicalClusterPhase;
 use kcp::types::tenancy::{Workspace, WorkspaceType};
+use kit::controller::DEBUG_LABEL;
 use kube::api::{Api, DeleteParams, PostParams};
 use tokio::time::Instant as Deadline;
 
 use crate::floor::{self, Unfinished};
 use crate::observe::{Progress, Watched};
-use crate::operator::{DEBUG_LABEL, Operator, PeakMemory};
+use crate::operator::{Operator, PeakMemory};
 use crate::report::{Figures, Report};
 use crate::{BenchError, Contender, Plan};
 
