@@ -85,25 +85,10 @@ impl Operator {
     /// Waits until `/readyz` answers 200; an operator that exits or stays unready for two
     /// minutes is an error with its log.
     pub async fn ready(&self) -> Result<(), BenchError> {
-        let waited = Duration::from_secs(120);
-        let deadline = tokio::time::Instant::now() + waited;
-        loop {
-            if self.process.exited() {
-                return Err(BenchError(
-                    self.process.failed_to_start(waited, "it exited"),
-                ));
-            }
-            if let Some((200, _)) = http_get(self.health_port, "/readyz").await {
-                return Ok(());
-            }
-            if tokio::time::Instant::now() > deadline {
-                return Err(BenchError(
-                    self.process
-                        .failed_to_start(waited, "/readyz never answered 200"),
-                ));
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        self.process
+            .until_ready(self.health_port, Duration::from_secs(120))
+            .await
+            .map_err(BenchError)
     }
 
     /// CPU time (user and system) the process has used so far, in seconds.

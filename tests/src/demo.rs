@@ -780,17 +780,7 @@ fn start(
 /// Waits until `process`, with health port `port`, answers `/readyz` with 200.
 /// A process that exits instead is an error carrying the end of its log.
 async fn ready(process: &ServerProcess, port: u16, name: &str) -> DemoResult<()> {
-    until(&format!("{name} ready"), || async {
-        if process.exited() {
-            return Some(Err(format!(
-                "{name} exited; the end of its log:\n{}",
-                process.log_tail(20)
-            )));
-        }
-        let (code, _) = crate::http_get(port, "/readyz").await?;
-        (code == 200).then_some(Ok(()))
-    })
-    .await??;
+    process.until_ready(port, STEP_TIMEOUT).await?;
     println!("      {name} ready");
     Ok(())
 }

@@ -120,6 +120,25 @@ impl ServerProcess {
         all[all.len().saturating_sub(lines)..].join("\n")
     }
 
+    /// Waits until the server answers `GET /readyz` on loopback `port` with 200 (an operator's
+    /// health port). A server that exits first, or is not ready `within`, is an error naming it,
+    /// with the end of its log.
+    pub async fn until_ready(&self, port: u16, within: Duration) -> Result<(), String> {
+        let deadline = Instant::now() + within;
+        loop {
+            if self.exited() {
+                return Err(self.failed_to_start(within, "it exited"));
+            }
+            if let Some((200, _)) = crate::http_get(port, "/readyz").await {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(self.failed_to_start(within, "/readyz never answered 200"));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     /// A panic message for a server that did not come up.
     pub fn failed_to_start(&self, waited: Duration, why: &str) -> String {
         format!(
