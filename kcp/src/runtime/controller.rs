@@ -211,7 +211,9 @@ pub struct Health {
 }
 
 impl Health {
-    /// Whether the endpoint source and every open watch delivered their first list.
+    /// Whether the endpoint source and every open watch delivered their first list. An
+    /// endpoint whose watches could not be started has no open watch: it shows in
+    /// [`failing_longer_than`](Self::failing_longer_than) instead.
     pub fn is_synced(&self) -> bool {
         *self.synced.borrow()
     }
@@ -222,22 +224,31 @@ impl Health {
     }
 
     /// The watch that has been failing the longest, if for longer than `grace`: what it
-    /// watches, since when, and its latest error, in words for `/readyz` and the logs.
+    /// watches, since when, and its latest error, in words for `/readyz` and the logs. An
+    /// endpoint whose watches cannot be started counts as failing from its first failed
+    /// start until it starts or leaves the source's list.
     pub fn failing_longer_than(&self, grace: Duration) -> Option<String> {
         let state = self.tracker.lock();
-        state
-            .watches
-            .values()
-            .filter_map(|w| {
-                w.failing
-                    .since()
-                    .map(|(since, error)| (since, error, &w.what))
-            })
-            .filter(|(since, _, _)| since.elapsed() > grace)
-            .min_by_key(|(since, _, _)| *since)
-            .map(|(since, error, what)| {
+        let watches = state.watches.values().filter_map(|w| {
+            let (since, error) = w.failing.since()?;
+            Some((since, format!("the watch of {}", w.what), error, ""))
+        });
+        let endpoints = state.broken_endpoints.iter().map(|(url, broken)| {
+            let note = if broken.retried {
+                ""
+            } else {
+                " (not retried: the URL is invalid; the endpoint source has to change it)"
+            };
+            let what = format!("starting the watches on endpoint {url}");
+            (broken.since, what, broken.error.clone(), note)
+        });
+        watches
+            .chain(endpoints)
+            .filter(|(since, ..)| since.elapsed() > grace)
+            .min_by_key(|(since, ..)| *since)
+            .map(|(since, what, error, note)| {
                 format!(
-                    "the watch of {what} has been failing for {}s: {error}",
+                    "{what} has been failing for {}s: {error}{note}",
                     since.elapsed().as_secs()
                 )
             })
@@ -252,11 +263,22 @@ struct TrackedWatch {
     failing: Arc<Failing>,
 }
 
+/// An endpoint whose watches could not be started.
+#[derive(Debug)]
+struct BrokenEndpoint {
+    since: Instant,
+    error: String,
+    /// Whether it is tried again (not when its URL is invalid).
+    retried: bool,
+}
+
 #[derive(Debug, Default)]
 struct TrackerState {
     source_synced: bool,
     watches: HashMap<u64, TrackedWatch>,
     next_id: u64,
+    /// By URL, until they start or leave the source's list.
+    broken_endpoints: HashMap<String, BrokenEndpoint>,
 }
 
 /// Every open watch of a controller (the endpoint source's included): synced, failing.
@@ -312,6 +334,32 @@ impl WatchTracker {
     fn unregister(&self, id: u64) {
         self.update(|s| s.watches.remove(&id));
     }
+
+    /// The watches of endpoint `url` could not be started; failing since the first time.
+    fn endpoint_failed(&self, url: &str, error: String, retried: bool) {
+        let mut state = self.lock();
+        match state.broken_endpoints.get_mut(url) {
+            Some(broken) => {
+                broken.error = error;
+                broken.retried = retried;
+            }
+            None => {
+                state.broken_endpoints.insert(
+                    url.to_owned(),
+                    BrokenEndpoint {
+                        since: Instant::now(),
+                        error,
+                        retried,
+                    },
+                );
+            }
+        }
+    }
+
+    /// Endpoint `url` started, or is no longer wanted: it is not failing.
+    fn endpoint_started(&self, url: &str) {
+        self.lock().broken_endpoints.remove(url);
+    }
 }
 
 /// Maps a newly engaged cluster to primary objects in other clusters.
@@ -327,8 +375,10 @@ struct Shared<K> {
     metrics: Option<RuntimeMetrics>,
     tracker: Arc<WatchTracker>,
     engage_hooks: Vec<EngageHook<K>>,
-    /// The endpoint each cached object's cluster was seen on, to drop them with it.
-    seen_on: Mutex<HashMap<ClusterName, String>>,
+    /// The endpoints each cached object's cluster was seen on, to drop its objects with the
+    /// last of them. (A set: while a cluster moves shards, both deliver its objects, and
+    /// dropping the one it left must not empty the cache of what the other still serves.)
+    seen_on: Mutex<HashMap<ClusterName, BTreeSet<String>>>,
     /// Whether the source is [direct](EndpointSource::Direct).
     direct: bool,
     /// See [`Controller::ignore_status_only_changes`].
@@ -427,6 +477,7 @@ impl<K> Shared<K> {
             g.inc();
         }
         let host = self.direct.then(ClusterName::host);
+        let stopped = stop.clone();
         run(
             Target {
                 api: Api::<R>::all(client),
@@ -442,6 +493,12 @@ impl<K> Shared<K> {
                 }
             },
             |seen| {
+                // The endpoint was dropped (or the controller stops): an event that was
+                // already on its way must not engage a cluster or cache an object again after
+                // `drop_endpoint` forgot them.
+                if stopped.is_cancelled() {
+                    return;
+                }
                 if matches!(seen, Seen::Synced) {
                     self.tracker.synced(id);
                 }
@@ -677,50 +734,28 @@ where
             ));
         }
 
-        let mut endpoints: HashMap<String, CancellationToken> = HashMap::new();
+        let mut endpoints = Endpoints::default();
         loop {
+            let retry = endpoints.next_retry();
             tokio::select! {
                 () = stop.cancelled() => break,
                 changed = urls.changed() => if changed.is_err() { break },
+                () = sleep_until_some(retry) => {}
             }
             let (synced, wanted) = urls.borrow_and_update().clone();
-            for (url, token) in endpoints.extract_if(|url, _| !wanted.contains(url)) {
-                tracing::info!(controller = %shared.name, %url, "endpoint removed");
-                token.cancel();
-                drop_endpoint(&shared, &url);
-            }
-            for url in wanted {
-                if endpoints.contains_key(&url) {
-                    continue;
+            endpoints.update(&shared, &wanted, &stop, |url, token| {
+                for watch in start_endpoint(&shared, &factory, &related, url, by_bindings, token)? {
+                    tasks.spawn(watch);
                 }
-                tracing::info!(controller = %shared.name, %url, "endpoint added");
-                let token = stop.child_token();
-                match start_endpoint(&shared, &factory, &related, &url, by_bindings, &token) {
-                    Ok(watches) => {
-                        for watch in watches {
-                            tasks.spawn(watch);
-                        }
-                        endpoints.insert(url, token);
-                    }
-                    Err(error) => {
-                        tracing::error!(controller = %shared.name, %url, %error, "cannot watch endpoint");
-                    }
-                }
-            }
-            if let Some(m) = &shared.metrics {
-                m.endpoints
-                    .get_or_create(&shared.label())
-                    .set(i64::try_from(endpoints.len()).unwrap_or(i64::MAX));
-            }
+                Ok(())
+            });
             if synced {
                 shared.tracker.source_synced();
             }
         }
 
         tracing::info!(controller = %shared.name, "shutting down");
-        for token in endpoints.values() {
-            token.cancel();
-        }
+        endpoints.stop(&shared);
         shared.queue.shut_down();
         let drained = tokio::time::timeout(config.shutdown_timeout, async {
             while tasks.join_next().await.is_some() {}
@@ -730,6 +765,127 @@ where
             tracing::warn!(controller = %shared.name, "shutdown deadline passed; abandoning running work");
             tasks.abort_all();
         }
+    }
+}
+
+/// How often an endpoint whose watches could not be started is tried again. What can fail
+/// for a while is building its client: the credentials are read then (a token file not yet
+/// mounted or being rotated, an exec credential plugin that fails). An invalid URL fails the
+/// same way every time and is not retried. kube's watcher retries a failing watch at least
+/// every 30 s; so does this.
+const ENDPOINT_RETRY: Backoff = Backoff {
+    base: Duration::from_secs(1),
+    cap: Duration::from_secs(30),
+};
+
+/// The endpoints a controller watches, and those whose watches could not be started.
+#[derive(Debug, Default)]
+struct Endpoints {
+    /// Endpoint URL → the token that stops its watches.
+    running: HashMap<String, CancellationToken>,
+    /// Endpoint URL → its failed starts, and when to try again: `None` for an invalid URL,
+    /// which fails the same way every time, until the source lists another.
+    broken: HashMap<String, (u32, Option<Instant>)>,
+}
+
+impl Endpoints {
+    /// When the next broken endpoint is to be tried again, if one is.
+    fn next_retry(&self) -> Option<Instant> {
+        self.broken.values().filter_map(|(_, at)| *at).min()
+    }
+
+    /// Follows the source's URL set: stops and drops the endpoints that left it, starts the
+    /// new ones with `start` (which spawns their watches, stopped by the token it gets), and
+    /// tries the broken ones whose retry is due again. Failed starts are logged, counted in
+    /// `kcp_watch_errors` (under the controller's own kind) and reported by the health until
+    /// the endpoint starts or leaves the set.
+    fn update<K: Resource<DynamicType = ()>>(
+        &mut self,
+        shared: &Shared<K>,
+        wanted: &BTreeSet<String>,
+        stop: &CancellationToken,
+        mut start: impl FnMut(&str, &CancellationToken) -> Result<(), ClientError>,
+    ) {
+        let controller = &shared.name;
+        for (url, token) in self.running.extract_if(|url, _| !wanted.contains(url)) {
+            tracing::info!(%controller, %url, "endpoint removed");
+            token.cancel();
+            drop_endpoint(shared, &url);
+        }
+        for (url, _) in self.broken.extract_if(|url, _| !wanted.contains(url)) {
+            tracing::info!(%controller, %url, "endpoint removed");
+            shared.tracker.endpoint_started(&url);
+        }
+        let now = Instant::now();
+        for url in wanted {
+            if self.running.contains_key(url) {
+                continue;
+            }
+            match self.broken.get(url) {
+                Some((_, retry)) if retry.is_none_or(|at| at > now) => continue,
+                Some(_) => {}
+                None => tracing::info!(%controller, %url, "endpoint added"),
+            }
+            let token = stop.child_token();
+            match start(url, &token) {
+                Ok(()) => {
+                    self.running.insert(url.clone(), token);
+                    if let Some((failures, _)) = self.broken.remove(url) {
+                        tracing::info!(%controller, %url, failures, "endpoint started");
+                        shared.tracker.endpoint_started(url);
+                    }
+                }
+                Err(error) => {
+                    let (failures, retry) = self.broken.entry(url.clone()).or_default();
+                    *failures = failures.saturating_add(1);
+                    // The same string fails to parse (or is no apiexport URL) every time.
+                    let retried = !matches!(error, ClientError::InvalidUrl { .. });
+                    let delay = ENDPOINT_RETRY.delay(*failures);
+                    *retry = retried.then(|| now + delay);
+                    if retried {
+                        tracing::warn!(%controller, %url, %error, retry_in = ?delay, "cannot watch endpoint; retrying");
+                    } else {
+                        tracing::error!(%controller, %url, %error, "cannot watch endpoint: its URL is invalid; waiting for the endpoint source to change it");
+                    }
+                    if let Some(m) = &shared.metrics {
+                        m.watch_errors
+                            .get_or_create(&WatchErrorLabels {
+                                controller: controller.clone(),
+                                kind: K::plural(&()).into_owned(),
+                                endpoint: url.clone(),
+                            })
+                            .inc();
+                    }
+                    shared
+                        .tracker
+                        .endpoint_failed(url, error.to_string(), retried);
+                }
+            }
+        }
+        if let Some(m) = &shared.metrics {
+            m.endpoints
+                .get_or_create(&shared.label())
+                .set(i64::try_from(self.running.len()).unwrap_or(i64::MAX));
+        }
+    }
+
+    /// Stops every endpoint's watches (the controller stops); the health forgets the broken.
+    fn stop<K>(&mut self, shared: &Shared<K>) {
+        for token in self.running.values() {
+            token.cancel();
+        }
+        for url in self.broken.keys() {
+            shared.tracker.endpoint_started(url);
+        }
+        self.broken.clear();
+    }
+}
+
+/// Sleeps until `at`, or forever without one.
+async fn sleep_until_some(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -798,7 +954,9 @@ where
                         }
                     }
                     Seen::Apply(key, _) | Seen::Delete(key, _) => {
-                        if shared.clusters.release(&key.cluster, &key.name) == Change::Disengaged {
+                        if shared.clusters.release(&key.cluster, &key.name, &url)
+                            == Change::Disengaged
+                        {
                             shared.disengaged(&key.cluster);
                         }
                     }
@@ -824,11 +982,12 @@ where
                 move |shared, seen| match seen {
                     Seen::Apply(key, object) => {
                         let previous = shared.cache.insert(key.clone(), Arc::new(object.clone()));
-                        shared
-                            .seen_on
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .insert(key.cluster.clone(), endpoint.clone());
+                        let mut seen_on = shared.seen_on.lock().unwrap_or_else(|p| p.into_inner());
+                        let endpoints = seen_on.entry(key.cluster.clone()).or_default();
+                        if !endpoints.contains(&endpoint) {
+                            endpoints.insert(endpoint.clone());
+                        }
+                        drop(seen_on);
                         if !by_bindings
                             && shared.clusters.hold(
                                 &key.cluster,
@@ -849,7 +1008,9 @@ where
                         shared.cache.remove(&key);
                         shared.queue.remove(&key);
                         if !by_bindings
-                            && shared.clusters.release(&key.cluster, &key.to_string())
+                            && shared
+                                .clusters
+                                .release(&key.cluster, &key.to_string(), &endpoint)
                                 == Change::Disengaged
                         {
                             shared.disengaged(&key.cluster);
@@ -908,19 +1069,22 @@ impl ExportRef {
     }
 }
 
-/// An endpoint went away: its clusters disengage and its objects leave the cache.
+/// An endpoint went away: the clusters only it held disengage, and the objects of the
+/// clusters only it delivered leave the cache.
 fn drop_endpoint<K>(shared: &Shared<K>, url: &str) {
     for cluster in shared.clusters.drop_endpoint(url) {
         shared.disengaged(&cluster);
     }
     let gone: Vec<ClusterName> = {
         let mut seen_on = shared.seen_on.lock().unwrap_or_else(|p| p.into_inner());
-        let gone = seen_on
-            .iter()
-            .filter(|(_, e)| e.as_str() == url)
-            .map(|(c, _)| c.clone())
-            .collect();
-        seen_on.retain(|_, e| e.as_str() != url);
+        let mut gone = Vec::new();
+        seen_on.retain(|cluster, endpoints| {
+            let kept = !(endpoints.remove(url) && endpoints.is_empty());
+            if !kept {
+                gone.push(cluster.clone());
+            }
+            kept
+        });
         gone
     };
     for key in shared.cache.remove_where(|key| gone.contains(&key.cluster)) {
@@ -1050,6 +1214,12 @@ fn counting_watches<K>(client: Client, shared: &Shared<K>) -> Client {
 
 #[cfg(test)]
 mod tests {
+    use std::path::PathBuf;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use prometheus_client::registry::Registry;
+
     use super::*;
 
     #[test]
@@ -1123,5 +1293,311 @@ mod tests {
         assert!(export.is_bound_by(&binding("core.platform-mesh.io", "abc")));
         assert!(!export.is_bound_by(&binding("tenancy.kcp.io", "root")));
         assert!(!export.is_bound_by(&binding("core.platform-mesh.io", "other")));
+    }
+
+    /// A factory whose clients authenticate with a token file that does not exist yet: one
+    /// way building a client fails for a while and then works (a projected token not yet
+    /// mounted). Creating the file fixes it.
+    struct TokenFile(PathBuf);
+
+    impl TokenFile {
+        fn missing(test: &str) -> Self {
+            let path = std::env::temp_dir().join(format!(
+                "kcp-endpoint-retry-{}-{test}.token",
+                std::process::id()
+            ));
+            let _ = std::fs::remove_file(&path);
+            Self(path)
+        }
+
+        fn factory(&self, server: &str) -> ClientFactory {
+            let mut config = kube::Config::new(server.parse().unwrap());
+            config.auth_info.token_file = Some(self.0.display().to_string());
+            ClientFactory::new(config).unwrap()
+        }
+
+        fn create(&self) {
+            std::fs::write(&self.0, "token").unwrap();
+        }
+    }
+
+    impl Drop for TokenFile {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+
+    fn shared(metrics: RuntimeMetrics) -> (Arc<Shared<ConfigMap>>, Health) {
+        let (synced_tx, synced) = watch::channel(false);
+        let tracker = Arc::new(WatchTracker {
+            state: Mutex::default(),
+            synced: synced_tx,
+        });
+        let shared = Arc::new(Shared {
+            name: "test".into(),
+            cache: Cache::default(),
+            clusters: ClusterSet::default(),
+            queue: WorkQueue::new(Backoff::default()),
+            metrics: Some(metrics),
+            tracker: tracker.clone(),
+            engage_hooks: Vec::new(),
+            seen_on: Mutex::default(),
+            direct: false,
+            ignore_status_only: false,
+            related_caches: Arc::default(),
+        });
+        (shared, Health { tracker, synced })
+    }
+
+    fn start_errors(metrics: &RuntimeMetrics, controller: &str, url: &str) -> u64 {
+        metrics
+            .watch_errors
+            .get_or_create(&WatchErrorLabels {
+                controller: controller.into(),
+                kind: "configmaps".into(),
+                endpoint: url.into(),
+            })
+            .get()
+    }
+
+    const URL: &str = "https://shard-1:6443/services/apiexport/abc/core.platform-mesh.io";
+
+    /// Issue 14: a failed start was only logged, and the endpoint stayed unwatched until the
+    /// slice's URLs changed.
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_endpoint_start_is_retried_with_backoff_and_reported_until_it_starts() {
+        let token = TokenFile::missing("retried");
+        let factory = token.factory("https://127.0.0.1:6443");
+        let metrics = RuntimeMetrics::new(&mut Registry::default());
+        let (shared, health) = shared(metrics.clone());
+        let stop = CancellationToken::new();
+        let wanted = BTreeSet::from([URL.to_owned()]);
+        let attempts = AtomicUsize::new(0);
+        let start = |url: &str, _: &CancellationToken| {
+            attempts.fetch_add(1, Ordering::SeqCst);
+            factory.for_virtual_wildcard(url).map(drop)
+        };
+        let mut endpoints = Endpoints::default();
+        let began = Instant::now();
+
+        endpoints.update(&shared, &wanted, &stop, start);
+        assert_eq!(attempts.load(Ordering::SeqCst), 1);
+        assert_eq!(endpoints.next_retry(), Some(began + Duration::from_secs(1)));
+        // Another change of the source before the retry is due does not try again.
+        endpoints.update(&shared, &wanted, &stop, start);
+        assert_eq!(attempts.load(Ordering::SeqCst), 1);
+
+        // Retried after 1 s, then 2 s, 4 s …
+        for (failures, next) in [(2, 3), (3, 7), (4, 15)] {
+            tokio::time::sleep_until(endpoints.next_retry().unwrap()).await;
+            endpoints.update(&shared, &wanted, &stop, start);
+            assert_eq!(attempts.load(Ordering::SeqCst), failures);
+            assert_eq!(
+                endpoints.next_retry(),
+                Some(began + Duration::from_secs(next))
+            );
+        }
+        assert_eq!(start_errors(&metrics, "test", URL), 4);
+        let why = health.failing_longer_than(Duration::from_secs(5)).unwrap();
+        assert!(
+            why.starts_with(&format!(
+                "starting the watches on endpoint {URL} has been failing for 7s: "
+            )),
+            "{why}"
+        );
+        assert!(why.contains("token"), "{why}");
+        assert!(!why.contains("not retried"), "{why}");
+        assert_eq!(health.failing_longer_than(Duration::from_secs(7)), None);
+
+        token.create();
+        tokio::time::sleep_until(endpoints.next_retry().unwrap()).await;
+        endpoints.update(&shared, &wanted, &stop, start);
+        assert_eq!(attempts.load(Ordering::SeqCst), 5);
+        assert_eq!(endpoints.next_retry(), None);
+        assert!(endpoints.running.contains_key(URL));
+        assert_eq!(health.failing_longer_than(Duration::ZERO), None);
+        let gauge = |m: &RuntimeMetrics| {
+            m.endpoints
+                .get_or_create(&ControllerLabel {
+                    controller: "test".into(),
+                })
+                .get()
+        };
+        assert_eq!(gauge(&metrics), 1);
+
+        // Started endpoints are not started again, and leave with the source's list.
+        endpoints.update(&shared, &wanted, &stop, start);
+        assert_eq!(attempts.load(Ordering::SeqCst), 5);
+        endpoints.update(&shared, &BTreeSet::new(), &stop, start);
+        assert!(endpoints.running.is_empty());
+        assert_eq!(gauge(&metrics), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_invalid_endpoint_url_is_reported_not_retried_and_forgotten_when_it_leaves() {
+        let factory =
+            ClientFactory::new(kube::Config::new("https://127.0.0.1:6443".parse().unwrap()))
+                .unwrap();
+        let metrics = RuntimeMetrics::new(&mut Registry::default());
+        let (shared, health) = shared(metrics.clone());
+        let stop = CancellationToken::new();
+        let related = Arc::new(Vec::new());
+        let attempts = AtomicUsize::new(0);
+        let start = |url: &str, token: &CancellationToken| {
+            attempts.fetch_add(1, Ordering::SeqCst);
+            start_endpoint(&shared, &factory, &related, url, true, token).map(drop)
+        };
+        // Not a URL; and a URL that is no apiexport virtual workspace (the export it serves
+        // is read from it).
+        let (garbage, not_apiexport) = (
+            "shard-1:6443/services",
+            "https://shard-1:6443/clusters/root",
+        );
+        let wanted = BTreeSet::from([garbage.to_owned(), not_apiexport.to_owned()]);
+        let mut endpoints = Endpoints::default();
+        endpoints.update(&shared, &wanted, &stop, start);
+        assert_eq!(attempts.load(Ordering::SeqCst), 2);
+        assert_eq!(endpoints.next_retry(), None, "nothing to retry");
+
+        tokio::time::sleep(Duration::from_secs(600)).await;
+        endpoints.update(&shared, &wanted, &stop, start);
+        assert_eq!(attempts.load(Ordering::SeqCst), 2, "not retried");
+        assert_eq!(start_errors(&metrics, "test", garbage), 1);
+        assert_eq!(start_errors(&metrics, "test", not_apiexport), 1);
+        let why = health.failing_longer_than(Duration::from_secs(60)).unwrap();
+        assert!(why.contains("has been failing for 600s"), "{why}");
+        assert!(why.contains("not retried: the URL is invalid"), "{why}");
+
+        // The source lists a good URL instead: the bad ones are forgotten.
+        let fixed = BTreeSet::from([URL.to_owned()]);
+        endpoints.update(&shared, &fixed, &stop, start);
+        assert_eq!(attempts.load(Ordering::SeqCst), 3);
+        assert!(endpoints.running.contains_key(URL));
+        assert!(endpoints.broken.is_empty());
+        assert_eq!(health.failing_longer_than(Duration::ZERO), None);
+    }
+
+    /// Two shards: `moving` is held and seen on both (it moves from shard 1 to 2), `staying`
+    /// on shard 1 only. Dropping shard 1 leaves `moving` engaged on shard 2 with its objects
+    /// cached, and takes `staying` with its objects.
+    #[tokio::test]
+    async fn dropping_one_of_two_endpoints_keeps_what_the_other_serves() {
+        const S2: &str = "https://shard-2:6443/services/apiexport/abc/core.platform-mesh.io";
+        let (shared, _) = shared(RuntimeMetrics::new(&mut Registry::default()));
+        let (moving, staying): (ClusterName, ClusterName) =
+            ("moving".parse().unwrap(), "staying".parse().unwrap());
+        for (cluster, endpoints) in [(&moving, vec![URL, S2]), (&staying, vec![URL])] {
+            let key = ObjectKey::cluster_scoped(cluster.clone(), "cm");
+            shared
+                .cache
+                .insert(key.clone(), Arc::new(ConfigMap::default()));
+            for endpoint in endpoints {
+                shared.clusters.hold(cluster, "binding", endpoint, None);
+                shared
+                    .seen_on
+                    .lock()
+                    .unwrap()
+                    .entry(cluster.clone())
+                    .or_default()
+                    .insert(endpoint.to_owned());
+            }
+            shared.queue.add(key);
+        }
+
+        drop_endpoint(&shared, URL);
+        assert_eq!(shared.clusters.clusters(), vec![moving.clone()]);
+        assert_eq!(shared.clusters.endpoint_of(&moving).as_deref(), Some(S2));
+        let cached: Vec<ObjectKey> = shared.cache.keys();
+        assert_eq!(
+            cached,
+            vec![ObjectKey::cluster_scoped(moving.clone(), "cm")]
+        );
+        assert_eq!(
+            shared.queue.len(),
+            1,
+            "the dropped cluster's key left the queue"
+        );
+
+        drop_endpoint(&shared, S2);
+        assert!(shared.clusters.is_empty());
+        assert_eq!(shared.cache.len(), 0);
+        assert!(shared.seen_on.lock().unwrap().is_empty());
+    }
+
+    /// A plain API server with no ConfigMaps whose watches stay open.
+    async fn serve_nothing(uri: axum::http::Uri) -> axum::response::Response {
+        use axum::response::IntoResponse;
+        if uri
+            .query()
+            .is_some_and(|q| q.split('&').any(|p| p == "watch=true"))
+        {
+            let forever = futures::stream::pending::<Result<String, std::io::Error>>();
+            return axum::body::Body::from_stream(forever).into_response();
+        }
+        axum::Json(
+            serde_json::json!({"apiVersion": "v1", "kind": "ConfigMapList",
+            "metadata": {"resourceVersion": "1"}, "items": []}),
+        )
+        .into_response()
+    }
+
+    /// The controller's own loop retries the endpoint on its timer, with no change of the
+    /// source to wake it, and its health reports the endpoint until it works.
+    #[tokio::test]
+    async fn a_controller_watches_an_endpoint_once_its_client_can_be_built() {
+        let app =
+            axum::Router::new().route("/api/v1/configmaps", axum::routing::get(serve_nothing));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+
+        let token = TokenFile::missing("controller");
+        let metrics = RuntimeMetrics::new(&mut Registry::default());
+        let controller: Controller<ConfigMap> = Controller::new(
+            "retrying",
+            token.factory(&url),
+            EndpointSource::Direct { url: url.clone() },
+            ControllerConfig::default(),
+            Some(metrics.clone()),
+        );
+        let health = controller.health();
+        let stop = CancellationToken::new();
+        let running = tokio::spawn(
+            controller.run(|_, _| async { Ok::<_, String>(Action::Done) }, stop.clone()),
+        );
+        let eventually = async |what: &str, done: &dyn Fn() -> bool| {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while !done() {
+                assert!(Instant::now() < deadline, "timed out waiting for {what}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        };
+        eventually("the endpoint to fail", &|| {
+            health.failing_longer_than(Duration::ZERO).is_some()
+        })
+        .await;
+        let why = health.failing_longer_than(Duration::ZERO).unwrap();
+        assert!(why.contains(&format!("endpoint {url}")), "{why}");
+        assert!(start_errors(&metrics, "retrying", &url) >= 1);
+
+        token.create();
+        eventually("the endpoint to start and sync", &|| {
+            health.is_synced() && health.failing_longer_than(Duration::ZERO).is_none()
+        })
+        .await;
+        let watches = metrics
+            .watches
+            .get_or_create(&WatchLabels {
+                controller: "retrying".into(),
+                kind: "configmaps".into(),
+            })
+            .get();
+        assert_eq!(watches, 1);
+
+        stop.cancel();
+        tokio::time::timeout(Duration::from_secs(15), running)
+            .await
+            .unwrap()
+            .unwrap();
     }
 }

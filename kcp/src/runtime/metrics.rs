@@ -103,7 +103,9 @@ impl RuntimeMetrics {
         );
         registry.register(
             "kcp_watch_errors",
-            "Watch errors by kind and endpoint (each is retried with backoff)",
+            "Watch errors by kind and endpoint, each retried with backoff; a failed start of an \
+             endpoint's watches counts under the controller's own kind (not retried when the \
+             endpoint URL is invalid)",
             metrics.watch_errors.clone(),
         );
         metrics

@@ -11,7 +11,8 @@
 //! ObjectKey { cluster, namespace, name } ◄── related kinds (and newly engaged clusters)
 //!                                             map to primary keys
 //!    ▼
-//! WorkQueue<ObjectKey>: dedupe, per-key backoff, one run per key at a time, N workers
+//! WorkQueue<ObjectKey>: dedupe, per-key backoff, one run per key at a time, due keys
+//!    │ round-robin across clusters (a busy workspace cannot starve the others), N workers
 //!    ▼
 //! reconcile(object, Context) ── writes through <endpoint>/clusters/<cluster>
 //! ```
@@ -30,5 +31,5 @@ pub use controller::{
     Action, ApiScope, Context, Controller, ControllerConfig, Health, ReconcileResult,
 };
 pub use metrics::RuntimeMetrics;
-pub use queue::{Backoff, Completion, WorkQueue};
+pub use queue::{Backoff, Completion, FairnessGroup, WorkQueue};
 pub use source::{EndpointSource, VirtualWorkspaceKind};
