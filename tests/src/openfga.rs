@@ -19,7 +19,7 @@ pub struct OpenFga {
     http_port: u16,
     /// Time from spawn to the first answered gRPC request.
     pub startup: Duration,
-    _state: tempfile::TempDir,
+    state: tempfile::TempDir,
 }
 
 static SHARED: OnceCell<OpenFga> = OnceCell::const_new();
@@ -76,8 +76,13 @@ impl OpenFga {
             process,
             grpc_port,
             http_port,
-            _state: state,
+            state,
         }
+    }
+
+    /// Its state directory (its log), which the watchdog removes with it.
+    pub fn state_dir(&self) -> &std::path::Path {
+        self.state.path()
     }
 
     /// The gRPC endpoint, e.g. `http://127.0.0.1:41234`.

@@ -2,23 +2,37 @@
 //!
 //! The server runs under a small `bash` watchdog whose stdin is a pipe from the test binary.
 //! Shared servers live in statics, which Rust never drops, so cleanup cannot rely on `Drop`:
-//! when the test binary exits for any reason (pass, panic, SIGKILL) the kernel closes the pipe,
-//! the watchdog's `read` returns, and it stops the server's whole process group and removes
-//! its state directory.
+//! when the test binary exits for any reason (pass, panic, a signal, SIGKILL) the kernel closes
+//! the pipe, the watchdog's `read` returns, and it stops the server's whole process group and
+//! removes its state directory.
+//!
+//! A signal sent to the test's whole process group (Ctrl-C on `cargo test`, a CI timeout's
+//! SIGTERM or SIGKILL) must not reach the watchdog, or the server would outlive the test: the
+//! watchdog leads a process group of its own (and ignores SIGINT, SIGTERM and SIGHUP besides),
+//! so the pipe closing is the one thing that ends it. The server leads a session of its own
+//! (`setsid`) and starts with the default signal dispositions, so that it stops on SIGTERM.
+//!
+//! Only the state directory is removed after a SIGKILL, when no `Drop` runs: files that must
+//! not be left behind belong in it.
 
 use std::io::Write;
 use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 const WATCHDOG: &str = r#"
-# Ctrl-C in a terminal signals the whole foreground group: the watchdog lives on until the
-# program that started it exits, so that it still stops the server.
-trap '' INT
-# setsid: the server leads its own process group, so the whole group can be stopped.
-setsid "$@" >"$SERVER_LOG" 2>&1 &
+# Its own process group keeps the test group's signals away; this is for a signal sent to the
+# watchdog's group anyway, such as the SIGHUP the kernel sends a stopped group orphaned by the
+# test's exit.
+trap '' INT TERM HUP
+# The subshell gives the server the default dispositions back, which `setsid … &` alone would
+# not (it would inherit the ignored signals, and bash ignores INT and QUIT in a background
+# command), so that it stops on SIGTERM; setsid makes it lead a session and process group of
+# its own, so that the whole group can be stopped.
+( trap - INT TERM HUP; exec setsid "$@" ) >"$SERVER_LOG" 2>&1 &
 server=$!
 echo "$server" >"$SERVER_PID_FILE"
 read -r _ || true           # returns when the test binary closes the pipe (exit or drop)
@@ -26,6 +40,8 @@ kill -TERM -- "-$server" 2>/dev/null
 i=0
 while kill -0 "$server" 2>/dev/null && [ "$i" -lt 50 ]; do sleep 0.1; i=$((i+1)); done
 kill -KILL -- "-$server" 2>/dev/null
+# A server killed just now may still be creating files, which would make `rm -rf` fail.
+wait "$server" 2>/dev/null
 [ -n "$SERVER_CLEANUP_DIR" ] && rm -rf "$SERVER_CLEANUP_DIR"
 "#;
 
@@ -69,6 +85,8 @@ impl ServerProcess {
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
+            // Out of the test's process group: see the module docs.
+            .process_group(0)
             .spawn()?;
         let mut watchdog = watchdog;
         let lifeline = watchdog.stdin.take();
