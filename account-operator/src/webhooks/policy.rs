@@ -9,6 +9,8 @@ use kube::core::admission::{self, AdmissionRequest, AdmissionResponse};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::controllers::workspace_type_name;
+
 /// The API group of `Account`.
 pub const ACCOUNT_GROUP: &str = "core.platform-mesh.io";
 /// The kind the webhooks act on.
@@ -110,7 +112,8 @@ impl Policy {
     }
 
     /// The validating webhook: on CREATE and UPDATE of an Account, check the new object's type
-    /// against the allow-list and, for organisations, the name's length and the deny-list.
+    /// against the allow-list and, for organisations, the name's length and the deny-list; on
+    /// CREATE, also that the name can become a workspace (and an organisation's WorkspaceTypes).
     /// Returns the answer and, when a validation ran, its outcome for the metric.
     pub fn validate(
         &self,
@@ -140,7 +143,13 @@ impl Policy {
             .name
             .clone()
             .unwrap_or_else(|| request.name.clone());
-        let refusal = self.refusal(&name, &account_type);
+        let refusal = self.refusal(&name, &account_type).or_else(|| {
+            // A name never changes, so an UPDATE is not refused for it: that would only block
+            // changes (a finalizer's removal among them) of an Account stored before this check.
+            (operation == Operation::Create)
+                .then(|| unworkable_name(&name, &account_type))
+                .flatten()
+        });
         let validation = Validation {
             operation,
             allowed: refusal.is_none(),
@@ -153,7 +162,8 @@ impl Policy {
         (response, Some(validation))
     }
 
-    /// Why an Account named `name` of type `account_type` is refused, if it is.
+    /// Why an Account named `name` of type `account_type` is refused, if it is, by upstream's
+    /// rules: the allow-list; for organisations the length and the deny-list.
     pub fn refusal(&self, name: &str, account_type: &str) -> Option<String> {
         if !self.allowed_types.iter().any(|t| t == account_type) {
             return Some(format!("account type {account_type} not in allowlist"));
@@ -171,6 +181,64 @@ impl Policy {
         }
         None
     }
+}
+
+/// Why a new Account named `name` of type `account_type` could never become what the operator
+/// makes of it (a Workspace; for an organisation, also its WorkspaceTypes), if so. Refusing it
+/// at admission beats an Account that is stored and then fails for good.
+fn unworkable_name(name: &str, account_type: &str) -> Option<String> {
+    if let Some(why) = workspace_name_problem(name) {
+        return Some(format!(
+            "account name {name:?} cannot name a kcp workspace: {why}"
+        ));
+    }
+    if account_type != crds::account::TYPE_ORG {
+        return None;
+    }
+    if !name.starts_with(|c: char| c.is_ascii_lowercase()) {
+        return Some(format!(
+            "organization name {name:?} must start with a lowercase letter: the \
+             organization's WorkspaceTypes are named after it, and kcp requires a \
+             WorkspaceType name to start with a letter"
+        ));
+    }
+    let longest = workspace_type_name(name, crds::account::TYPE_ACCOUNT);
+    if longest.len() > MAX_WORKSPACE_NAME {
+        return Some(format!(
+            "organization name {name:?} is {} characters long, at most {} are allowed: the \
+             organization's WorkspaceType {longest:?} must fit kcp's limit of {MAX_WORKSPACE_NAME}",
+            name.len(),
+            MAX_WORKSPACE_NAME - (longest.len() - name.len()),
+        ));
+    }
+    None
+}
+
+/// The longest name kcp accepts for a Workspace or a WorkspaceType.
+const MAX_WORKSPACE_NAME: usize = 63;
+
+/// Why `name` cannot name a kcp Workspace, if it cannot: kcp requires an RFC 1123 label (at
+/// most 63 lowercase letters, digits and `-`, starting and ending with a letter or digit),
+/// while an Account's name may be any DNS subdomain (with dots, up to 253 characters).
+fn workspace_name_problem(name: &str) -> Option<String> {
+    if name.len() > MAX_WORKSPACE_NAME {
+        return Some(format!(
+            "it is {} characters long, at most {MAX_WORKSPACE_NAME} are allowed",
+            name.len()
+        ));
+    }
+    if let Some(bad) = name
+        .chars()
+        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
+    {
+        return Some(format!(
+            "it contains {bad:?}; only lowercase letters, digits and '-' are allowed"
+        ));
+    }
+    if name.is_empty() || name.starts_with('-') || name.ends_with('-') {
+        return Some("it must start and end with a lowercase letter or a digit".to_owned());
+    }
+    None
 }
 
 fn is_account(request: &AdmissionRequest<DynamicObject>) -> bool {
@@ -462,9 +530,119 @@ mod tests {
     fn deny_list_is_exact_and_case_sensitive() {
         let policy = upstream_policy(&[" admin ", "www"]);
         assert!(!policy.validate(&create("admin", "org")).0.allowed);
-        assert!(policy.validate(&create("Admin", "org")).0.allowed);
+        // Not deny-listed, though no kcp workspace can have the name.
+        let (response, _) = policy.validate(&create("Admin", "org"));
+        assert!(message(&response).contains("cannot name a kcp workspace"));
         assert!(policy.validate(&create("admins", "org")).0.allowed);
         assert!(policy.validate(&create("wwww", "org")).0.allowed);
+    }
+
+    #[test]
+    fn names_that_can_never_become_a_workspace_are_refused_saying_why() {
+        let policy = upstream_policy(DENY);
+        let (long, longest) = ("a".repeat(64), "a".repeat(63));
+        let (long_org, longest_org) = ("o".repeat(56), "o".repeat(55));
+        for (name, type_) in [
+            (longest.as_str(), "account"),
+            ("1team", "account"),
+            ("a", "account"),
+            ("a-b", "account"),
+            (longest_org.as_str(), "org"),
+            ("acme-2", "org"),
+        ] {
+            let (response, _) = policy.validate(&create(name, type_));
+            assert!(
+                response.allowed,
+                "{name} ({type_}) was refused: {response:?}"
+            );
+        }
+        let workspace = |name: &str, why: &str| {
+            format!("account name {name:?} cannot name a kcp workspace: {why}")
+        };
+        let only = "only lowercase letters, digits and '-' are allowed";
+        for (name, type_, expected) in [
+            (
+                long.as_str(),
+                "account",
+                workspace(&long, "it is 64 characters long, at most 63 are allowed"),
+            ),
+            (
+                long.as_str(),
+                "org",
+                workspace(&long, "it is 64 characters long, at most 63 are allowed"),
+            ),
+            (
+                "team.a",
+                "account",
+                workspace("team.a", &format!("it contains '.'; {only}")),
+            ),
+            (
+                "acme.io",
+                "org",
+                workspace("acme.io", &format!("it contains '.'; {only}")),
+            ),
+            (
+                "Team",
+                "account",
+                workspace("Team", &format!("it contains 'T'; {only}")),
+            ),
+            (
+                "tëam",
+                "account",
+                workspace("tëam", &format!("it contains 'ë'; {only}")),
+            ),
+            (
+                "team_a",
+                "account",
+                workspace("team_a", &format!("it contains '_'; {only}")),
+            ),
+            (
+                "-team",
+                "account",
+                workspace(
+                    "-team",
+                    "it must start and end with a lowercase letter or a digit",
+                ),
+            ),
+            (
+                "team-",
+                "account",
+                workspace(
+                    "team-",
+                    "it must start and end with a lowercase letter or a digit",
+                ),
+            ),
+            (
+                "1acme",
+                "org",
+                "organization name \"1acme\" must start with a lowercase letter: the \
+                 organization's WorkspaceTypes are named after it, and kcp requires a \
+                 WorkspaceType name to start with a letter"
+                    .to_owned(),
+            ),
+            (
+                long_org.as_str(),
+                "org",
+                format!(
+                    "organization name {long_org:?} is 56 characters long, at most 55 are \
+                     allowed: the organization's WorkspaceType \"{long_org}-account\" must fit \
+                     kcp's limit of 63"
+                ),
+            ),
+        ] {
+            let (response, validation) = policy.validate(&create(name, type_));
+            assert!(!response.allowed, "{name} ({type_}) was admitted");
+            assert_eq!(message(&response), expected);
+            assert_eq!(response.result.code, 403);
+            assert!(!validation.unwrap().allowed);
+        }
+    }
+
+    #[test]
+    fn an_update_is_not_refused_for_a_name_already_stored() {
+        let (response, _) =
+            upstream_policy(DENY).validate(&update(("team.a", "account"), ("team.a", "account")));
+        assert!(response.allowed, "{response:?}");
     }
 
     #[test]
