@@ -12,7 +12,8 @@ use crds::account_info::{ACCOUNT_INFO_NAME, AccountInfo, ClientInfo, OidcInfo};
 use harness::{account_condition as condition, is_ready};
 use harness::{wait_for, wait_gone};
 use kcp::types::tenancy::{
-    Workspace, WorkspaceType, WorkspaceTypeExtension, WorkspaceTypeReference, WorkspaceTypeSpec,
+    Workspace, WorkspaceSpec, WorkspaceType, WorkspaceTypeExtension, WorkspaceTypeReference,
+    WorkspaceTypeSpec,
 };
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
@@ -176,7 +177,7 @@ async fn a_custom_type_without_its_workspace_type_says_so_and_proceeds_once_it_e
     let (_, org_ws) = ready_account(&platform.orgs().await, &org, "org").await;
     let accounts: Api<Account> = Api::all(org_ws.client());
     accounts
-        .create(&PostParams::default(), &new_account("box", "folder"))
+        .create(&PostParams::default(), &new_account("box", "team-folder"))
         .await
         .unwrap();
     let waiting = wait_for(
@@ -191,18 +192,19 @@ async fn a_custom_type_without_its_workspace_type_says_so_and_proceeds_once_it_e
     .await;
     let message = &condition(&waiting, "WorkspaceSubroutine").unwrap().message;
     assert!(
-        message.contains(&format!("root:orgs:{org}-folder")),
+        message.contains(&format!("root:orgs:{org}-team-folder")),
         "{message}"
     );
     assert!(!is_ready(&waiting));
 
     // An administrator creates the type; kcp lets an org workspace hold only children that
     // implement the org's account type, so it extends `<org>-account`. The Account proceeds
-    // without being touched.
+    // without being touched, woken by the type's watch (the hyphen in the type's name once
+    // hid it from that, leaving the Account to the 10-minute resync).
     let types: Api<WorkspaceType> = Api::all(platform.orgs().await.client());
     let folder = WorkspaceType {
         metadata: ObjectMeta {
-            name: Some(format!("{org}-folder")),
+            name: Some(format!("{org}-team-folder")),
             ..Default::default()
         },
         spec: WorkspaceTypeSpec {
@@ -218,4 +220,128 @@ async fn a_custom_type_without_its_workspace_type_says_so_and_proceeds_once_it_e
     };
     types.create(&PostParams::default(), &folder).await.unwrap();
     wait_for(&accounts, "box", "Ready", is_ready).await;
+}
+
+#[tokio::test]
+async fn an_administrators_fields_on_the_org_types_survive_and_the_operators_come_back() {
+    let platform = platform().await;
+    let org = format!("keep{}", harness::unique_suffix());
+    ready_account(&platform.orgs().await, &org, "org").await;
+    let types: Api<WorkspaceType> = Api::all(platform.orgs().await.client());
+    let name = format!("{org}-org");
+
+    // An administrator points the org's type at an authentication configuration (as the
+    // security-operator does) and, by mistake, changes the label the operator sets.
+    let tamper = serde_json::json!({
+        "metadata": {"labels": {"core.platform-mesh.io/org": "tampered"}},
+        "spec": {"authenticationConfigurations": [{"name": "corp-sso"}]},
+    });
+    types
+        .patch(&name, &PatchParams::default(), &Patch::Merge(&tamper))
+        .await
+        .unwrap();
+
+    // The change wakes the org through the WorkspaceType watch (not the 10-minute resync):
+    // its forced apply takes back its label and leaves the administrator's field alone.
+    let restored = wait_for(&types, &name, "the operator's label back", |wt| {
+        wt.labels().get("core.platform-mesh.io/org") == Some(&org)
+    })
+    .await;
+    let kept: Vec<&str> = restored
+        .spec
+        .authentication_configurations
+        .iter()
+        .map(|c| c.name.as_str())
+        .collect();
+    assert_eq!(kept, ["corp-sso"]);
+}
+
+#[tokio::test]
+async fn a_workspace_of_another_type_is_not_adopted_and_one_going_away_is_waited_for() {
+    let platform = platform().await;
+    let org = format!("adopt{}", harness::unique_suffix());
+    let (_, org_ws) = ready_account(&platform.orgs().await, &org, "org").await;
+
+    // Someone made a workspace `team` of another type before the Account existed (kcp lets
+    // an org workspace hold only types that extend the org's account type).
+    let types: Api<WorkspaceType> = Api::all(platform.orgs().await.client());
+    let other = WorkspaceType {
+        metadata: ObjectMeta {
+            name: Some(format!("{org}-other")),
+            ..Default::default()
+        },
+        spec: WorkspaceTypeSpec {
+            extend: Some(WorkspaceTypeExtension {
+                with: vec![WorkspaceTypeReference {
+                    name: format!("{org}-account"),
+                    path: "root:orgs".into(),
+                }],
+            }),
+            ..Default::default()
+        },
+        status: None,
+    };
+    types.create(&PostParams::default(), &other).await.unwrap();
+    wait_for(&types, &format!("{org}-other"), "Ready", |wt| wt.is_ready()).await;
+    let workspaces: Api<Workspace> = Api::all(org_ws.client());
+    let foreign = Workspace {
+        metadata: ObjectMeta {
+            name: Some("team".to_owned()),
+            ..Default::default()
+        },
+        spec: WorkspaceSpec {
+            type_: Some(WorkspaceTypeReference {
+                name: format!("{org}-other"),
+                path: "root:orgs".into(),
+            }),
+            ..Default::default()
+        },
+        status: None,
+    };
+    workspaces
+        .create(&PostParams::default(), &foreign)
+        .await
+        .unwrap();
+    // Made before, so in use: kcp v0.32.3 never finishes deleting a workspace deleted while
+    // it is still being scheduled (it keeps its logicalcluster finalizer).
+    wait_for(&workspaces, "team", "Ready", Workspace::is_ready).await;
+    let accounts: Api<Account> = Api::all(org_ws.client());
+    accounts
+        .create(&PostParams::default(), &new_account("team", "account"))
+        .await
+        .unwrap();
+    let refused = wait_for(&accounts, "team", "to refuse the foreign workspace", |a| {
+        condition(a, "WorkspaceSubroutine").is_some_and(|c| c.reason == "WorkspaceTypeMismatch")
+    })
+    .await;
+    let message = &condition(&refused, "WorkspaceSubroutine").unwrap().message;
+    assert_eq!(
+        message,
+        &format!(
+            "Workspace team already exists with type root:orgs:{org}-other, not \
+             root:orgs:{org}-account, so it is not adopted: delete it, or give the Account \
+             another name (not retried until the object changes)"
+        )
+    );
+    let foreign = workspaces.get("team").await.unwrap();
+    assert!(
+        !foreign
+            .owner_references()
+            .iter()
+            .any(|o| o.kind == "Account"),
+        "the foreign workspace was not taken over"
+    );
+
+    // Once it is deleted, the Account gets a workspace of its own type.
+    workspaces
+        .delete("team", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_for(&accounts, "team", "Ready", is_ready).await;
+    let own = workspaces.get("team").await.unwrap();
+    assert_eq!(
+        own.spec.type_.as_ref().unwrap().name,
+        format!("{org}-account")
+    );
+    assert_ne!(own.uid(), foreign.uid());
 }

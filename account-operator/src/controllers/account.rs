@@ -97,8 +97,9 @@ pub fn account_controller(
     // A new workspace's LogicalCluster becomes visible once it binds the export: its owner
     // is the Workspace, i.e. the Account, in the parent cluster.
     .watches::<LogicalCluster>(|lc, _, _| owner_account(lc).into_iter().collect())
-    // A WorkspaceType `<org>-<type>` turning Ready wakes the Accounts of that type.
-    .watches::<WorkspaceType>(waiting_for_type)
+    // A WorkspaceType `<org>-<type>` turning Ready wakes the Accounts of that type; any
+    // change of an org's own types wakes the org, which puts back what it owns.
+    .watches::<WorkspaceType>(woken_by_type)
     // An AccountInfo change (the parent's appears, OIDC clients change) reaches every
     // Account in its workspace, which copy it into their own workspaces.
     .watches::<AccountInfo>(|_, key, cache: &Cache<Account>| {
@@ -150,26 +151,40 @@ fn account_at(
     Some(ObjectKey::cluster_scoped(parent, path.base()))
 }
 
-/// The Accounts a WorkspaceType `<org>-<type>` may unblock: those of that type whose
-/// workspace step has not completed yet.
-fn waiting_for_type(wt: &WorkspaceType, _: &ObjectKey, cache: &Cache<Account>) -> Vec<ObjectKey> {
+/// The Accounts a change of WorkspaceType `<org>-<type>` concerns: those of that type whose
+/// workspace step has not completed yet (it may unblock them), and, for the org's own types
+/// `<org>-org` and `<org>-account`, the org's Account, which applies them again when someone
+/// changed a field it owns. The name is matched by its end, not split: org names and custom
+/// types may both contain `-` (`acme-eu-team-space` is `acme-eu`'s `team-space`).
+fn woken_by_type(wt: &WorkspaceType, key: &ObjectKey, cache: &Cache<Account>) -> Vec<ObjectKey> {
     let name = wt.name_any();
-    let Some((_, account_type)) = name.rsplit_once('-') else {
-        return Vec::new();
-    };
+    let org = [TYPE_ORG, TYPE_ACCOUNT]
+        .iter()
+        .find_map(|kind| name.strip_suffix(kind)?.strip_suffix('-'))
+        .map(|org| ObjectKey::cluster_scoped(key.cluster.clone(), org))
+        .filter(|org| cache.get(org).is_some_and(|a| a.spec.type_ == TYPE_ORG));
     let waiting = |account: &Account| {
-        account.spec.type_ == account_type
+        may_be_of_type(&name, &account.spec.type_)
             && !account.status.as_ref().is_some_and(|s| {
                 s.conditions
                     .iter()
                     .any(|c| c.type_ == "WorkspaceSubroutine" && c.status == "True")
             })
     };
-    cache
+    let mut woken: Vec<ObjectKey> = cache
         .keys()
         .into_iter()
-        .filter(|key| cache.get(key).is_some_and(|a| waiting(&a)))
-        .collect()
+        .filter(|key| cache.get(key).is_some_and(|a| waiting(&a)) && Some(key) != org.as_ref())
+        .collect();
+    woken.extend(org);
+    woken
+}
+
+/// Whether WorkspaceType `name` may be `<org>-<account_type>` for some org.
+fn may_be_of_type(name: &str, account_type: &str) -> bool {
+    name.strip_suffix(account_type)
+        .and_then(|org| org.strip_suffix('-'))
+        .is_some_and(|org| !org.is_empty())
 }
 
 /// `<org>-<type>`: the WorkspaceType of accounts of `account_type` in organisation `org`.
@@ -306,6 +321,44 @@ fn desired_workspace(
         },
         status: None,
     }
+}
+
+/// Whether a Workspace found under the Account's name can be its workspace: not while it is
+/// being deleted (a wait: its disappearance reconciles again, and the Account gets a new one),
+/// and never when it has another type (kcp cannot change a workspace's type, and taking it
+/// would give the Account a workspace that is not what its type promises).
+fn adoptable(
+    existing: &Workspace,
+    type_name: &str,
+    orgs_path: &ClusterPath,
+) -> Result<(), SubroutineError> {
+    let name = existing.name_any();
+    if existing.metadata.deletion_timestamp.is_some() {
+        return Err(Wait::new(format!(
+            "Workspace {name} is being deleted; the Account gets a new one once it is gone"
+        ))
+        .into());
+    }
+    let ours = existing.spec.type_.as_ref().is_some_and(|t| {
+        t.name == type_name && (t.path.is_empty() || t.path == orgs_path.as_str())
+    });
+    if !ours {
+        let found = existing
+            .spec
+            .type_
+            .as_ref()
+            .map_or("no type".to_owned(), |t| {
+                format!("type {}:{}", t.path, t.name)
+            });
+        return Err(SubroutineError::permanent(
+            "WorkspaceTypeMismatch",
+            format!(
+                "Workspace {name} already exists with {found}, not {orgs_path}:{type_name}, so \
+                 it is not adopted: delete it, or give the Account another name"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// The merge patch that adopts a pre-created Workspace (adds our owner reference, keeps the
@@ -601,6 +654,7 @@ impl Subroutine<Account, Ctx> for WorkspaceSubroutine {
                 }
             }
             Some(existing) => {
+                adoptable(&existing, &type_name, &ctx.settings.orgs_path)?;
                 if let Some(patch) = adoption_patch(&existing, owner) {
                     workspaces
                         .patch(&name, &patch_params(), &Patch::Merge(&patch))
@@ -908,6 +962,19 @@ mod tests {
         account
     }
 
+    #[test]
+    fn a_workspace_type_wakes_the_accounts_of_its_type_hyphens_and_all() {
+        assert!(may_be_of_type("acme-eu-team-space", "team-space"));
+        // Could be `acme-eu-team`'s type: a needless wake costs one reconcile, a missed one
+        // left the Account waiting for the resync.
+        assert!(may_be_of_type("acme-eu-team-space", "space"));
+        assert!(may_be_of_type("acme-account", "account"));
+        assert!(!may_be_of_type("acme-account", "org"));
+        assert!(!may_be_of_type("team-space", "team-space"));
+        assert!(!may_be_of_type("-space", "space"));
+        assert!(!may_be_of_type("acmespace", "space"));
+    }
+
     fn workspace(cluster: Option<&str>, owners: Vec<OwnerReference>) -> Workspace {
         serde_json::from_value(json!({
             "apiVersion": "tenancy.kcp.io/v1alpha1", "kind": "Workspace",
@@ -915,6 +982,55 @@ mod tests {
             "spec": {"cluster": cluster, "URL": cluster.map(|c| format!("https://kcp/clusters/{c}"))},
         }))
         .unwrap()
+    }
+
+    #[test]
+    fn a_workspace_is_adopted_only_with_the_accounts_type_and_not_while_it_goes() {
+        let orgs: ClusterPath = "root:orgs".parse().unwrap();
+        let typed = |name: &str, path: &str| {
+            let mut ws = workspace(None, Vec::new());
+            ws.spec.type_ = Some(WorkspaceTypeReference {
+                name: name.to_owned(),
+                path: path.to_owned(),
+            });
+            ws
+        };
+        assert!(adoptable(&typed("acme-account", "root:orgs"), "acme-account", &orgs).is_ok());
+        assert!(adoptable(&typed("acme-account", ""), "acme-account", &orgs).is_ok());
+
+        let mut going = typed("acme-account", "root:orgs");
+        going.metadata.deletion_timestamp = Some(Time(Default::default()));
+        match adoptable(&going, "acme-account", &orgs) {
+            Err(SubroutineError::Waiting(wait)) => assert_eq!(
+                wait.message,
+                "Workspace team is being deleted; the Account gets a new one once it is gone"
+            ),
+            other => panic!("{other:?}"),
+        }
+
+        for (ws, found) in [
+            (typed("universal", "root"), "type root:universal"),
+            (
+                typed("acme-account", "root:other"),
+                "type root:other:acme-account",
+            ),
+            (workspace(None, Vec::new()), "no type"),
+        ] {
+            match adoptable(&ws, "acme-account", &orgs) {
+                Err(SubroutineError::Permanent { reason, message }) => {
+                    assert_eq!(reason, "WorkspaceTypeMismatch");
+                    assert_eq!(
+                        message,
+                        format!(
+                            "Workspace team already exists with {found}, not \
+                             root:orgs:acme-account, so it is not adopted: delete it, or give \
+                             the Account another name"
+                        )
+                    );
+                }
+                other => panic!("{other:?}"),
+            }
+        }
     }
 
     #[test]
