@@ -1,5 +1,9 @@
-//! The account-operator binary killed with SIGKILL in the middle of creating 50 accounts
-//! converges after a restart, with no duplicate or orphan workspace.
+//! The account-operator binary killed with SIGKILL twice, at a random point while 100 accounts
+//! are created and again while 30 of them are deleted, converges after each restart: every
+//! account Ready, every deleted one gone with its workspace, no duplicate or orphan workspace.
+//! Each kill is shown to have landed mid-work: the operator is the only one who marks an
+//! Account Ready or releases its finalizer, so what was left undone when it died stays undone
+//! until it is back, and the test counts it.
 
 // A failed unwrap in a scenario is a failed test that shows the error.
 #![allow(clippy::unwrap_used)]
@@ -7,17 +11,49 @@
 mod operator;
 mod support;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use crds::Account;
-use harness::is_ready;
-use harness::{Kcp, wait_for};
+use harness::{Kcp, is_ready, wait_for_within, wait_gone};
 use kcp::types::tenancy::Workspace;
 use kube::ResourceExt;
-use kube::api::Api;
+use kube::api::{Api, DeleteParams};
 use operator::Operator;
 use support::{create_accounts, ready_account};
+
+const CREATED: usize = 100;
+const DELETED: usize = 30;
+
+/// A kill point in `range`, different from run to run (printed, so a failure can be replayed
+/// by reading the log).
+fn random_in(range: std::ops::RangeInclusive<usize>) -> usize {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos() as usize;
+    range.start() + nanos % (range.end() - range.start() + 1)
+}
+
+/// Polls `count` until it reaches `at`; panics after `within`.
+async fn until_count<F, Fut>(what: &str, at: usize, within: Duration, mut count: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = usize>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let now = count().await;
+        if now >= at {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "only {now} {what} after {within:?}, waiting for {at}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
 
 #[tokio::test]
 async fn a_killed_operator_converges_after_restart_without_duplicates_or_orphans() {
@@ -29,57 +65,86 @@ async fn a_killed_operator_converges_after_restart_without_duplicates_or_orphans
     let (_, org_ws) = ready_account(&orgs, "killme", "org").await;
     let accounts: Api<Account> = Api::all(org_ws.client());
     let workspaces: Api<Workspace> = Api::all(org_ws.client());
-    let names: Vec<String> = (0..50).map(|i| format!("acc{i}")).collect();
-    create_accounts(&accounts, &names).await;
-
-    // Kill it once it is well into the work, with workspaces half made.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-    loop {
-        let made = workspaces
+    let names: Vec<String> = (0..CREATED).map(|i| format!("acc{i}")).collect();
+    let listed = || async { accounts.list(&Default::default()).await.unwrap().items };
+    let made = || async {
+        workspaces
             .list(&Default::default())
             .await
             .unwrap()
             .items
-            .len();
-        if made >= 10 {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no progress before the kill"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+            .len()
+    };
+
+    // 1. Killed while creating, once a random number of workspaces exist.
+    let kill_at = random_in(5..=60);
+    eprintln!("creating {CREATED} accounts; the kill comes at {kill_at} workspaces");
+    create_accounts(&accounts, &names).await;
+    until_count("workspaces", kill_at, Duration::from_secs(300), made).await;
     operator.kill();
-    let ready_at_kill = accounts
-        .list(&Default::default())
-        .await
-        .unwrap()
-        .items
-        .iter()
-        .filter(|a| is_ready(a))
-        .count();
-    eprintln!("killed with {ready_at_kill} of 50 accounts Ready");
+    let ready_at_kill = listed().await.iter().filter(|a| is_ready(a)).count();
+    eprintln!("killed with {ready_at_kill} of {CREATED} accounts Ready");
+    assert!(
+        ready_at_kill < CREATED,
+        "the kill came after the work was done"
+    );
 
-    let _operator = Operator::start(&kubeconfig, &log.with_extension("restarted.log"));
+    let operator = Operator::start(&kubeconfig, &log.with_extension("restarted.log"));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(600);
     for name in &names {
-        wait_for(&accounts, name, "Ready", is_ready).await;
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        wait_for_within(left, &accounts, name, "Ready", is_ready).await;
     }
 
-    // Exactly one workspace per account, each owned by its account.
-    let listed = workspaces.list(&Default::default()).await.unwrap().items;
-    let account_uids: std::collections::BTreeMap<String, String> = accounts
-        .list(&Default::default())
-        .await
-        .unwrap()
-        .items
+    // 2. Killed while deleting 30, once a random number of them are gone.
+    let (doomed, kept) = names.split_at(DELETED);
+    let kill_at = random_in(1..=DELETED / 2);
+    eprintln!("deleting {DELETED} accounts; the kill comes at {kill_at} gone");
+    futures::future::join_all(doomed.iter().map(|name| {
+        let accounts = accounts.clone();
+        async move {
+            accounts
+                .delete(name, &DeleteParams::default())
+                .await
+                .unwrap()
+        }
+    }))
+    .await;
+    let gone = || async { CREATED - listed().await.len() };
+    until_count("accounts gone", kill_at, Duration::from_secs(300), gone).await;
+    operator.kill();
+    let left_at_kill = DELETED - gone().await;
+    eprintln!("killed with {left_at_kill} of {DELETED} deleted accounts still there");
+    assert!(
+        left_at_kill > 0,
+        "the kill came after the deletions were done"
+    );
+
+    let _operator = Operator::start(&kubeconfig, &log.with_extension("restarted-again.log"));
+    for name in doomed {
+        wait_gone(&accounts, name).await;
+    }
+
+    // Exactly one workspace per remaining account, each owned by its account only; every
+    // remaining account still Ready.
+    let remaining = listed().await;
+    assert!(remaining.iter().all(is_ready), "a kept account lost Ready");
+    let account_uids: BTreeMap<String, String> = remaining
         .iter()
         .map(|a| (a.name_any(), a.uid().unwrap()))
         .collect();
-    let workspace_names: BTreeSet<String> = listed.iter().map(ResourceExt::name_any).collect();
-    let expected: BTreeSet<String> = names.iter().cloned().collect();
+    let expected: BTreeSet<String> = kept.iter().cloned().collect();
+    assert_eq!(
+        account_uids.keys().cloned().collect::<BTreeSet<_>>(),
+        expected
+    );
+    let listed_workspaces = workspaces.list(&Default::default()).await.unwrap().items;
+    let workspace_names: BTreeSet<String> = listed_workspaces
+        .iter()
+        .map(ResourceExt::name_any)
+        .collect();
     assert_eq!(workspace_names, expected, "no orphan or missing workspace");
-    for ws in &listed {
+    for ws in &listed_workspaces {
         let owners: Vec<String> = ws
             .owner_references()
             .iter()
