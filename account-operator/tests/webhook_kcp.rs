@@ -228,7 +228,7 @@ fn manifest(name: &str, type_: &str, creator: Option<&str>) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kcp_calls_the_webhooks_registered_next_to_the_export() {
+async fn kcp_calls_the_webhooks_registered_next_to_the_export_and_hostile_accounts_are_refused() {
     let kcp = harness::Kcp::shared().await;
     let core = harness::PlatformExport::core(kcp).await;
     let ws = kcp.private_workspace("webhooks").await;
@@ -320,4 +320,279 @@ async fn kcp_calls_the_webhooks_registered_next_to_the_export() {
     assert!(metrics.validations("create", "denied", "team") >= 1);
     assert!(metrics.validations("create", "allowed", "account") >= 1);
     assert!(metrics.validations("create", "allowed", "org") >= 1);
+
+    refuses_every_hostile_account(&ws).await;
+}
+
+/// One hostile or malformed Account: what it is, its JSON, and what kcp must answer: `Err`
+/// with a substring of the refusal, or `Ok` for the controls at the edge of each rule.
+struct Hostile {
+    what: &'static str,
+    object: serde_json::Value,
+    expected: Result<(), String>,
+}
+
+fn hostile(what: &'static str, object: serde_json::Value, refusal: &str) -> Hostile {
+    Hostile {
+        what,
+        object,
+        expected: Err(refusal.to_owned()),
+    }
+}
+
+fn admitted(what: &'static str, object: serde_json::Value) -> Hostile {
+    Hostile {
+        what,
+        object,
+        expected: Ok(()),
+    }
+}
+
+fn raw(name: &str, spec: serde_json::Value) -> serde_json::Value {
+    serde_json::json!({
+        "apiVersion": "core.platform-mesh.io/v1alpha1", "kind": "Account",
+        "metadata": {"name": name}, "spec": spec,
+    })
+}
+
+fn typed(name: &str, type_: &str) -> serde_json::Value {
+    raw(name, serde_json::json!({"type": type_, "displayName": "x"}))
+}
+
+fn with_metadata(name: &str, metadata: serde_json::Value) -> serde_json::Value {
+    let mut object = typed(name, "account");
+    let meta = object["metadata"].as_object_mut().unwrap();
+    meta.extend(metadata.as_object().unwrap().clone());
+    object
+}
+
+/// The catalogue of hostile Accounts: each is refused by kcp's own validation (names, the
+/// schema, the CEL rule on `spec.type`) or by our validating webhook, saying why, and nothing
+/// of a refused one is stored; the controls next to each limit are admitted.
+async fn refuses_every_hostile_account(ws: &harness::TestWorkspace) {
+    use kube::api::DynamicObject;
+    use kube::discovery::ApiResource;
+    use serde_json::json;
+
+    let names_only = "only lowercase letters, digits and '-' are allowed";
+    let subdomain = "a lowercase RFC 1123 subdomain";
+    let long = |n: usize| "a".repeat(n);
+    let dotted = format!("{}.{}", long(126), long(126));
+    let too_long_subdomain = format!("{}.{}", long(126), long(127));
+    let catalogue = vec![
+        hostile("org name of 2", typed("ab", "org"), "is too short"),
+        hostile(
+            "org name deny-listed: admin",
+            typed("admin", "org"),
+            "is not allowed",
+        ),
+        hostile(
+            "org name deny-listed: root",
+            typed("root", "org"),
+            "is not allowed",
+        ),
+        hostile(
+            "org name deny-listed: system",
+            typed("system", "org"),
+            "is not allowed",
+        ),
+        hostile(
+            "org name deny-listed: www",
+            typed("www", "org"),
+            "is not allowed",
+        ),
+        hostile(
+            "org name starting with a digit",
+            typed("1acme", "org"),
+            "must start with a lowercase letter",
+        ),
+        hostile(
+            "org name of 56",
+            typed(&"o".repeat(56), "org"),
+            "at most 55 are allowed",
+        ),
+        hostile("org name with a dot", typed("acme.io", "org"), names_only),
+        hostile(
+            "account name of 64",
+            typed(&long(64), "account"),
+            "at most 63 are allowed",
+        ),
+        hostile(
+            "account name of 253 with a dot",
+            typed(&dotted, "account"),
+            "at most 63 are allowed",
+        ),
+        hostile(
+            "account name of 254",
+            typed(&too_long_subdomain, "account"),
+            "must be no more than 253",
+        ),
+        hostile(
+            "account name with a dot",
+            typed("team.a", "account"),
+            names_only,
+        ),
+        hostile("upper case", typed("Team", "account"), subdomain),
+        hostile("unicode", typed("tëam", "account"), subdomain),
+        hostile("underscore", typed("team_a", "account"), subdomain),
+        hostile("leading hyphen", typed("-team", "account"), subdomain),
+        hostile("trailing hyphen", typed("team-", "account"), subdomain),
+        hostile(
+            "empty name",
+            typed("", "account"),
+            "name or generateName is required",
+        ),
+        hostile(
+            "type outside the allow-list",
+            typed("team", "team"),
+            "account type team not in allowlist",
+        ),
+        hostile(
+            "type in upper case",
+            typed("team", "Org"),
+            "account type Org not in allowlist",
+        ),
+        hostile(
+            "type with a space",
+            typed("team", " org"),
+            "not in allowlist",
+        ),
+        hostile("empty type", typed("team", ""), "not in allowlist"),
+        hostile(
+            "no type",
+            raw("team", json!({"displayName": "x"})),
+            "spec.type: Required value",
+        ),
+        hostile(
+            "no spec",
+            json!({"apiVersion": "core.platform-mesh.io/v1alpha1", "kind": "Account", "metadata": {"name": "team"}}),
+            "spec.displayName: Required value, spec.type: Required value",
+        ),
+        hostile(
+            "spec a string",
+            raw("team", json!("org")),
+            "decoding the Account: spec is not an object",
+        ),
+        hostile(
+            "type a number",
+            raw("team", json!({"type": 5, "displayName": "x"})),
+            "spec.type: Invalid value",
+        ),
+        hostile(
+            "creator a number",
+            raw(
+                "team",
+                json!({"type": "account", "displayName": "x", "creator": 42}),
+            ),
+            "decoding the Account: spec.creator is not a string",
+        ),
+        hostile(
+            "display name of 256",
+            raw("team", json!({"type": "account", "displayName": long(256)})),
+            "spec.displayName: Too long",
+        ),
+        hostile(
+            "another API version",
+            json!({"apiVersion": "core.platform-mesh.io/v2", "kind": "Account", "metadata": {"name": "team"}, "spec": {"type": "account", "displayName": "x"}}),
+            "does not match the expected API version",
+        ),
+        hostile(
+            "a workspace path as the name",
+            typed("root:orgs", "account"),
+            subdomain,
+        ),
+        hostile(
+            "label key with a space",
+            with_metadata("team", json!({"labels": {"bad key": "x"}})),
+            "metadata.labels: Invalid value",
+        ),
+        hostile(
+            "label value of 64",
+            with_metadata("team", json!({"labels": {"k": long(64)}})),
+            "metadata.labels: Invalid value",
+        ),
+        hostile(
+            "finalizer without a domain",
+            with_metadata("team", json!({"finalizers": ["no slash!"]})),
+            "metadata.finalizers",
+        ),
+        hostile(
+            "owner reference without a uid",
+            with_metadata(
+                "team",
+                json!({"ownerReferences": [{"apiVersion": "v1", "kind": "X", "name": "x", "uid": ""}]}),
+            ),
+            "metadata.ownerReferences.uid",
+        ),
+        hostile(
+            "annotations over 256 KiB",
+            with_metadata("team", json!({"annotations": {"big": long(300 * 1024)}})),
+            "metadata.annotations: Too long",
+        ),
+        admitted("account name of 63", typed(&long(63), "account")),
+        admitted("org name of 55", typed(&"o".repeat(55), "org")),
+        admitted(
+            "account name starting with a digit",
+            typed("1team", "account"),
+        ),
+        admitted("org name with a double hyphen", typed("acme--eu", "org")),
+        admitted("account named like a denied org", typed("admin", "account")),
+        admitted(
+            "unicode display name",
+            raw("uni", json!({"type": "account", "displayName": "Ärger 🚀"})),
+        ),
+    ];
+    assert!(catalogue.len() >= 40, "{} entries", catalogue.len());
+
+    let resource = ApiResource::erase::<crds::Account>(&());
+    let api: Api<DynamicObject> = Api::all_with(ws.client(), &resource);
+    let mut failures = Vec::new();
+    let mut admitted_names = std::collections::BTreeSet::new();
+    for entry in &catalogue {
+        let object: DynamicObject = serde_json::from_value(entry.object.clone()).unwrap();
+        let answer = api.create(&PostParams::default(), &object).await;
+        match (&entry.expected, answer) {
+            (Ok(()), Ok(created)) => {
+                admitted_names.insert(created.metadata.name.unwrap());
+            }
+            (Err(expected), Err(kube::Error::Api(status)))
+                if status.message.contains(expected.as_str()) =>
+            {
+                eprintln!(
+                    "refused: {}: {} {}",
+                    entry.what, status.code, status.message
+                );
+            }
+            (expected, answer) => failures.push(format!(
+                "{}: expected {expected:?}, got {:?}",
+                entry.what,
+                answer.map(|o| o.metadata.name).map_err(|e| e.to_string())
+            )),
+        }
+    }
+
+    // A type change is refused by the CEL rule, whoever asks.
+    let change = json!({"spec": {"type": "org"}});
+    match api
+        .patch("1team", &PatchParams::default(), &Patch::Merge(&change))
+        .await
+    {
+        Err(kube::Error::Api(status)) if status.message.contains("spec.type is immutable") => {}
+        other => failures.push(format!("type change: {:?}", other.map(|o| o.metadata.name))),
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+
+    // Nothing of a refused Account was stored: only the controls (and the accounts the test
+    // above made) exist.
+    let stored: std::collections::BTreeSet<String> = api
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|o| o.metadata.name)
+        .filter(|name| !["acme", "ab"].contains(&name.as_str()))
+        .collect();
+    assert_eq!(stored, admitted_names);
+    assert_eq!(admitted_names.len(), 6);
 }
