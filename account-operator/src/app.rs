@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::controllers::{
-    ACCOUNT_INFO_RECONCILER, ACCOUNT_RECONCILER, AccountMetrics, Settings, Steps,
+    ACCOUNT_INFO_RECONCILER, ACCOUNT_RECONCILER, AccountMetrics, CreationSlots, Settings, Steps,
     account_controller, account_info_controller,
 };
 use crate::webhooks::{WebhookConfig, WebhookMetrics};
@@ -66,6 +66,7 @@ pub async fn run(config: Config, stop: CancellationToken) -> Result<(), AppError
         orgs_path: config.kcp_orgs_path.clone(),
         ca_pem: ca_pem(&config, process.kube_config())?,
         metrics: AccountMetrics::register(process.registry()),
+        creation_slots: CreationSlots::new(config.max_workspaces_in_creation),
     });
     // The kubeconfig's server is the workspace holding the endpoint slice.
     let setup = process.setup(EndpointSource::ApiExport {

@@ -63,6 +63,13 @@ pub struct Config {
     #[arg(long)]
     pub webhooks_creator_only_when_empty: bool,
 
+    /// The most workspaces the Accounts of one workspace may have in creation (created, not
+    /// Ready yet) at once; the next Account waits until one is Ready. kcp initialises
+    /// workspaces in the order they come, so without a cap one tenant's burst puts every other
+    /// tenant's new workspace behind all of its own. 0: no cap.
+    #[arg(long, default_value_t = 10)]
+    pub max_workspaces_in_creation: usize,
+
     /// Run the WorkspaceType step (org WorkspaceTypes).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub subroutines_workspace_type_enabled: bool,
@@ -111,6 +118,7 @@ mod tests {
         assert_eq!(c.operator.max_concurrent_reconciles, 10);
         assert_eq!(c.operator.shutdown_timeout, Duration::from_secs(60));
         assert!(c.subroutines_workspace_type_enabled && c.controllers_account_info_enabled);
+        assert_eq!(c.max_workspaces_in_creation, 10);
     }
 
     #[test]

@@ -83,16 +83,20 @@ pub fn account_controller(
         subroutines.push(Box::new(WorkspaceReadySubroutine));
     }
     let metrics = settings.metrics.clone();
+    let slots_cap = settings.creation_slots.cap();
     LifecycleController::new(ACCOUNT_RECONCILER, setup, subroutines, move |runtime| Ctx {
         runtime,
         settings: settings.clone(),
     })
-    // The Workspace of an Account has the Account's name, in the Account's cluster.
-    .watches::<Workspace>(|ws, key, _| {
-        vec![ObjectKey::cluster_scoped(
+    // The Workspace of an Account has the Account's name, in the Account's cluster; a
+    // change of one may free a creation slot for the Accounts waiting for one there.
+    .watches::<Workspace>(move |ws, key, cache| {
+        let mut woken = waiting_for_a_slot(&key.cluster, cache, slots_cap);
+        woken.push(ObjectKey::cluster_scoped(
             key.cluster.clone(),
             ws.name_any(),
-        )]
+        ));
+        woken
     })
     // A new workspace's LogicalCluster becomes visible once it binds the export: its owner
     // is the Workspace, i.e. the Account, in the parent cluster.
@@ -178,6 +182,32 @@ fn woken_by_type(wt: &WorkspaceType, key: &ObjectKey, cache: &Cache<Account>) ->
         .collect();
     woken.extend(org);
     woken
+}
+
+/// How the wait for a free creation slot begins (the condition's message), by which the
+/// Workspace watch finds the Accounts to wake when a slot may have come free.
+const WAITING_FOR_A_SLOT: &str = "waiting for a free slot to create the Workspace";
+
+/// The `cap` longest-waiting Accounts in `cluster` that wait for a creation slot (as many as
+/// one freed slot could be for, were all taken at once); none without a cap.
+fn waiting_for_a_slot(cluster: &ClusterName, cache: &Cache<Account>, cap: usize) -> Vec<ObjectKey> {
+    if cap == 0 {
+        return Vec::new();
+    }
+    let mut waiting: Vec<(Option<Time>, ObjectKey)> = cache
+        .in_cluster(cluster)
+        .into_iter()
+        .filter(|(_, account)| {
+            account.status.as_ref().is_some_and(|s| {
+                s.conditions.iter().any(|c| {
+                    c.type_ == "WorkspaceSubroutine" && c.message.starts_with(WAITING_FOR_A_SLOT)
+                })
+            })
+        })
+        .map(|(key, account)| (account.metadata.creation_timestamp.clone(), key))
+        .collect();
+    waiting.sort();
+    waiting.into_iter().take(cap).map(|(_, key)| key).collect()
 }
 
 /// Whether WorkspaceType `name` may be `<org>-<account_type>` for some org.
@@ -643,14 +673,30 @@ impl Subroutine<Account, Ctx> for WorkspaceSubroutine {
             .cached::<Workspace>(&ctx.runtime.key.cluster, &name)
         {
             None => {
+                let cluster = &ctx.runtime.key.cluster;
+                let slots = &ctx.settings.creation_slots;
+                let watched = ctx.runtime.cached_in::<Workspace>(cluster);
+                if !slots.take(cluster, &name, &watched) {
+                    return Err(Wait::new(format!(
+                        "{WAITING_FOR_A_SLOT}: {cap} workspaces of Accounts in this workspace \
+                         are being created, at most {cap} at a time \
+                         (--max-workspaces-in-creation), so that kcp serves other tenants' \
+                         workspaces in between",
+                        cap = slots.cap()
+                    ))
+                    .into());
+                }
                 let orgs_path = ctx.settings.orgs_path.as_str();
                 let workspace = desired_workspace(&name, &type_name, orgs_path, owner);
                 match workspaces.create(&post_params(), &workspace).await {
                     Ok(_) => {}
                     // Created meanwhile, or not in the watch's view yet: its event reconciles
-                    // again, and adopts it if it is not ours.
-                    Err(kube::Error::Api(s)) if s.code == 409 => {}
-                    Err(e) => return Err(e.into()),
+                    // again, and adopts it if it is not ours (and counts it if in creation).
+                    Err(kube::Error::Api(s)) if s.code == 409 => slots.release(cluster, &name),
+                    Err(e) => {
+                        slots.release(cluster, &name);
+                        return Err(e.into());
+                    }
                 }
             }
             Some(existing) => {

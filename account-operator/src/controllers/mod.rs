@@ -5,6 +5,7 @@
 mod account;
 mod account_info;
 mod metrics;
+mod slots;
 
 use std::sync::Arc;
 
@@ -19,6 +20,7 @@ pub use account::{
 };
 pub use account_info::{ACCOUNT_INFO_RECONCILER, account_info_controller};
 pub use metrics::AccountMetrics;
+pub use slots::CreationSlots;
 
 /// What every subroutine needs besides the object.
 #[derive(Debug)]
@@ -28,6 +30,8 @@ pub struct Settings {
     /// kcp's CA (PEM), written into every AccountInfo.
     pub ca_pem: String,
     pub metrics: AccountMetrics,
+    /// The workspaces in creation per workspace, capped by `--max-workspaces-in-creation`.
+    pub creation_slots: CreationSlots,
 }
 
 /// The context a subroutine gets: the runtime's (clients for the object's cluster and for

@@ -135,6 +135,25 @@ impl Context {
             .get(&ObjectKey::cluster_scoped(cluster.clone(), name))
     }
 
+    /// Every object of a related kind `R` in `cluster`, as the controller's watch of `R` last
+    /// saw them (empty when the controller does not watch `R`).
+    pub fn cached_in<R: Resource + Send + Sync + 'static>(
+        &self,
+        cluster: &ClusterName,
+    ) -> Vec<Arc<R>> {
+        self.related
+            .get(&TypeId::of::<R>())
+            .and_then(|cache| cache.downcast_ref::<Cache<R>>())
+            .map(|cache| {
+                cache
+                    .in_cluster(cluster)
+                    .into_iter()
+                    .map(|(_, object)| object)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// A client for the object's cluster through its endpoint: `<endpoint>/clusters/<cluster>`.
     /// For a direct source, the server itself.
     pub fn client(&self) -> Result<Client, ClientError> {
