@@ -1,7 +1,7 @@
 //! One real kcp per test binary, and private workspaces for tests.
 
 use std::fmt::Debug;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use kcp::types::tenancy::{Workspace, WorkspaceSpec, WorkspaceTypeReference};
@@ -13,10 +13,12 @@ use kube::{Client, Resource};
 use serde::de::DeserializeOwned;
 use tokio::sync::OnceCell;
 
-use crate::process::{ServerProcess, free_port};
+use crate::process::{ServerProcess, free_port, memory_mib};
 
 /// How long kcp may take to become ready (a cold start on two cores takes about 25 s).
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(180);
+/// How long a restartable kcp may take to shut down on SIGTERM.
+const STOP_TIMEOUT: Duration = Duration::from_secs(90);
 /// How long a test waits for kcp to reconcile something (a workspace to turn Ready …).
 const WAIT_TIMEOUT: Duration = Duration::from_secs(90);
 
@@ -28,7 +30,46 @@ pub struct Kcp {
     /// Time from spawn to the first successful `/readyz`.
     pub startup: Duration,
     state: tempfile::TempDir,
+    /// How a [`Kcp::restartable`] is stopped and started again; `None` for every other kcp.
+    restarts: Option<Restarts>,
 }
+
+/// The files through which a test stops and starts a restartable kcp under its supervisor.
+#[derive(Debug)]
+struct Restarts {
+    /// The pid of the kcp started last, written by the supervisor at each start; removed by
+    /// [`Kcp::stop`] once that kcp has exited, so that no later signal reaches a reused pid.
+    pid_file: PathBuf,
+    /// Created by the test to have kcp started again.
+    start_file: PathBuf,
+    /// kcp's `--token-auth-file`: every `kcp-admin` token kcp has written into its kubeconfig.
+    /// kcp makes a new one at each start and forgets the old; this keeps the old ones valid,
+    /// so that clients, and kubeconfigs copied from kcp's, work again after a restart (an
+    /// operator's ServiceAccount token or certificate outlives a restart too).
+    admin_tokens: PathBuf,
+}
+
+/// The server a restartable kcp's watchdog runs: kcp as a child of a shell that starts it again,
+/// with the same arguments (root directory, ports), each time the start file appears. The
+/// watchdog's SIGTERM to the process group reaches both; the trap waits for kcp, so that the
+/// watchdog's wait for its server covers kcp too and the state directory is removed only after
+/// kcp is gone. `$1` is the pid file, `$2` the start file, the rest kcp's command line.
+const SUPERVISOR: &str = r#"
+pid_file=$1 start_file=$2
+shift 2
+kcp=
+trap 'if [ -n "$kcp" ]; then kill -TERM "$kcp" 2>/dev/null; wait "$kcp"; fi; exit 0' TERM
+while :; do
+    rm -f "$start_file"
+    "$@" &
+    kcp=$!
+    echo "$kcp" >"$pid_file"
+    wait "$kcp"
+    echo "kcp-supervisor: kcp exited with status $?; waiting to start it again" >&2
+    kcp=
+    until [ -e "$start_file" ]; do sleep 0.1; done
+done
+"#;
 
 static SHARED: OnceCell<Kcp> = OnceCell::const_new();
 
@@ -50,9 +91,22 @@ impl Kcp {
         Self::start().await
     }
 
+    /// A kcp of its own, as [`Kcp::fresh`], that its test can [`stop`](Self::stop) and
+    /// [`start again`](Self::start_again) on the same root directory and ports, so that the
+    /// kubeconfig and every client work again once it is back. It runs under a supervisor
+    /// shell inside the usual watchdog, so it still cannot outlive the test binary, and its
+    /// state is still removed when the binary exits.
+    pub async fn restartable() -> Kcp {
+        Self::launch(|_| Vec::new(), true).await
+    }
+
     /// Starts a kcp of its own with more flags: `flags` writes what they refer to into kcp's
     /// state directory (removed with it) and returns them.
-    pub(crate) async fn start_with(flags: impl FnOnce(&std::path::Path) -> Vec<String>) -> Kcp {
+    pub(crate) async fn start_with(flags: impl FnOnce(&Path) -> Vec<String>) -> Kcp {
+        Self::launch(flags, false).await
+    }
+
+    async fn launch(flags: impl FnOnce(&Path) -> Vec<String>, restartable: bool) -> Kcp {
         crate::init_logging();
         let binary = xtask::binary("kcp").unwrap_or_else(|e| panic!("{e}"));
         // The state directory outlives no test binary: the watchdog removes it, and TempDir
@@ -74,31 +128,152 @@ impl Kcp {
             "--feature-gates=WorkspaceAuthentication=true,CacheAPIs=true".to_owned(),
         ];
         let args = [args, flags(state.path())].concat();
-        let process = ServerProcess::start("kcp", &binary, &args, state.path(), true)
-            .unwrap_or_else(|e| panic!("starting {}: {e}", binary.display()));
-
+        let (program, args, restarts) = if restartable {
+            let restarts = Restarts {
+                pid_file: state.path().join("kcp-server.pid"),
+                start_file: state.path().join("kcp.start"),
+                admin_tokens: state.path().join("admin-tokens.csv"),
+            };
+            std::fs::write(&restarts.admin_tokens, "")
+                .unwrap_or_else(|e| panic!("writing {}: {e}", restarts.admin_tokens.display()));
+            let args = [
+                args,
+                vec![format!(
+                    "--token-auth-file={}",
+                    restarts.admin_tokens.display()
+                )],
+            ]
+            .concat();
+            let supervised = [
+                vec![
+                    "-c".to_owned(),
+                    SUPERVISOR.to_owned(),
+                    "kcp-supervisor".to_owned(),
+                    restarts.pid_file.display().to_string(),
+                    restarts.start_file.display().to_string(),
+                    binary.display().to_string(),
+                ],
+                args,
+            ]
+            .concat();
+            (PathBuf::from("bash"), supervised, Some(restarts))
+        } else {
+            (binary, args, None)
+        };
+        let process = ServerProcess::start("kcp", &program, &args, state.path(), true)
+            .unwrap_or_else(|e| panic!("starting {}: {e}", program.display()));
         let started = process.started();
-        loop {
-            if started.elapsed() > STARTUP_TIMEOUT {
-                panic!("{}", process.failed_to_start(STARTUP_TIMEOUT, "timeout"));
-            }
-            if process.exited() {
-                panic!(
-                    "{}",
-                    process.failed_to_start(started.elapsed(), "kcp exited")
-                );
-            }
-            if kubeconfig.is_file() && readyz(&kubeconfig).await {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
-        Kcp {
-            startup: started.elapsed(),
+        let mut kcp = Kcp {
+            startup: Duration::ZERO,
             process,
             kubeconfig,
             state,
+            restarts,
+        };
+        kcp.until_ready(started).await;
+        kcp.startup = started.elapsed();
+        if kcp.restarts.is_some() {
+            kcp.keep_admin_token();
         }
+        kcp
+    }
+
+    /// Adds the `kcp-admin` token of the kcp started last to the tokens its next start accepts.
+    fn keep_admin_token(&self) {
+        let kubeconfig = kube::config::Kubeconfig::read_from(&self.kubeconfig)
+            .unwrap_or_else(|e| panic!("reading {}: {e}", self.kubeconfig.display()));
+        let token = kubeconfig
+            .auth_infos
+            .iter()
+            .find(|user| user.name == "kcp-admin")
+            .and_then(|user| serde_json::to_value(&user.auth_info).ok())
+            .and_then(|user| Some(user.get("token")?.as_str()?.to_owned()))
+            .unwrap_or_else(|| panic!("{} has no kcp-admin token", self.kubeconfig.display()));
+        let file = &self.restarts().admin_tokens;
+        // token,user,uid,groups: the user kcp's own token stands for.
+        let line = format!("{token},kcp-admin,kcp-admin,system:kcp:admin\n");
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(file)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, line.as_bytes()))
+            .unwrap_or_else(|e| panic!("writing {}: {e}", file.display()));
+    }
+
+    /// Waits until kcp answers `/readyz` with `ok`; panics with kcp's log when it exits first
+    /// or takes longer than [`STARTUP_TIMEOUT`] from `started`.
+    async fn until_ready(&self, started: Instant) {
+        loop {
+            if started.elapsed() > STARTUP_TIMEOUT {
+                panic!(
+                    "{}",
+                    self.process.failed_to_start(STARTUP_TIMEOUT, "timeout")
+                );
+            }
+            if self.exited() {
+                panic!(
+                    "{}",
+                    self.process
+                        .failed_to_start(started.elapsed(), "kcp exited")
+                );
+            }
+            if self.kubeconfig.is_file() && readyz(&self.kubeconfig).await {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// Whether kcp was started and has exited. One read of the pid file: see
+    /// [`ServerProcess::exited`].
+    fn exited(&self) -> bool {
+        self.pid()
+            .is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists())
+    }
+
+    fn restarts(&self) -> &Restarts {
+        self.restarts
+            .as_ref()
+            .unwrap_or_else(|| panic!("only a Kcp::restartable() can be stopped and restarted"))
+    }
+
+    /// Stops kcp with SIGTERM, as its watchdog would, and waits until it has exited; its root
+    /// directory stays. Panics unless kcp was started with [`Kcp::restartable`] and is running.
+    /// `&mut` so that a shared kcp, which other tests use, cannot be stopped.
+    pub async fn stop(&mut self) {
+        let pid_file = self.restarts().pid_file.clone();
+        let pid = self
+            .pid()
+            .unwrap_or_else(|| panic!("kcp is not running: {}", self.process.log_tail(20)));
+        let killed = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .unwrap_or_else(|e| panic!("running kill: {e}"));
+        assert!(killed.success(), "kill -TERM {pid}: {killed}");
+        let stopping = Instant::now();
+        // The supervisor, waiting for kcp, reaps it at once: no zombie keeps /proc/<pid>.
+        while !self.exited() {
+            assert!(
+                stopping.elapsed() < STOP_TIMEOUT,
+                "kcp (pid {pid}) still running {STOP_TIMEOUT:?} after SIGTERM; log:\n{}",
+                self.process.log_tail(40)
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        std::fs::remove_file(&pid_file)
+            .unwrap_or_else(|e| panic!("removing {}: {e}", pid_file.display()));
+    }
+
+    /// Starts the stopped kcp again with the same root directory, ports and flags, and waits
+    /// until it is ready; returns the time that took.
+    pub async fn start_again(&mut self) -> Duration {
+        let start_file = &self.restarts().start_file;
+        std::fs::write(start_file, "")
+            .unwrap_or_else(|e| panic!("writing {}: {e}", start_file.display()));
+        let started = Instant::now();
+        self.until_ready(started).await;
+        let took = started.elapsed();
+        self.keep_admin_token();
+        took
     }
 
     /// The admin kubeconfig kcp wrote.
@@ -113,12 +288,19 @@ impl Kcp {
 
     /// kcp's resident memory now, in MiB.
     pub fn rss_mib(&self) -> Option<f64> {
-        self.process.rss_mib()
+        memory_mib(self.pid()?, "VmRSS:")
     }
 
-    /// kcp's process id.
+    /// kcp's process id; `None` while a restartable kcp is stopped.
     pub fn pid(&self) -> Option<u32> {
-        self.process.pid()
+        match &self.restarts {
+            Some(restarts) => std::fs::read_to_string(&restarts.pid_file)
+                .ok()?
+                .trim()
+                .parse()
+                .ok(),
+            None => self.process.pid(),
+        }
     }
 
     /// The admin kubeconfig with its `root` context pointed at workspace `path`, written into
