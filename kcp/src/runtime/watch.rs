@@ -32,10 +32,47 @@ pub(crate) enum Seen<'a, R> {
 }
 
 /// How long after its latest error a watch still counts as failing when nothing has arrived
-/// since. kube's watcher retries a failing watch at least every 30 s (its backoff's cap), so a
-/// watch that is still down errs again well within this; one that came back but has nothing to
-/// deliver (it resumed from its resourceVersion) goes quiet, and is healthy again after this.
+/// since. A failing watch is retried at least every [`RETRY_AT_MOST_AFTER`], so one that is
+/// still down errs again well within this; one that came back but has nothing to deliver (it
+/// resumed from its resourceVersion) goes quiet, and is healthy again after this.
 const ERRORS_FADE_AFTER: Duration = Duration::from_secs(60);
+
+/// The first retry of a failed watch comes after this; each further one after twice the last.
+const RETRY_FIRST_AFTER: Duration = Duration::from_millis(500);
+
+/// The longest wait between retries of a failed watch. kube's default is 30 s, and it waits
+/// twice after an outage: once to find the server back (which answers 410 Gone to the old
+/// resourceVersion) and once more before the re-list, since no event came in between to reset
+/// it. That made an operator ready again a minute after kcp was. At 10 s it is 20 s at most,
+/// for one request per watch every 10 s while the server is down.
+const RETRY_AT_MOST_AFTER: Duration = Duration::from_secs(10);
+
+/// Exponential backoff between retries of a failed watch, from [`RETRY_FIRST_AFTER`] to
+/// [`RETRY_AT_MOST_AFTER`], started over by any event the watch delivers.
+#[derive(Debug)]
+struct RetryBackoff(Duration);
+
+impl Default for RetryBackoff {
+    fn default() -> Self {
+        Self(RETRY_FIRST_AFTER)
+    }
+}
+
+impl Iterator for RetryBackoff {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        let wait = self.0;
+        self.0 = (self.0 * 2).min(RETRY_AT_MOST_AFTER);
+        Some(wait)
+    }
+}
+
+impl kube::runtime::utils::Backoff for RetryBackoff {
+    fn reset(&mut self) {
+        self.0 = RETRY_FIRST_AFTER;
+    }
+}
 
 #[derive(Debug)]
 struct Streak {
@@ -93,7 +130,7 @@ pub(crate) struct Target<'a, R> {
 }
 
 /// Runs the watch until `stop` is cancelled, calling `on` for every change and `failed` for
-/// every error. Errors are retried with kube-runtime's default backoff. Objects are keyed by
+/// every error. Errors are retried with [`RetryBackoff`]. Objects are keyed by
 /// kcp's cluster annotation; without one they belong to `unannotated`, or are skipped when
 /// that is `None` (every object a kcp endpoint serves is annotated).
 pub(crate) async fn run<R>(
@@ -124,7 +161,7 @@ pub(crate) async fn run<R>(
     // they are often the largest part of an object: not keeping them is most of a watch's
     // memory.
     let mut stream = watcher::watcher(api, config)
-        .default_backoff()
+        .backoff(RetryBackoff::default())
         .modify(|object| object.meta_mut().managed_fields = None)
         .boxed();
     // The last version of every object the watch delivered, to reconcile re-lists against.
@@ -240,6 +277,20 @@ mod tests {
         axum::Json(json!({"apiVersion": "v1", "kind": "ConfigMapList",
             "metadata": {"resourceVersion": "2"}, "items": items}))
         .into_response()
+    }
+
+    #[test]
+    fn retries_double_to_ten_seconds_and_start_over_after_an_event() {
+        use kube::runtime::utils::Backoff;
+        let mut backoff = RetryBackoff::default();
+        let waits: Vec<u64> = backoff
+            .by_ref()
+            .take(7)
+            .map(|d| d.as_millis() as u64)
+            .collect();
+        assert_eq!(waits, [500, 1000, 2000, 4000, 8000, 10_000, 10_000]);
+        backoff.reset();
+        assert_eq!(backoff.next(), Some(RETRY_FIRST_AFTER));
     }
 
     #[tokio::test]
