@@ -3,7 +3,9 @@
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
-/// An operator as a child process, killed when dropped (also when the test fails).
+/// An operator as a child process, killed when dropped (also when the test fails), and by the
+/// kernel when the thread that started it ends: a SIGKILLed test binary runs no `Drop`, and
+/// the operator would outlive it.
 #[derive(Debug)]
 pub struct OperatorChild(pub Child);
 
@@ -16,7 +18,10 @@ impl OperatorChild {
         let output = log
             .try_clone()
             .unwrap_or_else(|e| panic!("duplicating the log handle: {e}"));
-        let child = Command::new(binary)
+        // setpriv (util-linux) sets the parent-death signal and then execs the binary, so the
+        // child is the operator itself: its pid, its exit status, a kill reaches it.
+        let child = Command::new("setpriv")
+            .args(["--pdeathsig", "KILL", "--", binary])
             .args(args.into_iter().filter(|arg| {
                 let flag = arg.split('=').next();
                 !extra.iter().any(|e| e.split('=').next() == flag)
@@ -26,7 +31,7 @@ impl OperatorChild {
             .stderr(log)
             .stdin(Stdio::null())
             .spawn()
-            .unwrap_or_else(|e| panic!("starting {binary}: {e}"));
+            .unwrap_or_else(|e| panic!("starting {binary} under setpriv (util-linux): {e}"));
         Self(child)
     }
 

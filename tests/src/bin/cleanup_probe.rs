@@ -1,5 +1,6 @@
 //! platform-mesh-cleanup-probe, for `tests/cleanup.rs`: starts a kcp, an OpenFGA and the
-//! operator binary given as its argument, each under the harness's watchdog, prints one line
+//! operator binary given as its argument, each under the harness's watchdog, and the operator
+//! once more as an [`OperatorChild`] (as the kill and restart scenarios run it), prints one line
 //! `process <name> <pid> <state directory>` for each, then `running`, and waits to be killed.
 
 use std::convert::Infallible;
@@ -7,7 +8,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use harness::{Kcp, OpenFga, ServerProcess, free_port};
+use harness::{Kcp, OpenFga, OperatorChild, ServerProcess, free_port};
 
 /// How long the watchdog may take to write the operator's pid file.
 const PID_TIMEOUT: Duration = Duration::from_secs(10);
@@ -43,6 +44,23 @@ async fn run() -> Result<Infallible, String> {
     let process = ServerProcess::start("operator", &operator, &args, state.path(), true)
         .map_err(|e| format!("starting {}: {e}", operator.display()))?;
     let operator_pid = pid_of(&process).await?;
+    // The scenarios that kill and restart an operator run it as a plain child instead; its
+    // log goes into the watched operator's state directory, which the watchdog removes.
+    let child_args: Vec<String> = args
+        .iter()
+        .map(|arg| match arg.split_once('=') {
+            Some((flag, _)) if flag.ends_with("-bind-address") => {
+                format!("{flag}=127.0.0.1:{}", free_port())
+            }
+            _ => arg.clone(),
+        })
+        .collect();
+    let child = OperatorChild::start(
+        &operator.to_string_lossy(),
+        child_args,
+        &[],
+        &state.path().join("operator-child.log"),
+    );
 
     let kcp_pid = kcp.pid().ok_or("kcp has no pid")?;
     let openfga_pid = openfga.pid().ok_or("OpenFGA has no pid")?;
@@ -50,6 +68,7 @@ async fn run() -> Result<Infallible, String> {
         ("kcp", kcp_pid, kcp.state_dir()),
         ("openfga", openfga_pid, openfga.state_dir()),
         ("operator", operator_pid, state.path()),
+        ("operator-child", child.0.id(), state.path()),
     ] {
         println!("process {name} {pid} {}", dir.display());
     }
