@@ -77,6 +77,14 @@ impl Authorizer {
                 self.metrics.checked(result, seconds);
                 check.decide(allowed)
             }
+            // The model has no such type or relation: nothing in it grants the request. An
+            // answer, not an OpenFGA failure, or every ordinary refusal of a kind the model does
+            // not cover would look like an outage in the logs and on the dashboards.
+            Ok(Err(status)) if undefined_in_model(&status) => {
+                self.metrics.checked("not_allowed", seconds);
+                tracing::debug!(tuple = %check.tuple, reason = %status.message(), "not in the model");
+                check.decide(false)
+            }
             Ok(Err(status)) => {
                 self.metrics.checked("error", seconds);
                 tracing::warn!(tuple = %check.tuple, error = %status.message(), "OpenFGA Check failed");
@@ -96,6 +104,16 @@ impl Authorizer {
             }
         }
     }
+}
+
+/// Whether OpenFGA refused a Check because the store's model defines no such type or relation
+/// (OpenFGA's `type 'x' not found` and `relation 'x#y' not found[ for tuple '…']`, validation
+/// errors and so invalid arguments).
+fn undefined_in_model(status: &tonic::Status) -> bool {
+    let message = status.message();
+    status.code() == tonic::Code::InvalidArgument
+        && ((message.starts_with("type '") && message.ends_with("' not found"))
+            || (message.starts_with("relation '") && message.contains("' not found")))
 }
 
 /// The OpenFGA Check request of `check`: the latest model of the store, the hierarchy as
@@ -300,5 +318,37 @@ async fn answer(
         Decision::Deny(reason) => reply(false, true, reason),
         Decision::NoOpinion(reason) => reply(false, false, reason),
         Decision::Retry(_) => reply(false, false, format!("workspace {path} is not ready yet")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tonic::{Code, Status};
+
+    use super::undefined_in_model;
+
+    #[test]
+    fn a_type_or_relation_the_model_lacks_is_told_from_a_failure() {
+        let invalid = |message: &str| Status::new(Code::InvalidArgument, message);
+        assert!(undefined_in_model(&invalid(
+            "type 'tenancy_kcp_io_workspace' not found"
+        )));
+        assert!(undefined_in_model(&invalid(
+            "relation 'core_platform-mesh_io_account#create_stores' not found"
+        )));
+        assert!(undefined_in_model(&invalid(
+            "relation 'doc#viewer' not found for tuple 'doc:1#viewer@user:a'"
+        )));
+        assert!(!undefined_in_model(&invalid(
+            "invalid CheckRequest.TupleKey"
+        )));
+        assert!(!undefined_in_model(&Status::new(
+            Code::NotFound,
+            "type 'x' not found"
+        )));
+        assert!(!undefined_in_model(&Status::new(
+            Code::Unavailable,
+            "connection refused"
+        )));
     }
 }
