@@ -57,6 +57,12 @@ pub struct OperatorArgs {
     #[arg(long, default_value = "1m", value_parser = humantime::parse_duration)]
     pub shutdown_timeout: Duration,
 
+    /// How long after its last successful reconcile every object is reconciled again without
+    /// an event: the safety net for what no watch shows (a missed event; an OpenFGA store
+    /// lost behind the operator's back). `0s`: never.
+    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+    pub resync_period: Duration,
+
     /// Reconciles running at once, per controller.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..))]
     pub max_concurrent_reconciles: u16,
@@ -185,6 +191,7 @@ mod tests {
         );
         assert_eq!(b.operator.max_concurrent_reconciles, 10);
         assert_eq!(b.operator.shutdown_timeout, Duration::from_secs(60));
+        assert_eq!(b.operator.resync_period, Duration::from_secs(600));
         assert_eq!(b.operator.leader_election_namespace, "platform-mesh-system");
         assert!(!b.operator.leader_elect);
     }

@@ -149,6 +149,7 @@ impl Process {
             config: ControllerConfig {
                 concurrency: usize::from(self.args.max_concurrent_reconciles),
                 shutdown_timeout: self.args.shutdown_timeout,
+                resync: Some(self.args.resync_period).filter(|period| !period.is_zero()),
                 ..ControllerConfig::default()
             },
             runtime_metrics: self.runtime_metrics.clone(),

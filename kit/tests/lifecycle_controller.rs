@@ -225,6 +225,7 @@ async fn a_failing_server_ends_the_process_with_its_name() {
         leader_elect: false,
         leader_election_namespace: "default".into(),
         shutdown_timeout: Duration::from_secs(5),
+        resync_period: Duration::from_secs(600),
         max_concurrent_reconciles: 1,
         debug_label_value: String::new(),
         upstream: UpstreamArgs::from_arg_matches(
