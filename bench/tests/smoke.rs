@@ -9,7 +9,15 @@ use serde_json::Value;
 #[test]
 fn the_bench_runs_every_scenario_for_every_contender() {
     let out = tempfile::tempdir().unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_platform-mesh-bench"))
+    // setpriv (util-linux) execs the bench with a parent-death signal, so that it does not
+    // run on when this test binary is killed.
+    let output = Command::new("setpriv")
+        .args([
+            "--pdeathsig",
+            "KILL",
+            "--",
+            env!("CARGO_BIN_EXE_platform-mesh-bench"),
+        ])
         .arg("--smoke")
         .arg("--out")
         .arg(out.path())

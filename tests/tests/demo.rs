@@ -19,8 +19,16 @@ const PROCESSES: usize = 6;
 
 fn demo(args: &[&str]) -> Child {
     harness::build_demo_binaries().unwrap();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_platform-mesh-demo"));
+    // setpriv (util-linux) execs the demo with a parent-death signal: a SIGKILLed test
+    // binary runs no Drop, and the demo would run on (its watchdogs clean up when it ends).
+    let mut command = Command::new("setpriv");
     command
+        .args([
+            "--pdeathsig",
+            "KILL",
+            "--",
+            env!("CARGO_BIN_EXE_platform-mesh-demo"),
+        ])
         .args(args)
         .stdout(Stdio::piped())
         .stdin(Stdio::null())
