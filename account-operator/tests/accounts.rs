@@ -170,6 +170,28 @@ async fn deleting_an_org_removes_every_workspace_below_and_then_its_workspace_ty
     }
 }
 
+/// An administrator's WorkspaceType `<org>-<name>` in `root:orgs` for a custom account type:
+/// kcp lets an org workspace hold only children that implement the org's account type, so it
+/// extends `<org>-account`.
+fn custom_type(org: &str, name: &str) -> WorkspaceType {
+    WorkspaceType {
+        metadata: ObjectMeta {
+            name: Some(format!("{org}-{name}")),
+            ..Default::default()
+        },
+        spec: WorkspaceTypeSpec {
+            extend: Some(WorkspaceTypeExtension {
+                with: vec![WorkspaceTypeReference {
+                    name: format!("{org}-account"),
+                    path: "root:orgs".into(),
+                }],
+            }),
+            ..Default::default()
+        },
+        status: None,
+    }
+}
+
 #[tokio::test]
 async fn a_custom_type_without_its_workspace_type_says_so_and_proceeds_once_it_exists() {
     let platform = platform().await;
@@ -197,28 +219,14 @@ async fn a_custom_type_without_its_workspace_type_says_so_and_proceeds_once_it_e
     );
     assert!(!is_ready(&waiting));
 
-    // An administrator creates the type; kcp lets an org workspace hold only children that
-    // implement the org's account type, so it extends `<org>-account`. The Account proceeds
-    // without being touched, woken by the type's watch (the hyphen in the type's name once
+    // An administrator creates the type. The Account proceeds without being touched, woken by
+    // the type's watch (the hyphen in the type's name once
     // hid it from that, leaving the Account to the 10-minute resync).
     let types: Api<WorkspaceType> = Api::all(platform.orgs().await.client());
-    let folder = WorkspaceType {
-        metadata: ObjectMeta {
-            name: Some(format!("{org}-team-folder")),
-            ..Default::default()
-        },
-        spec: WorkspaceTypeSpec {
-            extend: Some(WorkspaceTypeExtension {
-                with: vec![WorkspaceTypeReference {
-                    name: format!("{org}-account"),
-                    path: "root:orgs".into(),
-                }],
-            }),
-            ..Default::default()
-        },
-        status: None,
-    };
-    types.create(&PostParams::default(), &folder).await.unwrap();
+    types
+        .create(&PostParams::default(), &custom_type(&org, "team-folder"))
+        .await
+        .unwrap();
     wait_for(&accounts, "box", "Ready", is_ready).await;
 }
 
@@ -265,23 +273,10 @@ async fn a_workspace_of_another_type_is_not_adopted_and_one_going_away_is_waited
     // Someone made a workspace `team` of another type before the Account existed (kcp lets
     // an org workspace hold only types that extend the org's account type).
     let types: Api<WorkspaceType> = Api::all(platform.orgs().await.client());
-    let other = WorkspaceType {
-        metadata: ObjectMeta {
-            name: Some(format!("{org}-other")),
-            ..Default::default()
-        },
-        spec: WorkspaceTypeSpec {
-            extend: Some(WorkspaceTypeExtension {
-                with: vec![WorkspaceTypeReference {
-                    name: format!("{org}-account"),
-                    path: "root:orgs".into(),
-                }],
-            }),
-            ..Default::default()
-        },
-        status: None,
-    };
-    types.create(&PostParams::default(), &other).await.unwrap();
+    types
+        .create(&PostParams::default(), &custom_type(&org, "other"))
+        .await
+        .unwrap();
     wait_for(&types, &format!("{org}-other"), "Ready", |wt| wt.is_ready()).await;
     let workspaces: Api<Workspace> = Api::all(org_ws.client());
     let foreign = Workspace {

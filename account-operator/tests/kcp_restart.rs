@@ -13,19 +13,23 @@
 mod operator;
 mod support;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Debug;
 use std::time::{Duration, Instant};
 
 use crds::Account;
 use crds::account_info::AccountInfo;
-use harness::{Kcp, OperatorChild, PlatformExport, free_port, http_get, is_ready, wait_for};
+use harness::{Kcp, PlatformExport, free_port, http_get, is_ready, names, wait_for};
 use kcp::types::apis::ApiBinding;
 use kcp::types::core::LogicalCluster;
 use kcp::types::tenancy::{Workspace, WorkspaceType};
 use kube::api::{Api, ListParams, PostParams};
-use kube::{Client, Resource, ResourceExt};
-use operator::Operator;
+use kube::{Client, Resource};
+use operator::{Operator, until_readyz};
+
+/// How long `/readyz` may take to answer what a step expects: after kcp is back, a watch
+/// waits out its retry backoff (at most 10 s) twice, once to resume and once to re-list.
+const READYZ_WITHIN: Duration = Duration::from_secs(120);
 use serde::de::DeserializeOwned;
 
 /// Requests by verb and resource, summed over the operator's kubeconfigs.
@@ -45,14 +49,14 @@ async fn a_kcp_restart_under_the_running_operator_is_ridden_out() {
             format!("--metrics-bind-address=127.0.0.1:{metrics}"),
         ],
     );
-    until_readyz(health, 200, &mut operator, &log).await;
+    until_readyz(health, 200, &mut operator, &log, READYZ_WITHIN).await;
     let (_, org) = support::ready_account(&orgs, "acme", "org").await;
     let first_pid = kcp.pid().unwrap();
 
     let stopped = Instant::now();
     let before = requests(metrics).await;
     kcp.stop().await;
-    let why = until_readyz(health, 503, &mut operator, &log).await;
+    let why = until_readyz(health, 503, &mut operator, &log, READYZ_WITHIN).await;
     assert!(
         why.contains("AccountReconciler: the watch of") && why.contains("has been failing"),
         "{why}"
@@ -80,7 +84,7 @@ async fn a_kcp_restart_under_the_running_operator_is_ridden_out() {
     let readyz_at_change = http_get(health, "/readyz")
         .await
         .map_or("nothing".to_owned(), |(code, _)| code.to_string());
-    until_readyz(health, 200, &mut operator, &log).await;
+    until_readyz(health, 200, &mut operator, &log, READYZ_WITHIN).await;
     let ready_again = recovering.elapsed();
     wait_for(&accounts, "during", "Ready", is_ready).await;
     let reconciled = recovering.elapsed();
@@ -89,8 +93,14 @@ async fn a_kcp_restart_under_the_running_operator_is_ridden_out() {
     // Nothing was made twice, and the org made before the restart kept its workspace.
     let org_accounts: Api<Account> = Api::all(orgs.client());
     assert!(is_ready(&org_accounts.get("acme").await.unwrap()));
-    assert_eq!(names::<Workspace>(orgs.client()).await, ["acme"]);
-    assert_eq!(names::<Workspace>(org.client()).await, ["during"]);
+    assert_eq!(
+        names::<Workspace>(&orgs).await,
+        BTreeSet::from(["acme".to_owned()])
+    );
+    assert_eq!(
+        names::<Workspace>(&org).await,
+        BTreeSet::from(["during".to_owned()])
+    );
     let acme: Workspace = Api::all(orgs.client()).get("acme").await.unwrap();
     assert_eq!(acme.spec.cluster.as_deref(), Some(org.cluster.as_str()));
 
@@ -139,32 +149,6 @@ async fn a_kcp_restart_under_the_running_operator_is_ridden_out() {
         "the recovery sent {lists} list requests, more than twice one full list ({})",
         watches.len()
     );
-}
-
-/// Polls `/readyz` until its status is `code`; the body of that answer. The same helper as
-/// `process.rs`'s, with a longer deadline: after a restart a watch waits out its backoff
-/// (30 s, up to twice that with jitter) twice, once to resume and once to re-list.
-async fn until_readyz(
-    port: u16,
-    code: u16,
-    operator: &mut OperatorChild,
-    log: &std::path::Path,
-) -> String {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
-    loop {
-        if let Some((status, body)) = http_get(port, "/readyz").await
-            && status == code
-        {
-            return body;
-        }
-        let exited = operator.0.try_wait().unwrap();
-        assert!(
-            exited.is_none() && tokio::time::Instant::now() < deadline,
-            "/readyz never answered {code} (exited: {exited:?}); log:\n{}",
-            std::fs::read_to_string(log).unwrap_or_default()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 /// The value of label `name` in a sample line of `/metrics`.
@@ -254,21 +238,4 @@ where
         .unwrap()
         .items
         .len()
-}
-
-/// The names of the `K`s in `client`'s workspace, sorted.
-async fn names<K>(client: Client) -> Vec<String>
-where
-    K: Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned,
-{
-    let mut names: Vec<String> = Api::<K>::all(client)
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .items
-        .iter()
-        .map(ResourceExt::name_any)
-        .collect();
-    names.sort();
-    names
 }

@@ -13,7 +13,10 @@ mod support;
 use std::time::Duration;
 
 use harness::{Kcp, TcpProxy, free_port, http_get as get};
-use operator::Operator;
+use operator::{Operator, until_readyz};
+
+/// How long `/readyz` may take to answer what a step expects.
+const READYZ_WITHIN: Duration = Duration::from_secs(120);
 
 #[tokio::test]
 async fn readyz_answers_once_the_watches_synced() {
@@ -48,30 +51,6 @@ async fn readyz_answers_once_the_watches_synced() {
     assert_eq!(get(port, "/healthz").await, Some((200, "ok".to_owned())));
 }
 
-/// Polls `/readyz` until its status is `code`; the body of that answer.
-async fn until_readyz(
-    port: u16,
-    code: u16,
-    operator: &mut harness::OperatorChild,
-    log: &std::path::Path,
-) -> String {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-    loop {
-        if let Some((status, body)) = get(port, "/readyz").await
-            && status == code
-        {
-            return body;
-        }
-        let exited = operator.0.try_wait().unwrap();
-        assert!(
-            exited.is_none() && tokio::time::Instant::now() < deadline,
-            "/readyz never answered {code} (exited: {exited:?}); log:\n{}",
-            std::fs::read_to_string(log).unwrap_or_default()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 #[tokio::test]
 async fn readyz_turns_false_while_kcp_is_unreachable_and_true_when_it_is_back() {
     let kcp = Kcp::shared().await;
@@ -86,10 +65,10 @@ async fn readyz_turns_false_while_kcp_is_unreachable_and_true_when_it_is_back() 
         &log,
         &[format!("--health-probe-bind-address=127.0.0.1:{port}")],
     );
-    until_readyz(port, 200, &mut operator, &log).await;
+    until_readyz(port, 200, &mut operator, &log, READYZ_WITHIN).await;
 
     proxy.set_cut(true);
-    let why = until_readyz(port, 503, &mut operator, &log).await;
+    let why = until_readyz(port, 503, &mut operator, &log, READYZ_WITHIN).await;
     assert!(
         why.contains("AccountReconciler") && why.contains("has been failing"),
         "{why}"
@@ -98,7 +77,7 @@ async fn readyz_turns_false_while_kcp_is_unreachable_and_true_when_it_is_back() 
     assert_eq!(get(port, "/healthz").await, Some((200, "ok".to_owned())));
 
     proxy.set_cut(false);
-    until_readyz(port, 200, &mut operator, &log).await;
+    until_readyz(port, 200, &mut operator, &log, READYZ_WITHIN).await;
 }
 
 #[tokio::test]

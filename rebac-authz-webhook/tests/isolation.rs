@@ -21,16 +21,16 @@ use crds::export::SYSTEM_EXPORT;
 use crds::{Account, Store, StoreSpec};
 use fga::platform_mesh::{ASSIGNEE, CoreModuleVariant, OWNER, core_module, role_object, user};
 use harness::{
-    AuthorizingKcp, OpenFga, SYSTEM_PATH, TestWorkspace, eventually, new_account, ready_account,
-    unique_suffix, wait_for,
+    AuthorizingKcp, OpenFga, SYSTEM_PATH, TestWorkspace, eventually, names, new_account,
+    ready_account, unique_suffix, wait_for,
 };
 use kcp::ClientFactory;
 use kcp::types::apis::{ApiBinding, ApiBindingSpec, BindingReference, ExportBindingReference};
 use kcp::types::tenancy::Workspace;
+use kube::Resource;
 use kube::api::{Api, DeleteParams, GetParams, ListParams, PostParams, WatchParams};
 use kube::client::Body;
 use kube::core::Request;
-use kube::{Resource, ResourceExt};
 use serde::Serialize;
 use serde_json::Value;
 use support::{ask, orgs_workspace, review, store_id};
@@ -112,21 +112,6 @@ impl Attempt {
         }
         .unwrap()
     }
-}
-
-/// The names of every `K` in `workspace`, as kcp's admin sees them.
-async fn names<K>(workspace: &TestWorkspace) -> BTreeSet<String>
-where
-    K: Resource<DynamicType = ()> + Clone + std::fmt::Debug + serde::de::DeserializeOwned,
-{
-    Api::<K>::all(workspace.client())
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .items
-        .iter()
-        .map(ResourceExt::name_any)
-        .collect()
 }
 
 /// Every tuple of the OpenFGA store `store`.

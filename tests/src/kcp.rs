@@ -527,3 +527,18 @@ where
         }
     }
 }
+
+/// The names of every object of cluster-scoped kind `K` in `workspace`, as the admin sees them.
+pub async fn names<K>(workspace: &TestWorkspace) -> std::collections::BTreeSet<String>
+where
+    K: Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned,
+{
+    Api::<K>::all(workspace.client())
+        .list(&Default::default())
+        .await
+        .unwrap_or_else(|e| panic!("listing {} in {}: {e}", K::plural(&()), workspace.path))
+        .items
+        .iter()
+        .map(|object| object.meta().name.clone().unwrap_or_default())
+        .collect()
+}

@@ -22,7 +22,7 @@ pub use authz::{AuthorizingKcp, USERS};
 pub use binaries::{binary, build_binary, build_demo_binaries};
 pub use child::OperatorChild;
 pub use kcp::{
-    Kcp, TestWorkspace, create_workspace, universal, wait_for, wait_for_within, wait_gone,
+    Kcp, TestWorkspace, create_workspace, names, universal, wait_for, wait_for_within, wait_gone,
     when_served,
 };
 pub use openfga::OpenFga;

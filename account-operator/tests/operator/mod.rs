@@ -3,7 +3,9 @@
 
 #![allow(dead_code)] // each test binary uses part of it
 
-use harness::OperatorChild;
+use std::time::Duration;
+
+use harness::{OperatorChild, http_get};
 
 use crate::support::operator_args;
 
@@ -27,5 +29,31 @@ impl Operator {
             extra,
             log,
         )
+    }
+}
+
+/// Polls the operator's `/readyz` on `port` until its status is `code`, within `within`; the
+/// body of that answer. Fails with the operator's log when it exits or the time is up.
+pub async fn until_readyz(
+    port: u16,
+    code: u16,
+    operator: &mut OperatorChild,
+    log: &std::path::Path,
+    within: Duration,
+) -> String {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if let Some((status, body)) = http_get(port, "/readyz").await
+            && status == code
+        {
+            return body;
+        }
+        let exited = operator.0.try_wait().unwrap();
+        assert!(
+            exited.is_none() && tokio::time::Instant::now() < deadline,
+            "/readyz never answered {code} (exited: {exited:?}); log:\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
