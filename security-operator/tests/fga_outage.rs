@@ -338,6 +338,11 @@ async fn an_outage_and_a_lost_store_heal_with_every_tuple_in_place() {
     let rebuild_time = lost.elapsed();
     assert_ne!(rebuilt[0], store_id);
     assert_ne!(rebuilt[1], late_store_id);
+    // Nothing was written under the ids of the stores that are gone (OpenFGA would accept a
+    // model for them and keep it).
+    for gone in [&store_id, &late_store_id] {
+        assert!(model(&fga, gone).await.is_none(), "a model under {gone}");
+    }
     for (name, id) in [(&org, &rebuilt[0]), (&late, &rebuilt[1])] {
         let named = list_stores_named(&mut client, name, &StoreOptions::default())
             .await

@@ -131,6 +131,13 @@ impl Subroutine<Store, Ctx> for StoreSubroutine {
                 .patch_status(&name, &merge_params(), &Patch::Merge(&patch))
                 .await
                 .map_err(|e| SubroutineError::kube("recording the store id", e))?;
+            // The steps after this one read the id from the object this pass began with: they
+            // go on when the watch shows the new one. Going on now would write the model to
+            // the old id, which OpenFGA accepts even for a store that is gone.
+            return Ok(Outcome::pending(format!(
+                "recorded OpenFGA store {}; its model and tuples follow",
+                found.store.id
+            )));
         }
         Ok(Outcome::Ok)
     }
