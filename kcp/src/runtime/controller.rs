@@ -750,6 +750,7 @@ where
                 factory.clone(),
                 reconcile.clone(),
                 config.resync,
+                stop.clone(),
             ));
         }
 
@@ -1122,12 +1123,23 @@ async fn worker<K, F, Fut, E>(
     factory: ClientFactory,
     reconcile: Arc<F>,
     resync: Option<Duration>,
+    stop: CancellationToken,
 ) where
     K: Send + Sync + 'static,
     F: Fn(Arc<K>, Context) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<Action, E>> + Send + 'static,
     E: Display + Send + 'static,
 {
+    // No reconcile before every watch delivered its first list, as controller-runtime waits
+    // for its caches: one that ran earlier would take what a related watch has not shown yet
+    // for absent (after a restart, an Account whose Workspace was not in the cache yet lost
+    // Ready until the next pass).
+    let mut synced = shared.tracker.synced.subscribe();
+    tokio::select! {
+        result = synced.wait_for(|synced| *synced) => if result.is_err() { return },
+        () = stop.cancelled() => return,
+    }
+    drop(synced);
     while let Some(key) = shared.queue.next().await {
         shared.observe_queue();
         let (Some(object), Some(endpoint)) = (
