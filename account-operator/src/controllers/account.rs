@@ -175,13 +175,13 @@ fn woken_by_type(wt: &WorkspaceType, key: &ObjectKey, cache: &Cache<Account>) ->
                     .any(|c| c.type_ == "WorkspaceSubroutine" && c.status == "True")
             })
     };
-    let mut woken: Vec<ObjectKey> = cache
+    // The org may be among the waiting too: the queue takes a key once.
+    cache
         .keys()
         .into_iter()
-        .filter(|key| cache.get(key).is_some_and(|a| waiting(&a)) && Some(key) != org.as_ref())
-        .collect();
-    woken.extend(org);
-    woken
+        .filter(|key| cache.get(key).is_some_and(|a| waiting(&a)))
+        .chain(org)
+        .collect()
 }
 
 /// How the wait for a free creation slot begins (the condition's message), by which the
