@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use crds::Account;
-use harness::{Kcp, is_ready, wait_for_within, wait_gone};
+use harness::{Kcp, is_ready, random_in, until_count, wait_for_within, wait_gone};
 use kcp::types::tenancy::Workspace;
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams};
@@ -24,36 +24,6 @@ use support::{create_accounts, ready_account};
 
 const CREATED: usize = 100;
 const DELETED: usize = 30;
-
-/// A kill point in `range`, different from run to run (printed, so a failure can be replayed
-/// by reading the log).
-fn random_in(range: std::ops::RangeInclusive<usize>) -> usize {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos() as usize;
-    range.start() + nanos % (range.end() - range.start() + 1)
-}
-
-/// Polls `count` until it reaches `at`; panics after `within`.
-async fn until_count<F, Fut>(what: &str, at: usize, within: Duration, mut count: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = usize>,
-{
-    let deadline = tokio::time::Instant::now() + within;
-    loop {
-        let now = count().await;
-        if now >= at {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "only {now} {what} after {within:?}, waiting for {at}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 #[tokio::test]
 async fn a_killed_operator_converges_after_restart_without_duplicates_or_orphans() {

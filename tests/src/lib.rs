@@ -11,6 +11,7 @@ mod binaries;
 mod child;
 pub mod demo;
 mod kcp;
+mod kill;
 mod openfga;
 mod platform_mesh;
 mod process;
@@ -19,12 +20,13 @@ mod widgets;
 
 pub use accounts::{account_condition, is_ready, new_account, ready_account, workspace_of};
 pub use authz::{AuthorizingKcp, USERS};
-pub use binaries::{binary, build_binary, build_demo_binaries};
+pub use binaries::{binary, build_binary, build_demo_binaries, next_to_this_program};
 pub use child::OperatorChild;
 pub use kcp::{
     Kcp, TestWorkspace, create_workspace, names, universal, wait_for, wait_for_within, wait_gone,
     when_served,
 };
+pub use kill::{random_in, until_count};
 pub use openfga::OpenFga;
 pub use platform_mesh::{PlatformExport, SECURITY_TYPE, SYSTEM_PATH, root_type, set_up_platform};
 pub use process::{ServerProcess, free_port, memory_mib};
