@@ -23,6 +23,8 @@ pub struct Platform {
     pub orgs_path: kcp::ClusterPath,
     pub orgs_cluster: kcp::ClusterName,
     pub kubeconfig: PathBuf,
+    /// The account-operator's kubeconfig, as the platform-mesh-operator wrote it.
+    pub accounts_kubeconfig: PathBuf,
     pub fga_target: String,
 }
 
@@ -90,41 +92,10 @@ mod platform_mesh;
 pub async fn base() -> &'static Platform {
     static BASE: OnceCell<Platform> = OnceCell::const_new();
     BASE.get_or_init(|| async {
-        const NS: &str = "platform-mesh-system";
-        const LABEL: &str = "security-operator-tests";
-        let kcp = Kcp::shared().await;
-        let openfga = OpenFga::shared().await;
-        let host = platform_mesh::Host::new().await;
-        host.namespace(NS).await;
-        platform_mesh::start_operator(
-            &host,
-            kcp.kubeconfig(),
-            LABEL,
-            &[
-                "--no-account-operator-webhooks".to_owned(),
-                "--subroutines-authorization-webhook-enabled=false".to_owned(),
-            ],
-        );
-        let pms = host.platform_meshes(NS);
-        pms.create(
-            &kube::api::PostParams::default(),
-            &platform_mesh::platform_mesh("platform", LABEL, serde_json::json!({})),
-        )
-        .await
-        .unwrap();
-        wait_for(&pms, "platform", "Ready", |pm| {
-            platform_mesh::condition(pm, "Ready").is_some_and(|(status, _, _)| status == "True")
-        })
-        .await;
-        let accounts_kubeconfig = host
-            .kubeconfig_file(NS, "account-operator-kubeconfig")
-            .await;
-        let kubeconfig = host
-            .kubeconfig_file(NS, "security-operator-kubeconfig")
-            .await;
+        let platform = set_up().await;
         let config = account_operator::config::Config::try_parse_from([
             "account-operator".to_owned(),
-            format!("--kubeconfig={}", accounts_kubeconfig.display()),
+            format!("--kubeconfig={}", platform.accounts_kubeconfig.display()),
             "--metrics-bind-address=127.0.0.1:0".into(),
             "--health-probe-bind-address=127.0.0.1:0".into(),
         ])
@@ -134,15 +105,54 @@ pub async fn base() -> &'static Platform {
                 .await
                 .unwrap();
         });
-        let orgs = platform_mesh::orgs(&kcp.admin().await).await;
-        Platform {
-            orgs_path: orgs.path,
-            orgs_cluster: orgs.cluster,
-            kubeconfig,
-            fga_target: openfga.grpc_endpoint(),
-        }
+        platform
     })
     .await
+}
+
+/// The platform set up by the real platform-mesh-operator from one PlatformMesh, with no
+/// operator of the suite running: a scenario that kills them starts its own.
+pub async fn set_up() -> Platform {
+    const NS: &str = "platform-mesh-system";
+    const LABEL: &str = "security-operator-tests";
+    let kcp = Kcp::shared().await;
+    let openfga = OpenFga::shared().await;
+    let host = platform_mesh::Host::new().await;
+    host.namespace(NS).await;
+    platform_mesh::start_operator(
+        &host,
+        kcp.kubeconfig(),
+        LABEL,
+        &[
+            "--no-account-operator-webhooks".to_owned(),
+            "--subroutines-authorization-webhook-enabled=false".to_owned(),
+        ],
+    );
+    let pms = host.platform_meshes(NS);
+    pms.create(
+        &kube::api::PostParams::default(),
+        &platform_mesh::platform_mesh("platform", LABEL, serde_json::json!({})),
+    )
+    .await
+    .unwrap();
+    wait_for(&pms, "platform", "Ready", |pm| {
+        platform_mesh::condition(pm, "Ready").is_some_and(|(status, _, _)| status == "True")
+    })
+    .await;
+    let accounts_kubeconfig = host
+        .kubeconfig_file(NS, "account-operator-kubeconfig")
+        .await;
+    let kubeconfig = host
+        .kubeconfig_file(NS, "security-operator-kubeconfig")
+        .await;
+    let orgs = platform_mesh::orgs(&kcp.admin().await).await;
+    Platform {
+        orgs_path: orgs.path,
+        orgs_cluster: orgs.cluster,
+        kubeconfig,
+        accounts_kubeconfig,
+        fga_target: openfga.grpc_endpoint(),
+    }
 }
 
 impl Platform {
