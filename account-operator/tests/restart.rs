@@ -11,13 +11,11 @@
 mod operator;
 mod support;
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use crds::Account;
 use harness::{Kcp, is_ready, random_in, until_count, wait_for_within, wait_gone};
 use kcp::types::tenancy::Workspace;
-use kube::ResourceExt;
 use kube::api::{Api, DeleteParams};
 use operator::Operator;
 use support::{create_accounts, ready_account};
@@ -97,34 +95,5 @@ async fn a_killed_operator_converges_after_restart_without_duplicates_or_orphans
 
     // Exactly one workspace per remaining account, each owned by its account only; every
     // remaining account still Ready.
-    let remaining = listed().await;
-    assert!(remaining.iter().all(is_ready), "a kept account lost Ready");
-    let account_uids: BTreeMap<String, String> = remaining
-        .iter()
-        .map(|a| (a.name_any(), a.uid().unwrap()))
-        .collect();
-    let expected: BTreeSet<String> = kept.iter().cloned().collect();
-    assert_eq!(
-        account_uids.keys().cloned().collect::<BTreeSet<_>>(),
-        expected
-    );
-    let listed_workspaces = workspaces.list(&Default::default()).await.unwrap().items;
-    let workspace_names: BTreeSet<String> = listed_workspaces
-        .iter()
-        .map(ResourceExt::name_any)
-        .collect();
-    assert_eq!(workspace_names, expected, "no orphan or missing workspace");
-    for ws in &listed_workspaces {
-        let owners: Vec<String> = ws
-            .owner_references()
-            .iter()
-            .map(|o| o.uid.clone())
-            .collect();
-        assert_eq!(
-            owners,
-            [account_uids[&ws.name_any()].clone()],
-            "{} has one owner",
-            ws.name_any()
-        );
-    }
+    harness::assert_one_workspace_each(&org_ws, kept).await;
 }

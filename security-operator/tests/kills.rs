@@ -14,19 +14,18 @@
 
 mod support;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use crds::{Account, Store};
 use fga::platform_mesh::owner_tuples;
 use fga::store::{StoreOptions, list_stores_named};
 use harness::{
-    OpenFga, OperatorChild, ServerProcess, is_ready, random_in, ready_account, until_count,
-    wait_for_within, wait_gone,
+    OpenFga, OperatorChild, ServerProcess, assert_one_workspace_each, create_accounts, is_ready,
+    random_in, ready_account, until_count, wait_for_within, wait_gone,
 };
 use kcp::types::tenancy::Workspace;
-use kube::ResourceExt;
-use kube::api::{Api, DeleteParams, PostParams};
+use kube::api::{Api, DeleteParams};
 use support::{Platform, set_up, store_id, tuples};
 
 const CREATED: usize = 100;
@@ -95,19 +94,7 @@ async fn both_operators_killed_mid_work_converge_without_orphans_or_duplicates()
     // 1. Both killed while creating, once a random number of workspaces exist.
     let kill_at = random_in(5..=60);
     eprintln!("creating {CREATED} accounts; the kill comes at {kill_at} workspaces");
-    futures::future::join_all(names.iter().map(|name| {
-        let accounts = accounts.clone();
-        async move {
-            accounts
-                .create(
-                    &PostParams::default(),
-                    &harness::new_account(name, "account", CREATOR),
-                )
-                .await
-                .unwrap()
-        }
-    }))
-    .await;
+    create_accounts(&accounts, &names, "account", CREATOR).await;
     until_count("workspaces", kill_at, Duration::from_secs(300), || async {
         listed_workspaces().await.len()
     })
@@ -183,34 +170,7 @@ async fn both_operators_killed_mid_work_converge_without_orphans_or_duplicates()
     }
 
     // Every kept account Ready, with exactly one workspace owned by it alone.
-    let remaining = listed().await;
-    assert!(remaining.iter().all(is_ready), "a kept account lost Ready");
-    let account_uids: BTreeMap<String, String> = remaining
-        .iter()
-        .map(|a| (a.name_any(), a.uid().unwrap()))
-        .collect();
-    let expected: BTreeSet<String> = kept.iter().cloned().collect();
-    assert_eq!(
-        account_uids.keys().cloned().collect::<BTreeSet<_>>(),
-        expected
-    );
-    let left_workspaces = listed_workspaces().await;
-    let workspace_names: BTreeSet<String> =
-        left_workspaces.iter().map(ResourceExt::name_any).collect();
-    assert_eq!(workspace_names, expected, "no orphan or missing workspace");
-    for ws in &left_workspaces {
-        let owners: Vec<String> = ws
-            .owner_references()
-            .iter()
-            .map(|o| o.uid.clone())
-            .collect();
-        assert_eq!(
-            owners,
-            [account_uids[&ws.name_any()].clone()],
-            "{} has one owner",
-            ws.name_any()
-        );
-    }
+    let remaining = assert_one_workspace_each(&org_ws, kept).await;
 
     // One store for the org, the one its Store names, and exactly the tuples of what is left.
     let mut client = OpenFga::shared().await.client().await;
@@ -245,9 +205,8 @@ async fn both_operators_killed_mid_work_converge_without_orphans_or_duplicates()
         "exactly the tuples of what is left"
     );
     eprintln!(
-        "converged: {} accounts, {} workspaces, 1 store, {} tuples",
+        "converged: {} accounts, each with its one workspace, 1 store, {} tuples",
         remaining.len(),
-        left_workspaces.len(),
         expected_tuples.len()
     );
 }

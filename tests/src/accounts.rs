@@ -1,9 +1,12 @@
 //! Accounts as the scenarios create them: built, created, and waited for until Ready.
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use crds::Account;
 use crds::AccountSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kcp::types::tenancy::Workspace;
+use kube::ResourceExt;
 use kube::api::{Api, PostParams};
 
 use crate::kcp::{TestWorkspace, wait_for};
@@ -71,4 +74,70 @@ pub async fn workspace_of(parent: &TestWorkspace, name: &str) -> TestWorkspace {
             .parse()
             .unwrap_or_else(|e| panic!("{e}")),
     }
+}
+
+/// Creates Accounts of `account_type` by `creator` named `names` in one go, all at once.
+pub async fn create_accounts(
+    accounts: &Api<Account>,
+    names: &[String],
+    account_type: &str,
+    creator: &str,
+) {
+    futures::future::try_join_all(names.iter().map(|name| async move {
+        accounts
+            .create(
+                &PostParams::default(),
+                &new_account(name, account_type, creator),
+            )
+            .await
+    }))
+    .await
+    .unwrap_or_else(|e| panic!("creating {} Accounts: {e}", names.len()));
+}
+
+/// Asserts that the Accounts in `parent` are exactly `expected`, each Ready, each with exactly
+/// one Workspace owned by it alone, and no other Workspace there (no orphan, no duplicate).
+/// Returns the Accounts.
+pub async fn assert_one_workspace_each(
+    parent: &TestWorkspace,
+    expected: &[String],
+) -> Vec<Account> {
+    let accounts = Api::<Account>::all(parent.client())
+        .list(&Default::default())
+        .await
+        .unwrap_or_else(|e| panic!("listing Accounts in {}: {e}", parent.path))
+        .items;
+    let not_ready: Vec<String> = accounts
+        .iter()
+        .filter(|a| !is_ready(a))
+        .map(ResourceExt::name_any)
+        .collect();
+    assert!(not_ready.is_empty(), "not Ready: {not_ready:?}");
+    let uids: BTreeMap<String, String> = accounts
+        .iter()
+        .map(|a| (a.name_any(), a.uid().unwrap_or_default()))
+        .collect();
+    let expected: BTreeSet<String> = expected.iter().cloned().collect();
+    assert_eq!(uids.keys().cloned().collect::<BTreeSet<_>>(), expected);
+    let workspaces = Api::<Workspace>::all(parent.client())
+        .list(&Default::default())
+        .await
+        .unwrap_or_else(|e| panic!("listing Workspaces in {}: {e}", parent.path))
+        .items;
+    let names: BTreeSet<String> = workspaces.iter().map(ResourceExt::name_any).collect();
+    assert_eq!(names, expected, "no orphan or missing workspace");
+    for ws in &workspaces {
+        let owners: Vec<&str> = ws
+            .owner_references()
+            .iter()
+            .map(|o| o.uid.as_str())
+            .collect();
+        assert_eq!(
+            owners,
+            [uids[&ws.name_any()].as_str()],
+            "{} has one owner",
+            ws.name_any()
+        );
+    }
+    accounts
 }

@@ -7,7 +7,7 @@ use clap::Parser;
 use crds::Account;
 use crds::account_info::{ACCOUNT_INFO_NAME, AccountInfo};
 use harness::{Kcp, TestWorkspace};
-use kube::api::{Api, PostParams};
+use kube::api::Api;
 use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
 
@@ -37,13 +37,7 @@ pub const CREATOR: &str = "alice@example.com";
 
 /// Creates Accounts of type `account` named `names`, all at once.
 pub async fn create_accounts(accounts: &Api<Account>, names: &[String]) {
-    futures::future::join_all(names.iter().map(|name| async move {
-        accounts
-            .create(&PostParams::default(), &new_account(name, "account"))
-            .await
-            .unwrap()
-    }))
-    .await;
+    harness::create_accounts(accounts, names, "account", CREATOR).await;
 }
 
 /// Creates an Account in `parent` and waits for it to be Ready; returns it and its workspace.
