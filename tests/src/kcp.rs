@@ -13,7 +13,7 @@ use kube::{Client, Resource};
 use serde::de::DeserializeOwned;
 use tokio::sync::OnceCell;
 
-use crate::process::{ServerProcess, free_port, memory_mib};
+use crate::process::{ServerProcess, Supervisor, free_port, memory_mib};
 
 /// How long kcp may take to become ready (a cold start on two cores takes about 25 s).
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(180);
@@ -34,42 +34,16 @@ pub struct Kcp {
     restarts: Option<Restarts>,
 }
 
-/// The files through which a test stops and starts a restartable kcp under its supervisor.
+/// How a restartable kcp is stopped and started again.
 #[derive(Debug)]
 struct Restarts {
-    /// The pid of the kcp started last, written by the supervisor at each start; removed by
-    /// [`Kcp::stop`] once that kcp has exited, so that no later signal reaches a reused pid.
-    pid_file: PathBuf,
-    /// Created by the test to have kcp started again.
-    start_file: PathBuf,
+    supervisor: Supervisor,
     /// kcp's `--token-auth-file`: every `kcp-admin` token kcp has written into its kubeconfig.
     /// kcp makes a new one at each start and forgets the old; this keeps the old ones valid,
     /// so that clients, and kubeconfigs copied from kcp's, work again after a restart (an
     /// operator's ServiceAccount token or certificate outlives a restart too).
     admin_tokens: PathBuf,
 }
-
-/// The server a restartable kcp's watchdog runs: kcp as a child of a shell that starts it again,
-/// with the same arguments (root directory, ports), each time the start file appears. The
-/// watchdog's SIGTERM to the process group reaches both; the trap waits for kcp, so that the
-/// watchdog's wait for its server covers kcp too and the state directory is removed only after
-/// kcp is gone. `$1` is the pid file, `$2` the start file, the rest kcp's command line.
-const SUPERVISOR: &str = r#"
-pid_file=$1 start_file=$2
-shift 2
-kcp=
-trap 'if [ -n "$kcp" ]; then kill -TERM "$kcp" 2>/dev/null; wait "$kcp"; fi; exit 0' TERM
-while :; do
-    rm -f "$start_file"
-    "$@" &
-    kcp=$!
-    echo "$kcp" >"$pid_file"
-    wait "$kcp"
-    echo "kcp-supervisor: kcp exited with status $?; waiting to start it again" >&2
-    kcp=
-    until [ -e "$start_file" ]; do sleep 0.1; done
-done
-"#;
 
 static SHARED: OnceCell<Kcp> = OnceCell::const_new();
 
@@ -129,34 +103,17 @@ impl Kcp {
         ];
         let args = [args, flags(state.path())].concat();
         let (program, args, restarts) = if restartable {
+            let admin_tokens = state.path().join("admin-tokens.csv");
+            std::fs::write(&admin_tokens, "")
+                .unwrap_or_else(|e| panic!("writing {}: {e}", admin_tokens.display()));
+            let token_file = format!("--token-auth-file={}", admin_tokens.display());
+            let (supervisor, program, args) =
+                Supervisor::wrap(state.path(), &binary, [args, vec![token_file]].concat());
             let restarts = Restarts {
-                pid_file: state.path().join("kcp-server.pid"),
-                start_file: state.path().join("kcp.start"),
-                admin_tokens: state.path().join("admin-tokens.csv"),
+                supervisor,
+                admin_tokens,
             };
-            std::fs::write(&restarts.admin_tokens, "")
-                .unwrap_or_else(|e| panic!("writing {}: {e}", restarts.admin_tokens.display()));
-            let args = [
-                args,
-                vec![format!(
-                    "--token-auth-file={}",
-                    restarts.admin_tokens.display()
-                )],
-            ]
-            .concat();
-            let supervised = [
-                vec![
-                    "-c".to_owned(),
-                    SUPERVISOR.to_owned(),
-                    "kcp-supervisor".to_owned(),
-                    restarts.pid_file.display().to_string(),
-                    restarts.start_file.display().to_string(),
-                    binary.display().to_string(),
-                ],
-                args,
-            ]
-            .concat();
-            (PathBuf::from("bash"), supervised, Some(restarts))
+            (program, args, Some(restarts))
         } else {
             (binary, args, None)
         };
@@ -223,11 +180,12 @@ impl Kcp {
         }
     }
 
-    /// Whether kcp was started and has exited. One read of the pid file: see
-    /// [`ServerProcess::exited`].
+    /// Whether kcp was started and has exited.
     fn exited(&self) -> bool {
-        self.pid()
-            .is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists())
+        match &self.restarts {
+            Some(restarts) => restarts.supervisor.exited(),
+            None => self.process.exited(),
+        }
     }
 
     fn restarts(&self) -> &Restarts {
@@ -240,35 +198,16 @@ impl Kcp {
     /// directory stays. Panics unless kcp was started with [`Kcp::restartable`] and is running.
     /// `&mut` so that a shared kcp, which other tests use, cannot be stopped.
     pub async fn stop(&mut self) {
-        let pid_file = self.restarts().pid_file.clone();
-        let pid = self
-            .pid()
-            .unwrap_or_else(|| panic!("kcp is not running: {}", self.process.log_tail(20)));
-        let killed = std::process::Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
-            .status()
-            .unwrap_or_else(|e| panic!("running kill: {e}"));
-        assert!(killed.success(), "kill -TERM {pid}: {killed}");
-        let stopping = Instant::now();
-        // The supervisor, waiting for kcp, reaps it at once: no zombie keeps /proc/<pid>.
-        while !self.exited() {
-            assert!(
-                stopping.elapsed() < STOP_TIMEOUT,
-                "kcp (pid {pid}) still running {STOP_TIMEOUT:?} after SIGTERM; log:\n{}",
-                self.process.log_tail(40)
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        std::fs::remove_file(&pid_file)
-            .unwrap_or_else(|e| panic!("removing {}: {e}", pid_file.display()));
+        self.restarts()
+            .supervisor
+            .stop(&self.process, STOP_TIMEOUT)
+            .await;
     }
 
     /// Starts the stopped kcp again with the same root directory, ports and flags, and waits
     /// until it is ready; returns the time that took.
     pub async fn start_again(&mut self) -> Duration {
-        let start_file = &self.restarts().start_file;
-        std::fs::write(start_file, "")
-            .unwrap_or_else(|e| panic!("writing {}: {e}", start_file.display()));
+        self.restarts().supervisor.start_again();
         let started = Instant::now();
         self.until_ready(started).await;
         let took = started.elapsed();
@@ -294,11 +233,7 @@ impl Kcp {
     /// kcp's process id; `None` while a restartable kcp is stopped.
     pub fn pid(&self) -> Option<u32> {
         match &self.restarts {
-            Some(restarts) => std::fs::read_to_string(&restarts.pid_file)
-                .ok()?
-                .trim()
-                .parse()
-                .ok(),
+            Some(restarts) => restarts.supervisor.pid(),
             None => self.process.pid(),
         }
     }
@@ -354,9 +289,14 @@ impl Kcp {
 }
 
 async fn readyz(kubeconfig: &std::path::Path) -> bool {
-    let Ok(factory) = ClientFactory::from_kubeconfig(kubeconfig, Some("root")).await else {
-        return false;
-    };
+    match ClientFactory::from_kubeconfig(kubeconfig, Some("root")).await {
+        Ok(factory) => server_ready(&factory).await,
+        Err(_) => false,
+    }
+}
+
+/// Whether the server `factory` points at answers `/readyz` with `ok`.
+pub(crate) async fn server_ready(factory: &ClientFactory) -> bool {
     let Ok(client) = factory.for_server() else {
         return false;
     };

@@ -206,3 +206,114 @@ pub fn free_port() -> u16 {
         .map(|a| a.port())
         .unwrap_or_else(|e| panic!("no free loopback port: {e}"))
 }
+
+/// The server under a [`Supervisor`]: the program as a child of a shell that starts it again,
+/// with the same arguments, each time the start file appears. The watchdog's SIGTERM to the
+/// process group reaches both; the trap waits for the program, so that the watchdog's wait for
+/// its server covers the program too and the state directory is removed only after it is gone.
+/// `$1` is the pid file, `$2` the start file, the rest the program's command line.
+const SUPERVISOR: &str = r#"
+pid_file=$1 start_file=$2
+shift 2
+server=
+trap 'if [ -n "$server" ]; then kill -TERM "$server" 2>/dev/null; wait "$server"; fi; exit 0' TERM
+while :; do
+    rm -f "$start_file"
+    "$@" &
+    server=$!
+    echo "$server" >"$pid_file"
+    wait "$server"
+    echo "supervisor: the server exited with status $?; waiting to start it again" >&2
+    server=
+    until [ -e "$start_file" ]; do sleep 0.1; done
+done
+"#;
+
+/// How a test stops a server (a kcp, a kcp shard) and starts it again on the same state,
+/// ports and flags: the [`ServerProcess`] runs the program under a supervising shell, and
+/// these are the files through which the test and that shell talk.
+#[derive(Debug)]
+pub struct Supervisor {
+    /// The pid of the program started last, written by the supervisor at each start; removed
+    /// by [`Supervisor::stop`] once that program has exited, so that no later signal reaches
+    /// a reused pid.
+    pid_file: PathBuf,
+    /// Created by the test to have the program started again.
+    start_file: PathBuf,
+}
+
+impl Supervisor {
+    /// A supervisor keeping its files in `state_dir`, and the program and arguments to give
+    /// [`ServerProcess::start`] to run `program args…` under it.
+    pub fn wrap(
+        state_dir: &Path,
+        program: &Path,
+        args: Vec<String>,
+    ) -> (Self, PathBuf, Vec<String>) {
+        let supervisor = Supervisor {
+            pid_file: state_dir.join("supervised.pid"),
+            start_file: state_dir.join("supervised.start"),
+        };
+        let supervised = [
+            vec![
+                "-c".to_owned(),
+                SUPERVISOR.to_owned(),
+                "supervisor".to_owned(),
+                supervisor.pid_file.display().to_string(),
+                supervisor.start_file.display().to_string(),
+                program.display().to_string(),
+            ],
+            args,
+        ]
+        .concat();
+        (supervisor, PathBuf::from("bash"), supervised)
+    }
+
+    /// The program's process id; `None` while it is stopped.
+    pub fn pid(&self) -> Option<u32> {
+        std::fs::read_to_string(&self.pid_file)
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    /// Whether the program was started and has exited. One read of the pid file: see
+    /// [`ServerProcess::exited`].
+    pub fn exited(&self) -> bool {
+        self.pid()
+            .is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists())
+    }
+
+    /// Stops the program with SIGTERM, as its watchdog would, and waits until it has exited,
+    /// for at most `timeout`; panics with `server`'s log after that, or when it is not running.
+    pub async fn stop(&self, server: &ServerProcess, timeout: Duration) {
+        let pid = self
+            .pid()
+            .unwrap_or_else(|| panic!("{} is not running: {}", server.name, server.log_tail(20)));
+        let killed = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .unwrap_or_else(|e| panic!("running kill: {e}"));
+        assert!(killed.success(), "kill -TERM {pid}: {killed}");
+        let stopping = Instant::now();
+        // The supervisor, waiting for the program, reaps it at once: no zombie keeps /proc/<pid>.
+        while !self.exited() {
+            assert!(
+                stopping.elapsed() < timeout,
+                "{} (pid {pid}) still running {timeout:?} after SIGTERM; log:\n{}",
+                server.name,
+                server.log_tail(40)
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        std::fs::remove_file(&self.pid_file)
+            .unwrap_or_else(|e| panic!("removing {}: {e}", self.pid_file.display()));
+    }
+
+    /// Has the supervisor start the stopped program again.
+    pub fn start_again(&self) {
+        std::fs::write(&self.start_file, "")
+            .unwrap_or_else(|e| panic!("writing {}: {e}", self.start_file.display()));
+    }
+}
