@@ -35,7 +35,9 @@ pub use openfga::OpenFga;
 pub use platform_mesh::{PlatformExport, SECURITY_TYPE, SYSTEM_PATH, root_type, set_up_platform};
 pub use process::{ServerProcess, free_port, memory_mib};
 pub use proxy::TcpProxy;
-pub use widgets::{WIDGETS_EXPORT, bind_widgets, widget_provider, widgets_binding};
+pub use widgets::{
+    WIDGETS_EXPORT, bind_widgets, create_widgets_export, widget_provider, widgets_binding,
+};
 
 /// A self-signed serving certificate for 127.0.0.1 written into `dir` as `tls.crt` and
 /// `tls.key`, as a webhook serves it; returns its PEM (its own CA).

@@ -20,6 +20,12 @@ pub const WIDGETS_EXPORT: &str = "widgets.example.io";
 pub async fn widget_provider(kcp: &Kcp) -> TestWorkspace {
     let provider = kcp.private_workspace("provider").await;
     PlatformExport::core(kcp).await.bind(&provider).await;
+    create_widgets_export(&provider).await;
+    provider
+}
+
+/// The export `widgets.example.io` and its schema, created in `provider`.
+pub async fn create_widgets_export(provider: &TestWorkspace) {
     let post = PostParams::default();
     let schema = ApiResourceSchema::new(
         "v1.widgets.example.io",
@@ -49,8 +55,9 @@ pub async fn widget_provider(kcp: &Kcp) -> TestWorkspace {
             name_validation: None,
         },
     );
-    Api::<ApiResourceSchema>::all(provider.client())
-        .create(&post, &schema)
+    // A workspace just made may not serve the kind yet.
+    let schemas = Api::<ApiResourceSchema>::all(provider.client());
+    crate::kcp::when_served(|| schemas.create(&post, &schema))
         .await
         .unwrap_or_else(|e| panic!("creating the widgets schema: {e}"));
     let export = ApiExport::new(
@@ -69,7 +76,6 @@ pub async fn widget_provider(kcp: &Kcp) -> TestWorkspace {
         .create(&post, &export)
         .await
         .unwrap_or_else(|e| panic!("creating the widgets export: {e}"));
-    provider
 }
 
 /// An APIBinding `widgets` to `provider`'s export.

@@ -9,12 +9,8 @@ use std::collections::BTreeSet;
 
 use harness::sharded::{SHARD_ANNOTATION, ShardedKcp};
 use harness::{TestWorkspace, WIDGETS_EXPORT, bind_widgets, wait_for};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinitionNames;
 use kcp::ClusterPath;
-use kcp::types::apis::{
-    ApiExport, ApiExportEndpointSlice, ApiExportSpec, ApiResourceSchema, ApiResourceSchemaSpec,
-    ApiResourceVersion, ResourceSchema, ResourceSchemaStorage,
-};
+use kcp::types::apis::ApiExportEndpointSlice;
 use kcp::types::core::{LOGICAL_CLUSTER_NAME, LogicalCluster};
 use kcp::types::tenancy::Workspace;
 use kube::api::{Api, ApiResource, DynamicObject, ListParams, PostParams};
@@ -81,7 +77,7 @@ async fn workspaces_and_endpoints_span_two_shards_and_survive_an_outage() {
     // An export on the root shard, bound on both shards: its endpoint slice lists both shards'
     // virtual workspaces, each reachable directly with the admin's client certificate and
     // serving only its own shard's consumers.
-    create_widgets_export(&provider).await;
+    harness::create_widgets_export(&provider).await;
     for consumer in [&on_root, &on_shard_1] {
         bind_widgets(&provider, consumer).await;
         let widgets = widgets(consumer.client());
@@ -249,57 +245,4 @@ async fn assert_placed_by_annotation(
 fn widgets(client: Client) -> Api<DynamicObject> {
     let resource = ApiResource::from_gvk(&GroupVersionKind::gvk("example.io", "v1", "Widget"));
     Api::all_with(client, &resource)
-}
-
-/// The `widgets.example.io` export (cluster-scoped Widgets) in `provider`.
-async fn create_widgets_export(provider: &TestWorkspace) {
-    let post = PostParams::default();
-    let schema = ApiResourceSchema::new(
-        "v1.widgets.example.io",
-        ApiResourceSchemaSpec {
-            group: "example.io".into(),
-            names: CustomResourceDefinitionNames {
-                plural: "widgets".into(),
-                singular: Some("widget".into()),
-                kind: "Widget".into(),
-                list_kind: Some("WidgetList".into()),
-                ..Default::default()
-            },
-            scope: "Cluster".into(),
-            versions: vec![ApiResourceVersion {
-                name: "v1".into(),
-                served: true,
-                storage: true,
-                deprecated: false,
-                deprecation_warning: None,
-                schema: serde_json::json!({
-                    "type": "object",
-                    "x-kubernetes-preserve-unknown-fields": true
-                }),
-                subresources: None,
-                additional_printer_columns: Vec::new(),
-            }],
-            name_validation: None,
-        },
-    );
-    let schemas = Api::<ApiResourceSchema>::all(provider.client());
-    harness::when_served(|| schemas.create(&post, &schema))
-        .await
-        .unwrap();
-    let export = ApiExport::new(
-        WIDGETS_EXPORT,
-        ApiExportSpec {
-            resources: vec![ResourceSchema {
-                name: "widgets".into(),
-                group: "example.io".into(),
-                schema: "v1.widgets.example.io".into(),
-                storage: ResourceSchemaStorage::crd(),
-            }],
-            ..Default::default()
-        },
-    );
-    Api::<ApiExport>::all(provider.client())
-        .create(&post, &export)
-        .await
-        .unwrap();
 }
