@@ -48,7 +48,10 @@ const RETRY_FIRST_AFTER: Duration = Duration::from_millis(500);
 const RETRY_AT_MOST_AFTER: Duration = Duration::from_secs(10);
 
 /// Exponential backoff between retries of a failed watch, from [`RETRY_FIRST_AFTER`] to
-/// [`RETRY_AT_MOST_AFTER`], started over by any event the watch delivers.
+/// [`RETRY_AT_MOST_AFTER`], started over by any event the watch delivers except the `Init`
+/// that opens each attempt to list: a list refused every time (a 403) would otherwise be
+/// retried every 0.5 s forever, as kube's own `StreamBackoff`, which resets on every event,
+/// does.
 #[derive(Debug)]
 struct RetryBackoff(Duration);
 
@@ -68,7 +71,7 @@ impl Iterator for RetryBackoff {
     }
 }
 
-impl kube::runtime::utils::Backoff for RetryBackoff {
+impl RetryBackoff {
     fn reset(&mut self) {
         self.0 = RETRY_FIRST_AFTER;
     }
@@ -161,9 +164,9 @@ pub(crate) async fn run<R>(
     // they are often the largest part of an object: not keeping them is most of a watch's
     // memory.
     let mut stream = watcher::watcher(api, config)
-        .backoff(RetryBackoff::default())
         .modify(|object| object.meta_mut().managed_fields = None)
         .boxed();
+    let mut backoff = RetryBackoff::default();
     // The last version of every object the watch delivered, to reconcile re-lists against.
     let mut known: HashMap<ObjectKey, R> = HashMap::new();
     let mut relisted: Option<HashMap<ObjectKey, R>> = None;
@@ -179,11 +182,20 @@ pub(crate) async fn run<R>(
                 tracing::warn!(watch = what, %error, "watch failed; retrying");
                 failing.set(error.to_string());
                 failed(&error);
-                continue;
+                // The watcher tries again when it is polled next.
+                let wait = backoff.next().unwrap_or(RETRY_AT_MOST_AFTER);
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    () = tokio::time::sleep(wait) => continue,
+                }
             }
             None => return,
         };
-        failing.clear();
+        // `Init` only says a list is being tried; the watch works again once it delivers.
+        if !matches!(event, Event::Init) {
+            failing.clear();
+            backoff.reset();
+        }
         match event {
             Event::Init => relisted = Some(HashMap::new()),
             Event::InitApply(object) => {
@@ -281,7 +293,6 @@ mod tests {
 
     #[test]
     fn retries_double_to_ten_seconds_and_start_over_after_an_event() {
-        use kube::runtime::utils::Backoff;
         let mut backoff = RetryBackoff::default();
         let waits: Vec<u64> = backoff
             .by_ref()
@@ -410,6 +421,71 @@ mod tests {
                 .await
                 .expect("the list arrives");
             assert_eq!(seen, expected, "unannotated objects go to {unannotated:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_list_refused_every_time_backs_off_and_stays_failing_since_its_first_error() {
+        let lists: Arc<std::sync::Mutex<Vec<Instant>>> = Arc::default();
+        let app = Router::new()
+            .route(
+                "/api/v1/configmaps",
+                get(
+                    |State(lists): State<Arc<std::sync::Mutex<Vec<Instant>>>>| async move {
+                        lists.lock().unwrap().push(Instant::now());
+                        let forbidden = json!({"apiVersion": "v1", "kind": "Status",
+                        "status": "Failure", "code": 403, "reason": "Forbidden",
+                        "message": "configmaps is forbidden"});
+                        (axum::http::StatusCode::FORBIDDEN, axum::Json(forbidden)).into_response()
+                    },
+                ),
+            )
+            .with_state(lists.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let config = kube::Config::new(format!("http://{address}").parse().unwrap());
+        let client = kube::Client::try_from(config).unwrap();
+
+        let stop = CancellationToken::new();
+        let failing = Failing::default();
+        let mut since = Vec::new();
+        let watching = run(
+            Target {
+                api: Api::<ConfigMap>::all(client),
+                config: watcher::Config::default(),
+                what: "configmaps",
+                unannotated: None,
+            },
+            stop.clone(),
+            &failing,
+            |_| {
+                since.push(failing.since().map(|(at, _)| at));
+                if since.len() == 4 {
+                    stop.cancel();
+                }
+            },
+            |_| panic!("nothing is delivered"),
+        );
+        tokio::time::timeout(Duration::from_secs(30), watching)
+            .await
+            .expect("four refusals");
+        // `failed` runs right after `set`, so each entry is the streak after that error.
+        let first = since[0].expect("failing after the first refusal");
+        assert_eq!(
+            since,
+            [Some(first); 4],
+            "one streak, from the first refusal on"
+        );
+        let lists = lists.lock().unwrap();
+        assert_eq!(lists.len(), 4);
+        // A wait can only come out longer than asked (a busy machine), never shorter.
+        let gaps: Vec<Duration> = lists.windows(2).map(|w| w[1] - w[0]).collect();
+        for (gap, asked) in gaps.iter().zip([500, 1000, 2000]) {
+            assert!(
+                *gap >= Duration::from_millis(asked),
+                "retries waited {gaps:?}, at least 0.5, 1 and 2 s expected"
+            );
         }
     }
 }
