@@ -32,6 +32,13 @@
 //!   that is not checked.
 //! * Unused conditions are accepted, as the server accepts them (the
 //!   language tooling's validator warns about them).
+//! * The entry-point and cycle searches stop at [`MAX_SEARCH_DEPTH`] nested
+//!   steps and report [`ValidationError::TooDeep`]. The server searches on
+//!   Go's growable stacks without a limit; here the search runs on a thread's
+//!   fixed stack, which a chain of about 1,500 relations (`define r1: r0`,
+//!   `define r2: r1` …) overflowed, aborting the process. The server gives up
+//!   on such a model anyway: v1.22.1 answers a chain of 1,000 relations with
+//!   `deadline exceeded`.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -69,6 +76,12 @@ pub const MAX_CONDITION_EXPRESSION_BYTES: usize = 512;
 
 /// The most parameters a condition may declare.
 pub const MAX_CONDITION_PARAMETERS: usize = 25;
+
+/// The most nested steps (a relation to the relation it refers to, an operator to its
+/// operands) the entry-point and cycle searches take from one relation; see the module docs.
+/// Not a server rule, but far above what a check can use: the server resolves at most 25
+/// nested steps by default (`--resolve-node-limit`).
+pub const MAX_SEARCH_DEPTH: usize = 256;
 
 /// One problem that makes OpenFGA reject a model. Messages follow the
 /// server's wording where it has one.
@@ -272,6 +285,19 @@ pub enum ValidationError {
         /// The server says `potential loop`: the search came back to a relation it was checking.
         possible_loop: bool,
     },
+    /// The entry-point or cycle search from a relation went more than
+    /// [`MAX_SEARCH_DEPTH`] steps deep (not a server rule; see the module docs).
+    #[error(
+        "the definition of relation '{relation}' in object type '{type_name}' is invalid: it leads through more than {limit} relations and operators in a row"
+    )]
+    TooDeep {
+        /// The type.
+        type_name: String,
+        /// The relation.
+        relation: String,
+        /// [`MAX_SEARCH_DEPTH`].
+        limit: usize,
+    },
     /// A relation reaches itself through computed usersets of its own type.
     #[error(
         "the definition of relation '{relation}' in object type '{type_name}' is invalid: an authorization model cannot contain a cycle"
@@ -435,6 +461,11 @@ impl ValidationError {
             | E::Cycle {
                 type_name,
                 relation,
+            }
+            | E::TooDeep {
+                type_name,
+                relation,
+                ..
             } => Subject::Relation {
                 type_name,
                 relation,
@@ -576,9 +607,10 @@ pub fn validate(model: &AuthorizationModel) -> Vec<ValidationError> {
             relation_errors.insert((type_name, relation), found);
         }
     }
+    let reaching_broken = system.reaching_broken(&broken);
     for ((type_name, relation), mut found) in relation_errors {
-        if found.is_empty() && !broken.contains(&(type_name, relation)) {
-            found.extend(system.graph_errors(type_name, relation, &broken));
+        if found.is_empty() && !reaching_broken.contains(&(type_name, relation)) {
+            found.extend(system.graph_errors(type_name, relation));
         }
         errors.extend(found);
     }
@@ -624,6 +656,8 @@ fn related_relation(reference: &RelationReference) -> Option<&str> {
 struct TypeSystem<'m> {
     types: BTreeMap<&'m str, &'m TypeDefinition>,
     conditions: &'m BTreeMap<String, crate::model::Condition>,
+    /// Per type, the tuplesets of its `x from tupleset` rewrites.
+    tuplesets: HashMap<&'m str, HashSet<&'m str>>,
 }
 
 /// Entry-point search state: whether a type's relation is known to have an
@@ -632,19 +666,43 @@ struct TypeSystem<'m> {
 /// seen by its siblings exactly as on the server.
 type Visited<'m> = HashMap<&'m str, Rc<RefCell<HashMap<&'m str, bool>>>>;
 
-/// The search reached an undefined relation: the server fails with an
-/// internal message there; here the cause is reported by the rewrite checks.
-struct Undefined;
+/// Why a search stopped early.
+enum Stop {
+    /// It reached an undefined relation: the server fails with an internal
+    /// message there; here the cause is reported by the rewrite checks.
+    Undefined,
+    /// It went deeper than [`MAX_SEARCH_DEPTH`].
+    TooDeep,
+}
+
+/// [`Stop::TooDeep`] once a search is deeper than [`MAX_SEARCH_DEPTH`].
+fn deepen(depth: usize) -> Result<usize, Stop> {
+    if depth >= MAX_SEARCH_DEPTH {
+        return Err(Stop::TooDeep);
+    }
+    Ok(depth + 1)
+}
 
 impl<'m> TypeSystem<'m> {
     fn new(model: &'m AuthorizationModel) -> Self {
+        let types: BTreeMap<&'m str, &'m TypeDefinition> = model
+            .type_definitions
+            .iter()
+            .map(|t| (t.type_name.as_str(), t))
+            .collect();
+        let tuplesets = types
+            .iter()
+            .map(|(&type_name, t)| {
+                (
+                    type_name,
+                    t.relations.values().flat_map(tuplesets).collect(),
+                )
+            })
+            .collect();
         Self {
-            types: model
-                .type_definitions
-                .iter()
-                .map(|t| (t.type_name.as_str(), t))
-                .collect(),
+            types,
             conditions: &model.conditions,
+            tuplesets,
         }
     }
 
@@ -666,11 +724,9 @@ impl<'m> TypeSystem<'m> {
 
     /// Is `relation` the tupleset of some `x from relation` of the type?
     fn is_tupleset(&self, type_name: &str, relation: &str) -> bool {
-        self.types.get(type_name).is_some_and(|t| {
-            t.relations
-                .values()
-                .any(|rewrite| tuplesets(rewrite).any(|tupleset| tupleset == relation))
-        })
+        self.tuplesets
+            .get(type_name)
+            .is_some_and(|tuplesets| tuplesets.contains(relation))
     }
 
     /// Name, rewrite and type-restriction problems of one relation.
@@ -836,20 +892,21 @@ impl<'m> TypeSystem<'m> {
         }
     }
 
-    /// Entry points, then cycles, of a relation whose own definition is valid.
-    fn graph_errors(
-        &self,
-        type_name: &'m str,
-        relation: &'m str,
-        broken: &HashSet<(&str, &str)>,
-    ) -> Option<ValidationError> {
-        if self.reaches_broken(type_name, relation, broken) {
-            return None;
-        }
+    /// Entry points, then cycles, of a relation whose own definition is valid
+    /// and that does not depend on a broken one ([`TypeSystem::reaching_broken`]).
+    fn graph_errors(&self, type_name: &'m str, relation: &'m str) -> Option<ValidationError> {
         let rewrite = self.rewrite(type_name, relation)?;
-        let (has_entrypoint, possible_loop) = self
-            .has_entrypoints(type_name, relation, rewrite, &Visited::new())
-            .ok()?;
+        let too_deep = || ValidationError::TooDeep {
+            type_name: type_name.to_owned(),
+            relation: relation.to_owned(),
+            limit: MAX_SEARCH_DEPTH,
+        };
+        let (has_entrypoint, possible_loop) =
+            match self.has_entrypoints(type_name, relation, rewrite, &Visited::new(), 0) {
+                Ok(found) => found,
+                Err(Stop::TooDeep) => return Some(too_deep()),
+                Err(Stop::Undefined) => return None,
+            };
         if !has_entrypoint {
             return Some(ValidationError::NoEntrypoints {
                 type_name: type_name.to_owned(),
@@ -858,78 +915,91 @@ impl<'m> TypeSystem<'m> {
             });
         }
         let mut visited = HashSet::new();
-        match self.has_cycle(type_name, relation, rewrite, &mut visited) {
+        match self.has_cycle(type_name, relation, rewrite, &mut visited, 0) {
             Ok(true) => Some(ValidationError::Cycle {
                 type_name: type_name.to_owned(),
                 relation: relation.to_owned(),
             }),
-            _ => None,
+            Err(Stop::TooDeep) => Some(too_deep()),
+            Ok(false) | Err(Stop::Undefined) => None,
         }
     }
 
-    /// Does the relation depend, through rewrites, usersets in restrictions
-    /// or tuplesets, on a relation with its own errors?
-    fn reaches_broken(
+    /// Every relation that depends, through rewrites, usersets in restrictions
+    /// or tuplesets, on a relation with its own errors, those included: one
+    /// pass backwards over the dependencies from the broken relations (a
+    /// search forwards from each relation took time quadratic in a chain of
+    /// relations).
+    fn reaching_broken<'b>(
         &self,
-        type_name: &str,
-        relation: &str,
-        broken: &HashSet<(&str, &str)>,
-    ) -> bool {
-        let mut stack = vec![(type_name.to_owned(), relation.to_owned())];
-        let mut seen = HashSet::new();
-        while let Some((type_name, relation)) = stack.pop() {
-            if !seen.insert((type_name.clone(), relation.clone())) {
-                continue;
-            }
-            if broken.contains(&(type_name.as_str(), relation.as_str())) {
-                return true;
-            }
-            let Some(rewrite) = self.rewrite(&type_name, &relation) else {
-                continue;
-            };
-            for reference in self.related_types(&type_name, &relation) {
-                if let Some(related) = related_relation(reference) {
-                    stack.push((reference.type_name.clone(), related.to_owned()));
+        broken: &HashSet<(&'b str, &'b str)>,
+    ) -> HashSet<(&'b str, &'b str)>
+    where
+        'm: 'b,
+    {
+        let mut dependents: HashMap<(&str, &str), Vec<(&str, &str)>> = HashMap::new();
+        for (&type_name, definition) in &self.types {
+            for (relation, rewrite) in &definition.relations {
+                let dependent = (type_name, relation.as_str());
+                let mut depends_on = |dependency: (&'m str, &'m str)| {
+                    dependents.entry(dependency).or_default().push(dependent);
+                };
+                for reference in self.related_types(type_name, relation) {
+                    if let Some(related) = related_relation(reference) {
+                        depends_on((reference.type_name.as_str(), related));
+                    }
                 }
-            }
-            let mut pending = vec![rewrite];
-            while let Some(userset) = pending.pop() {
-                match userset {
-                    Userset::This(_) => {}
-                    Userset::ComputedUserset(computed) => {
-                        stack.push((type_name.clone(), computed.relation.clone()));
-                    }
-                    Userset::TupleToUserset(ttu) => {
-                        stack.push((type_name.clone(), ttu.tupleset.relation.clone()));
-                        for reference in self.related_types(&type_name, &ttu.tupleset.relation) {
-                            stack.push((
-                                reference.type_name.clone(),
-                                ttu.computed_userset.relation.clone(),
-                            ));
+                let mut pending = vec![rewrite];
+                while let Some(userset) = pending.pop() {
+                    match userset {
+                        Userset::This(_) => {}
+                        Userset::ComputedUserset(computed) => {
+                            depends_on((type_name, computed.relation.as_str()));
                         }
-                    }
-                    Userset::Union(children) | Userset::Intersection(children) => {
-                        pending.extend(children.child.iter());
-                    }
-                    Userset::Difference(difference) => {
-                        pending.push(&difference.base);
-                        pending.push(&difference.subtract);
+                        Userset::TupleToUserset(ttu) => {
+                            let tupleset = ttu.tupleset.relation.as_str();
+                            depends_on((type_name, tupleset));
+                            for reference in self.related_types(type_name, tupleset) {
+                                depends_on((
+                                    reference.type_name.as_str(),
+                                    ttu.computed_userset.relation.as_str(),
+                                ));
+                            }
+                        }
+                        Userset::Union(children) | Userset::Intersection(children) => {
+                            pending.extend(children.child.iter());
+                        }
+                        Userset::Difference(difference) => {
+                            pending.push(&difference.base);
+                            pending.push(&difference.subtract);
+                        }
                     }
                 }
             }
         }
-        false
+        let mut reaching = broken.clone();
+        let mut pending: Vec<(&str, &str)> = broken.iter().copied().collect();
+        while let Some(relation) = pending.pop() {
+            for &dependent in dependents.get(&relation).into_iter().flatten() {
+                if reaching.insert(dependent) {
+                    pending.push(dependent);
+                }
+            }
+        }
+        reaching
     }
 
     /// `hasEntrypoints` of typesystem.go, step for step: (has an entry point,
-    /// came back to a relation being checked).
+    /// came back to a relation being checked). `depth`: the steps taken so far.
     fn has_entrypoints(
         &self,
         type_name: &'m str,
         relation: &'m str,
         rewrite: &'m Userset,
         visited: &Visited<'m>,
-    ) -> Result<(bool, bool), Undefined> {
+        depth: usize,
+    ) -> Result<(bool, bool), Stop> {
+        let depth = deepen(depth)?;
         let mut v = visited.clone();
         match v.get(type_name) {
             Some(inner) => {
@@ -946,7 +1016,7 @@ impl<'m> TypeSystem<'m> {
             v.get(type_name)
                 .and_then(|inner| inner.borrow().get(relation).copied())
         };
-        self.rewrite(type_name, relation).ok_or(Undefined)?;
+        self.rewrite(type_name, relation).ok_or(Stop::Undefined)?;
 
         match rewrite {
             Userset::This(_) => {
@@ -962,7 +1032,7 @@ impl<'m> TypeSystem<'m> {
                     let assignable_type = assignable.type_name.as_str();
                     let assignable_rewrite = self
                         .rewrite(assignable_type, assignable_relation)
-                        .ok_or(Undefined)?;
+                        .ok_or(Stop::Undefined)?;
                     if known(&v, assignable_type, assignable_relation).is_some() {
                         continue;
                     }
@@ -971,6 +1041,7 @@ impl<'m> TypeSystem<'m> {
                         assignable_relation,
                         assignable_rewrite,
                         &v,
+                        depth,
                     )?;
                     if found {
                         return Ok((true, false));
@@ -980,16 +1051,16 @@ impl<'m> TypeSystem<'m> {
             }
             Userset::ComputedUserset(computed) => {
                 let computed = computed.relation.as_str();
-                let computed_rewrite = self.rewrite(type_name, computed).ok_or(Undefined)?;
+                let computed_rewrite = self.rewrite(type_name, computed).ok_or(Stop::Undefined)?;
                 if let Some(found) = known(&v, type_name, computed) {
                     return Ok((found, true));
                 }
-                self.has_entrypoints(type_name, computed, computed_rewrite, &v)
+                self.has_entrypoints(type_name, computed, computed_rewrite, &v, depth)
             }
             Userset::TupleToUserset(ttu) => {
                 let tupleset = ttu.tupleset.relation.as_str();
                 let computed = ttu.computed_userset.relation.as_str();
-                self.rewrite(type_name, tupleset).ok_or(Undefined)?;
+                self.rewrite(type_name, tupleset).ok_or(Stop::Undefined)?;
                 for assignable in self.related_types(type_name, tupleset) {
                     let assignable_type = assignable.type_name.as_str();
                     let Some(assignable_rewrite) = self.rewrite(assignable_type, computed) else {
@@ -1001,8 +1072,13 @@ impl<'m> TypeSystem<'m> {
                         }
                         continue;
                     }
-                    let (found, _) =
-                        self.has_entrypoints(assignable_type, computed, assignable_rewrite, &v)?;
+                    let (found, _) = self.has_entrypoints(
+                        assignable_type,
+                        computed,
+                        assignable_rewrite,
+                        &v,
+                        depth,
+                    )?;
                     if found {
                         return Ok((true, false));
                     }
@@ -1013,7 +1089,7 @@ impl<'m> TypeSystem<'m> {
                 let mut possible_loop = false;
                 for child in &children.child {
                     let (found, child_loop) =
-                        self.has_entrypoints(type_name, relation, child, visited)?;
+                        self.has_entrypoints(type_name, relation, child, visited, depth)?;
                     if found {
                         return Ok((true, false));
                     }
@@ -1024,7 +1100,7 @@ impl<'m> TypeSystem<'m> {
             Userset::Intersection(children) => {
                 for child in &children.child {
                     let (found, child_loop) =
-                        self.has_entrypoints(type_name, relation, child, visited)?;
+                        self.has_entrypoints(type_name, relation, child, visited, depth)?;
                     if !found {
                         return Ok((false, child_loop));
                     }
@@ -1034,7 +1110,7 @@ impl<'m> TypeSystem<'m> {
             Userset::Difference(difference) => {
                 for child in [&difference.base, &difference.subtract] {
                     let (found, child_loop) =
-                        self.has_entrypoints(type_name, relation, child, visited)?;
+                        self.has_entrypoints(type_name, relation, child, visited, depth)?;
                     if !found {
                         return Ok((false, child_loop));
                     }
@@ -1045,14 +1121,16 @@ impl<'m> TypeSystem<'m> {
     }
 
     /// `hasCycle` of typesystem.go: a computed userset leading back to a
-    /// relation of the same type already on the path.
+    /// relation of the same type already on the path. `depth`: the steps taken so far.
     fn has_cycle(
         &self,
         type_name: &'m str,
         relation: &'m str,
         rewrite: &'m Userset,
         visited: &mut HashSet<&'m str>,
-    ) -> Result<bool, Undefined> {
+        depth: usize,
+    ) -> Result<bool, Stop> {
+        let depth = deepen(depth)?;
         visited.insert(relation);
         let mut copy = visited.clone();
         let children: Vec<&Userset> = match rewrite {
@@ -1062,8 +1140,8 @@ impl<'m> TypeSystem<'m> {
                 if visited.contains(computed) {
                     return Ok(true);
                 }
-                let computed_rewrite = self.rewrite(type_name, computed).ok_or(Undefined)?;
-                return self.has_cycle(type_name, computed, computed_rewrite, &mut copy);
+                let computed_rewrite = self.rewrite(type_name, computed).ok_or(Stop::Undefined)?;
+                return self.has_cycle(type_name, computed, computed_rewrite, &mut copy, depth);
             }
             Userset::Union(children) | Userset::Intersection(children) => {
                 children.child.iter().collect()
@@ -1071,7 +1149,7 @@ impl<'m> TypeSystem<'m> {
             Userset::Difference(difference) => vec![&difference.base, &difference.subtract],
         };
         for child in children {
-            if self.has_cycle(type_name, relation, child, &mut copy)? {
+            if self.has_cycle(type_name, relation, child, &mut copy, depth)? {
                 return Ok(true);
             }
         }
@@ -1166,5 +1244,39 @@ fn is_valid_parameter_type(type_ref: &ConditionParamTypeRef) -> bool {
         type_ref.generic_types.len() == 1 && is_valid_parameter_type(&type_ref.generic_types[0])
     } else {
         type_ref.generic_types.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `type user`, then `type chain` with `define r0: [user]` and `define r<i>: r<i-1>` up to
+    /// `r<length-1>`.
+    fn chain(length: usize) -> AuthorizationModel {
+        let mut text = "model\n  schema 1.1\ntype user\ntype chain\n  relations\n".to_owned();
+        text.push_str("    define r0: [user]\n");
+        for i in 1..length {
+            text.push_str(&format!("    define r{i}: r{}\n", i - 1));
+        }
+        crate::dsl::parse_model(&text).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn a_long_chain_of_relations_is_too_deep_instead_of_overflowing_the_stack() {
+        assert_eq!(validate(&chain(MAX_SEARCH_DEPTH)), Vec::new());
+        // 2,000 relations overflowed this thread's 2 MiB stack before the limit.
+        let errors = validate(&chain(2_000));
+        assert_eq!(errors.len(), 2_000 - MAX_SEARCH_DEPTH);
+        assert_eq!(
+            errors[0].to_string(),
+            "the definition of relation 'r1000' in object type 'chain' is invalid: it leads \
+             through more than 256 relations and operators in a row"
+        );
+        assert!(
+            errors
+                .iter()
+                .all(|e| matches!(e, ValidationError::TooDeep { limit: 256, .. }))
+        );
     }
 }
