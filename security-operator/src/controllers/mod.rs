@@ -310,6 +310,11 @@ fn fga_failure(what: impl std::fmt::Display, error: FgaError) -> SubroutineError
     let reason = match status.code() {
         tonic::Code::InvalidArgument | tonic::Code::FailedPrecondition => "RejectedByOpenFGA",
         tonic::Code::Unknown if status.message().starts_with("Invalid tuple") => "InvalidTuple",
+        // A model over OpenFGA's size limit: its code for that (`exceeded_entity_limit`) is no
+        // gRPC code, so it arrives as Unknown.
+        tonic::Code::Unknown if status.message().starts_with("model exceeds size limit") => {
+            "RejectedByOpenFGA"
+        }
         _ => return SubroutineError::transient_from(what, error),
     };
     SubroutineError::permanent(reason, format!("{what}: {error}"))
@@ -364,6 +369,10 @@ mod tests {
             "Invalid tuple 'a:b#r@not a user'. Reason: the 'user' field is malformed",
         ));
         assert_eq!(reason(&tuple), Some("InvalidTuple"));
+        let too_large = refused(tonic::Status::unknown(
+            "model exceeds size limit: 280426 bytes vs 262144 bytes",
+        ));
+        assert_eq!(reason(&too_large), Some("RejectedByOpenFGA"));
         assert_eq!(reason(&refused(tonic::Status::unknown("boom"))), None);
         assert_eq!(reason(&refused(tonic::Status::unavailable("down"))), None);
     }

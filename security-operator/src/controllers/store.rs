@@ -37,6 +37,38 @@ pub const STORE_RECONCILER: &str = "store";
 /// The file name of the core module in the composed model.
 const CORE_FILE: &str = "core.fga";
 
+/// The longest core module accepted, in bytes: OpenFGA's default limit on a model's encoded
+/// size (`--max-authorization-model-size-in-bytes`). A model's encoding is about as long as
+/// its DSL text or longer, so OpenFGA would refuse a longer module anyway; it is refused
+/// before composing, whose work grows with the text.
+const MAX_CORE_MODULE_BYTES: usize = 256 * 1024;
+
+/// The most problems a message lists; the rest are counted.
+const MAX_LISTED_PROBLEMS: usize = 10;
+
+/// The most bytes of problems a message holds before it is cut.
+const MAX_PROBLEMS_BYTES: usize = 8 * 1024;
+
+/// `problems` joined by "; ": at most [`MAX_LISTED_PROBLEMS`] of them in at most
+/// [`MAX_PROBLEMS_BYTES`], then how many more there are. A condition repeats its message in
+/// `Ready`, and thousands of problems would make the status larger than the API server stores.
+fn summarize(problems: &[String]) -> String {
+    let listed = problems.len().min(MAX_LISTED_PROBLEMS);
+    let mut text = problems[..listed].join("; ");
+    if text.len() > MAX_PROBLEMS_BYTES {
+        let cut = (0..=MAX_PROBLEMS_BYTES)
+            .rev()
+            .find(|&i| text.is_char_boundary(i))
+            .unwrap_or(0);
+        text.truncate(cut);
+        text.push('…');
+    }
+    if problems.len() > listed {
+        text.push_str(&format!("; and {} more", problems.len() - listed));
+    }
+    text
+}
+
 /// Builds the Store controller.
 pub fn store_controller(setup: &Setup, settings: Arc<Settings>) -> LifecycleController<Store, Ctx> {
     new_controller(
@@ -248,7 +280,7 @@ pub(super) struct Composition {
 /// (with the built-in API modules it references); `None` when nothing.
 pub fn core_module_problems(core_module: &str) -> Option<String> {
     let composition = compose_store("", core_module, &[]);
-    (!composition.core_errors.is_empty()).then(|| composition.core_errors.join("; "))
+    (!composition.core_errors.is_empty()).then(|| summarize(&composition.core_errors))
 }
 
 /// The file name of an AuthorizationModel's module.
@@ -265,6 +297,17 @@ pub(super) fn compose_store(
     core_module: &str,
     models: &[(String, AuthorizationModel)],
 ) -> Composition {
+    if core_module.len() > MAX_CORE_MODULE_BYTES {
+        return Composition {
+            model: Model::default(),
+            core_errors: vec![format!(
+                "{CORE_FILE} is {} bytes long; at most {MAX_CORE_MODULE_BYTES} are accepted \
+                 (OpenFGA's limit on the size of a model)",
+                core_module.len()
+            )],
+            rejected: Vec::new(),
+        };
+    }
     let mut files = vec![ModuleFile::new(CORE_FILE, core_module)];
     let mut core_errors = Vec::new();
     if store_name != ORGS_STORE_NAME {
@@ -301,7 +344,7 @@ pub(super) fn compose_store(
         .map(|((cluster, name), problems)| RejectedModule {
             cluster,
             name,
-            message: problems.join("; "),
+            message: summarize(&problems),
         })
         .collect();
     Composition {
@@ -343,7 +386,7 @@ impl Subroutine<Store, Ctx> for ModelSubroutine {
                 "InvalidCoreModule",
                 format!(
                     "spec.coreModule does not compose: {}",
-                    composition.core_errors.join("; ")
+                    summarize(&composition.core_errors)
                 ),
             ));
         }
@@ -474,6 +517,34 @@ mod tests {
         )
         .unwrap();
         assert!(problems.contains("nobody"), "{problems}");
+    }
+
+    #[test]
+    fn a_core_module_over_openfgas_size_limit_is_refused_before_composing() {
+        let huge = format!("{}\n# {}\n", core(), "x".repeat(MAX_CORE_MODULE_BYTES));
+        assert_eq!(
+            core_module_problems(&huge).unwrap(),
+            format!(
+                "core.fga is {} bytes long; at most 262144 are accepted (OpenFGA's limit on the \
+                 size of a model)",
+                huge.len()
+            )
+        );
+    }
+
+    #[test]
+    fn a_message_lists_ten_problems_and_counts_the_rest() {
+        let problems: Vec<String> = (0..2_500).map(|i| format!("problem {i}")).collect();
+        let listed: Vec<String> = (0..10).map(|i| format!("problem {i}")).collect();
+        assert_eq!(
+            summarize(&problems),
+            format!("{}; and 2490 more", listed.join("; "))
+        );
+        assert_eq!(summarize(&problems[..2]), "problem 0; problem 1");
+        let long = vec!["é".repeat(MAX_PROBLEMS_BYTES)];
+        let cut = summarize(&long);
+        assert_eq!(cut.len(), MAX_PROBLEMS_BYTES + '…'.len_utf8());
+        assert!(cut.ends_with('…'));
     }
 
     #[test]

@@ -12,6 +12,13 @@ use serde_json::json;
 
 use super::{Ctx, FgaOperation, merge_params, to_crd, to_fga};
 
+/// The most bytes `spec.tuples` may take as JSON. `status.managedTuples` records the same
+/// tuples again, and the object holding both must stay under what the API server stores in
+/// one object (kcp's embedded etcd takes at most 2 MiB in one request, etcd's default is
+/// 1.5 MiB). Past that, the tuples would be written to OpenFGA but could not be recorded, and
+/// a later change of the list could not find them to delete.
+const MAX_TUPLES_BYTES: usize = 512 * 1024;
+
 /// A kind whose spec lists tuples for one store.
 #[async_trait]
 pub(super) trait TupleHolder: Object {
@@ -46,12 +53,26 @@ impl<K: TupleHolder> Subroutine<K, Ctx> for TupleSubroutine {
     }
 
     async fn process(&self, obj: &K, ctx: &Ctx) -> Result<Outcome, SubroutineError> {
+        let listed = obj.desired();
+        let bytes = serde_json::to_vec(&listed).map_or(0, |json| json.len());
+        if bytes > MAX_TUPLES_BYTES {
+            return Err(SubroutineError::permanent(
+                "TooManyTuples",
+                format!(
+                    "spec.tuples lists {} tuples in {bytes} bytes of JSON; at most \
+                     {MAX_TUPLES_BYTES} bytes are accepted, because status.managedTuples records \
+                     them again and the object would outgrow what the API server stores; no \
+                     tuple was written or deleted",
+                    listed.len()
+                ),
+            ));
+        }
         let Some(store_id) = obj.store_id(ctx).await? else {
             return Ok(Outcome::pending(
                 "waiting for the OpenFGA store to be created",
             ));
         };
-        let desired = tuple_set(&obj.desired());
+        let desired = tuple_set(&listed);
         let managed = tuple_set(&obj.managed());
         // Every desired tuple is written again each pass (duplicates are ignored), so one
         // deleted behind our back comes back; only managed ones that left the spec go.
