@@ -273,13 +273,15 @@ impl Process {
 
 /// Why a controller cannot work, if it cannot.
 fn check(name: &str, health: &Health) -> Result<(), String> {
+    // A watch failing since the start (kcp unreachable, a permission missing) is named, not
+    // hidden behind "not synced".
+    if let Some(why) = health.failing_longer_than(WATCH_FAILURE_GRACE) {
+        return Err(format!("{name}: {why}"));
+    }
     if !health.is_synced() {
         return Err(format!("{name}: the watches have not synced yet"));
     }
-    match health.failing_longer_than(WATCH_FAILURE_GRACE) {
-        Some(why) => Err(format!("{name}: {why}")),
-        None => Ok(()),
-    }
+    Ok(())
 }
 
 /// Runs every controller until `token` is cancelled. Dropping this future (a lost lease)
