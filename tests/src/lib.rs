@@ -16,6 +16,7 @@ mod openfga;
 mod platform_mesh;
 mod process;
 mod proxy;
+pub mod scoped;
 pub mod sharded;
 mod widgets;
 

@@ -793,11 +793,7 @@ impl Subroutine<Account, Ctx> for ManageAccountInfoSubroutine {
         // The child's engagement (it bound the export) requeues this Account: see
         // `account_of_workspace`.
         let Some(Ok(child)) = ctx.runtime.client_for(&cluster) else {
-            return Err(Wait::new(format!(
-                "waiting for workspace {} to bind core.platform-mesh.io",
-                me.path
-            ))
-            .into());
+            return Err(Wait::new(unbound(&me.path, &workspace)).into());
         };
         let ca = ctx.settings.ca_pem.clone();
         if account.spec.type_ == TYPE_ORG {
@@ -821,6 +817,33 @@ impl Subroutine<Account, Ctx> for ManageAccountInfoSubroutine {
         }
         Ok(Outcome::Ok)
     }
+}
+
+/// kcp's initializer that creates a new workspace's default APIBindings (its WorkspaceType's
+/// `defaultAPIBindings`, core.platform-mesh.io among them).
+const APIBINDINGS_INITIALIZER: &str = "system:apibindings";
+
+/// Why the Account waits while its new workspace at `path` has not bound the export. kcp's
+/// initializer `system:apibindings` creates the bindings as the workspace's creator, so a
+/// creator who may not `bind` the export leaves the workspace initializing for good, and kcp
+/// says why only in a condition of the workspace's LogicalCluster, which the operator cannot
+/// read (the workspace serves nothing of the export yet): while that initializer is pending,
+/// the wait says where to look.
+fn unbound(path: &str, workspace: &Workspace) -> String {
+    let mut message = format!("waiting for workspace {path} to bind core.platform-mesh.io");
+    let pending = workspace
+        .status
+        .as_ref()
+        .is_some_and(|s| s.initializers.iter().any(|i| i == APIBINDINGS_INITIALIZER));
+    if pending {
+        message.push_str(&format!(
+            "; kcp's initializer {APIBINDINGS_INITIALIZER} has not finished: it creates the \
+             workspace's default APIBindings as the workspace's creator, who needs `bind` on \
+             each of their APIExports (kcp's error, if any, is in condition \
+             APIBindingsInitialized of LogicalCluster `cluster` in {path})"
+        ));
+    }
+    message
 }
 
 /// Creates AccountInfo `account` in `cluster` as `desired`, or patches the existing one with
@@ -894,6 +917,34 @@ impl Subroutine<Account, Ctx> for WorkspaceReadySubroutine {
 mod tests {
     use super::*;
     use crds::AccountSpec;
+
+    #[test]
+    fn a_workspace_waiting_for_its_default_bindings_says_where_kcp_reports_why() {
+        let mut workspace = Workspace {
+            metadata: ObjectMeta::default(),
+            spec: WorkspaceSpec::default(),
+            status: Some(kcp::types::tenancy::WorkspaceStatus {
+                phase: Some(LogicalClusterPhase::Initializing),
+                initializers: vec!["root:security".into(), APIBINDINGS_INITIALIZER.into()],
+                ..Default::default()
+            }),
+        };
+        assert_eq!(
+            unbound("root:orgs:acme", &workspace),
+            "waiting for workspace root:orgs:acme to bind core.platform-mesh.io; kcp's \
+             initializer system:apibindings has not finished: it creates the workspace's default \
+             APIBindings as the workspace's creator, who needs `bind` on each of their \
+             APIExports (kcp's error, if any, is in condition APIBindingsInitialized of \
+             LogicalCluster `cluster` in root:orgs:acme)"
+        );
+        if let Some(status) = workspace.status.as_mut() {
+            status.initializers = vec!["root:security".into()];
+        }
+        assert_eq!(
+            unbound("root:orgs:acme", &workspace),
+            "waiting for workspace root:orgs:acme to bind core.platform-mesh.io"
+        );
+    }
 
     #[test]
     fn a_workspace_type_with_our_fields_needs_no_write() {
