@@ -135,6 +135,78 @@ impl FgaApi for OpenFgaServiceClient<Channel> {
     }
 }
 
+/// How often [`Reachability::probe`] asks OpenFGA, and how long it waits for the answer.
+pub const PROBE_EVERY: Duration = Duration::from_secs(5);
+
+/// How long OpenFGA may fail every probe before the process stops counting as ready: a
+/// restart of OpenFGA or a moment of lost connectivity is not worth taking a replica out of
+/// service.
+pub const UNREACHABLE_GRACE: Duration = Duration::from_secs(15);
+
+/// Whether OpenFGA answers, as one probe loop sees it: the process's readiness asks it. It
+/// exists because a process with no reconcile running and no request to answer makes no call,
+/// and would go on counting as ready while OpenFGA is down.
+#[derive(Clone, Debug)]
+pub struct Reachability {
+    target: String,
+    grace: Duration,
+    /// Since when every probe has failed, and the latest error; `None` while OpenFGA answers.
+    failing: std::sync::Arc<std::sync::Mutex<Option<(std::time::Instant, String)>>>,
+}
+
+impl Reachability {
+    /// OpenFGA at `target` (for messages), unreachable once every probe has failed for longer
+    /// than `grace` ([`UNREACHABLE_GRACE`] in the binaries).
+    pub fn new(target: &str, grace: Duration) -> Self {
+        Self {
+            target: target.to_owned(),
+            grace,
+            failing: Default::default(),
+        }
+    }
+
+    /// Asks `client` for one page of one store every [`PROBE_EVERY`], forever, recording
+    /// each answer. A call that gets no answer within that time counts as failed.
+    pub async fn probe<C: FgaApi>(self, mut client: C) {
+        loop {
+            let request = ListStoresRequest {
+                page_size: Some(1),
+                ..Default::default()
+            };
+            let answer = tokio::time::timeout(PROBE_EVERY, client.list_stores(request)).await;
+            self.record(match answer {
+                Ok(Ok(_)) => None,
+                Ok(Err(status)) => Some(format!("{:?}: {}", status.code(), status.message())),
+                Err(_) => Some(format!("no answer within {}s", PROBE_EVERY.as_secs())),
+            });
+            tokio::time::sleep(PROBE_EVERY).await;
+        }
+    }
+
+    fn record(&self, error: Option<String>) {
+        let mut failing = self.failing.lock().unwrap_or_else(|p| p.into_inner());
+        *failing = match (error, failing.take()) {
+            (None, _) => None,
+            (Some(error), Some((since, _))) => Some((since, error)),
+            (Some(error), None) => Some((std::time::Instant::now(), error)),
+        };
+    }
+
+    /// `Err` saying since when and why, once OpenFGA has failed every probe for longer than
+    /// the grace; for a readiness check.
+    pub fn check(&self) -> Result<(), String> {
+        let failing = self.failing.lock().unwrap_or_else(|p| p.into_inner());
+        match &*failing {
+            Some((since, error)) if since.elapsed() > self.grace => Err(format!(
+                "OpenFGA at {} has not answered for {}s: {error}",
+                self.target,
+                since.elapsed().as_secs()
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
 /// Bounded exponential backoff for transient gRPC errors ([`is_transient`]).
 ///
 /// Attempt `n` (0-based) that fails transiently waits
@@ -238,6 +310,40 @@ mod tests {
         let waits: Vec<u128> = (0..6).map(|n| policy.backoff(n).as_millis()).collect();
         assert_eq!(waits, [10, 20, 40, 80, 100, 100]);
         assert_eq!(policy.backoff(u32::MAX), Duration::from_millis(100));
+    }
+
+    #[tokio::test]
+    async fn openfga_failing_every_probe_past_the_grace_is_unreachable_until_it_answers() {
+        // A port nothing listens on: every probe is refused at once.
+        let closed = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let target = closed.to_string();
+        let reachability = Reachability::new(&target, Duration::ZERO);
+        assert_eq!(reachability.check(), Ok(()), "nothing failed yet");
+        let probing = tokio::spawn(reachability.clone().probe(connect(&target).unwrap()));
+        let why = loop {
+            if let Err(why) = reachability.check() {
+                break why;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        probing.abort();
+        assert!(
+            why.starts_with(&format!("OpenFGA at {target} has not answered for "))
+                && why.contains("Unavailable"),
+            "{why}"
+        );
+        // The streak keeps its start through further failures, and one answer ends it.
+        let since = reachability.failing.lock().unwrap().clone().unwrap().0;
+        reachability.record(Some("Unavailable: again".to_owned()));
+        assert_eq!(
+            reachability.failing.lock().unwrap().clone().unwrap().0,
+            since
+        );
+        reachability.record(None);
+        assert_eq!(reachability.check(), Ok(()));
     }
 
     #[test]

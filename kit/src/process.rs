@@ -85,7 +85,11 @@ pub struct Process {
     requests: RequestCounter,
     controllers: Vec<(String, Box<dyn Runnable>)>,
     servers: Vec<(String, Server)>,
+    checks: Vec<Check>,
 }
+
+/// A readiness check besides the controllers' watches.
+type Check = Box<dyn Fn() -> Result<(), String> + Send + Sync>;
 
 impl std::fmt::Debug for Process {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -118,6 +122,7 @@ impl Process {
             requests,
             controllers: Vec::new(),
             servers: Vec::new(),
+            checks: Vec::new(),
         })
     }
 
@@ -180,6 +185,25 @@ impl Process {
         self.servers.push((name.to_owned(), server));
     }
 
+    /// Adds a service the process cannot work without (OpenFGA): `probe` runs on every replica
+    /// for the process's lifetime, keeping what `check` reads, and `/readyz` is 503 with
+    /// `check`'s reason while it fails.
+    pub fn add_dependency(
+        &mut self,
+        name: &str,
+        probe: impl Future<Output = ()> + Send + 'static,
+        check: impl Fn() -> Result<(), String> + Send + Sync + 'static,
+    ) {
+        let ended = format!("the probe of {name} ended");
+        self.add_server(name, move |stop| async move {
+            tokio::select! {
+                () = stop.cancelled() => Ok(()),
+                () = probe => Err(ended),
+            }
+        });
+        self.checks.push(Box::new(check));
+    }
+
     /// Runs until `stop` is cancelled (then shuts down in order and returns `Ok`), or until a
     /// component fails (then stops the rest and returns its error).
     pub async fn run(self, stop: CancellationToken) -> Result<(), ProcessError> {
@@ -189,6 +213,7 @@ impl Process {
             registry,
             controllers,
             servers,
+            checks,
             ..
         } = self;
         // Cancelled by the caller, or by the first component that fails.
@@ -216,6 +241,9 @@ impl Process {
                 .iter()
                 .try_for_each(|(name, health)| check(name, health))
         });
+        for check in checks {
+            readiness.add_check(check);
+        }
         let registry = Arc::new(registry);
         let mut tasks: JoinSet<(String, Result<(), String>)> = JoinSet::new();
         for (what, address) in [

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use crds::Store;
+use fga::api::{Reachability, UNREACHABLE_GRACE};
 use kcp::runtime::EndpointSource;
 use kcp::types::core::LogicalCluster;
 use kit::admission::WebhookServer;
@@ -48,6 +49,12 @@ pub async fn run(config: Config, stop: CancellationToken) -> Result<(), AppError
     }
     let fga = fga::api::connect(&config.openfga_addr)?;
     let mut process = Process::connect(BINARY, &config.operator).await?;
+    let reachability = Reachability::new(&config.openfga_addr, UNREACHABLE_GRACE);
+    process.add_dependency(
+        "OpenFGA",
+        reachability.clone().probe(fga.clone()),
+        move || reachability.check(),
+    );
     // The kubeconfig's server is the workspace holding the endpoint slice.
     let setup = process.setup(EndpointSource::ApiExport {
         client: process.client()?,

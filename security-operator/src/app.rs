@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use fga::api::{Reachability, UNREACHABLE_GRACE};
 use fga::platform_mesh::{CoreModuleVariant, core_module};
 use kcp::runtime::{EndpointSource, VirtualWorkspaceKind};
 use kit::process::{Binary, Process, ProcessError};
@@ -67,6 +68,12 @@ pub async fn run(config: Config, stop: CancellationToken) -> Result<(), AppError
     let core_module = core_module_text(&config)?;
     let fga = fga::api::connect(&config.fga_target)?;
     let mut process = Process::connect(binary(&config.roles), &config.operator).await?;
+    let reachability = Reachability::new(&config.fga_target, UNREACHABLE_GRACE);
+    process.add_dependency(
+        "OpenFGA",
+        reachability.clone().probe(fga.clone()),
+        move || reachability.check(),
+    );
     // The kubeconfig's server is the workspace holding the endpoint slice.
     let core = process.setup(EndpointSource::ApiExport {
         client: process.client()?,

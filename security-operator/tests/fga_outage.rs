@@ -1,6 +1,7 @@
 //! OpenFGA unavailable for 30 seconds, then back (issue 14), on a SQLite datastore that
-//! outlives the server. While it is down a new org's Store says OpenFGA does not answer, and a
-//! new account waits for its workspace; once it is back every tuple that should exist exists
+//! outlives the server. While it is down a new org's Store says OpenFGA does not answer, a
+//! new account waits for its workspace, and the operator's `/readyz` names OpenFGA (its probe
+//! notices with nothing to reconcile); once it is back every tuple that should exist exists
 //! and everything is Ready again; and stores lost entirely (OpenFGA back on an empty database)
 //! are rebuilt with their model and exactly their tuples.
 //!
@@ -241,6 +242,30 @@ async fn an_outage_and_a_lost_store_heal_with_every_tuple_in_place() {
         stale.message
     );
 
+    // The operator's readiness says OpenFGA is gone, whether or not anything reconciles:
+    // once every probe has failed for longer than the grace.
+    let unready = until(
+        Duration::from_secs(90),
+        "/readyz naming OpenFGA",
+        &operator,
+        || async {
+            let (code, body) = harness::http_get(health_port, "/readyz").await?;
+            (code == 503 && body.contains("OpenFGA at")).then_some(body)
+        },
+    )
+    .await;
+    eprintln!(
+        "{:.1} s into the outage, /readyz 503: {unready}",
+        down.elapsed().as_secs_f64()
+    );
+    assert!(
+        unready.starts_with(&format!(
+            "not ready: OpenFGA at {} has not answered for ",
+            fga.grpc_endpoint()
+        )) && unready.contains("Unavailable"),
+        "{unready}"
+    );
+
     tokio::time::sleep(OUTAGE.saturating_sub(down.elapsed())).await;
     let new_accounts = [(&steady_accounts, "team"), (&org_accounts, late.as_str())];
     for (api, name) in new_accounts {
@@ -272,6 +297,11 @@ async fn an_outage_and_a_lost_store_heal_with_every_tuple_in_place() {
     )
     .await;
     let tuples_back = back.elapsed();
+    until(RECOVERY, "/readyz 200 again", &operator, || async {
+        let (code, _) = harness::http_get(health_port, "/readyz").await?;
+        (code == 200).then_some(())
+    })
+    .await;
     for (api, name) in new_accounts {
         wait_for_within(RECOVERY, api, name, "Ready", is_ready).await;
     }
