@@ -237,6 +237,11 @@ pub trait View {
     fn workspace(&self, cluster: &ClusterName) -> Workspace;
     /// How `group`/`resource` is named and scoped in the workspace, if it serves it.
     fn resource(&self, cluster: &ClusterName, group: &str, resource: &str) -> Option<ResourceInfo>;
+    /// Why the workspace's latest discovery of `group` failed, if it did (kcp's 403 when the
+    /// webhook may not read the workspace's discovery).
+    fn discovery_failure(&self, _cluster: &ClusterName, _group: &str) -> Option<String> {
+        None
+    }
     /// Whether a miss for `cluster` may still be answered with a retry (upstream's tracker:
     /// a bounded number of retries per workspace per period); counts this one.
     fn may_retry(&self, cluster: &ClusterName) -> bool;
@@ -394,6 +399,11 @@ fn contextual(
     };
     let group = &resource.group;
     let Some(info) = view.resource(cluster, group, &resource.resource) else {
+        if let Some(error) = view.discovery_failure(cluster, group) {
+            return no_opinion(format!(
+                "workspace {cluster}: discovering the resources of group {group:?} failed: {error}"
+            ));
+        }
         return no_opinion(format!(
             "workspace {cluster} serves no resource {:?} in group {group:?}",
             resource.resource

@@ -74,6 +74,9 @@ pub struct Directory {
     orgs_path: ClusterPath,
     discovery_timeout: Duration,
     discovered: Mutex<HashMap<GroupKey, Discovered>>,
+    /// Why the latest discovery of a group failed, until one succeeds: the answer says so
+    /// rather than that the workspace does not serve the resource.
+    discovery_failures: Mutex<HashMap<GroupKey, String>>,
     misses: Mutex<Misses>,
 }
 
@@ -106,6 +109,7 @@ impl Directory {
             orgs_path,
             discovery_timeout,
             discovered: Mutex::default(),
+            discovery_failures: Mutex::default(),
             misses: Mutex::new(Misses::new(limits)),
         }
     }
@@ -145,6 +149,7 @@ impl Directory {
         .unwrap_or_else(|_| Err(format!("no answer within {:?}", self.discovery_timeout)));
         match fetched {
             Ok(resources) => {
+                lock(&self.discovery_failures).remove(&key);
                 lock(&self.discovered).insert(
                     key,
                     Discovered {
@@ -153,10 +158,13 @@ impl Directory {
                     },
                 );
             }
-            Err(error) => tracing::warn!(
-                %cluster, group = %resource.group, %error,
-                "discovering the workspace's resources failed"
-            ),
+            Err(error) => {
+                tracing::warn!(
+                    %cluster, group = %resource.group, %error,
+                    "discovering the workspace's resources failed"
+                );
+                lock(&self.discovery_failures).insert(key, error);
+            }
         }
     }
 
@@ -185,7 +193,7 @@ impl Directory {
             let version = match version {
                 Some(v) => v,
                 None => {
-                    let groups = client.list_api_groups().await.map_err(|e| e.to_string())?;
+                    let groups = client.list_api_groups().await.map_err(describe)?;
                     let preferred = groups
                         .groups
                         .into_iter()
@@ -209,7 +217,7 @@ impl Directory {
         let list = match list {
             Ok(list) => list,
             Err(kube::Error::Api(status)) if status.code == 404 => return Ok(HashMap::new()),
-            Err(e) => return Err(e.to_string()),
+            Err(e) => return Err(describe(e)),
         };
         Ok(list
             .resources
@@ -289,14 +297,30 @@ impl View for Directory {
         })
     }
 
+    fn discovery_failure(&self, cluster: &ClusterName, group: &str) -> Option<String> {
+        lock(&self.discovery_failures)
+            .get(&(cluster.clone(), group.to_owned()))
+            .cloned()
+    }
+
     fn may_retry(&self, cluster: &ClusterName) -> bool {
         let now = Instant::now();
         let mut misses = lock(&self.misses);
         if misses.clean(now) {
             let clusters = &self.sources.clusters;
             lock(&self.discovered).retain(|(cluster, _), _| clusters.is_engaged(cluster));
+            lock(&self.discovery_failures).retain(|(cluster, _), _| clusters.is_engaged(cluster));
         }
         misses.allow(cluster, now)
+    }
+}
+
+/// A failed discovery request in words: kcp's message and code for an API error (its 403
+/// names the webhook's user and the path), else the client's error.
+fn describe(error: kube::Error) -> String {
+    match error {
+        kube::Error::Api(status) => format!("{} ({})", status.message, status.code),
+        error => error.to_string(),
     }
 }
 
