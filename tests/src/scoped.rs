@@ -124,6 +124,18 @@ pub async fn revoke(admin: &ClientFactory, principal: &impl Principal, workspace
     }
 }
 
+/// `access` on the non-resource URL `/`: kcp lets a user into a workspace, and into the
+/// virtual workspaces of an export in it, only with this, whatever else its RBAC there allows
+/// (its 403 then reads like any other: `cannot get resource … access denied`). In `root` kcp
+/// gives it to every authenticated user itself.
+pub fn workspace_access() -> PolicyRule {
+    PolicyRule {
+        non_resource_urls: Some(vec!["/".to_owned()]),
+        verbs: vec!["access".to_owned()],
+        ..Default::default()
+    }
+}
+
 /// A rule on `resources` of API group `group`, limited to `names` unless empty.
 pub fn rule(group: &str, resources: &[&str], names: &[&str], verbs: &[&str]) -> PolicyRule {
     let strings = |items: &[&str]| items.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();

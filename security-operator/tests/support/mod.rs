@@ -31,8 +31,13 @@ pub struct Platform {
 impl Platform {
     /// `root:orgs`, with clients for the calling test.
     pub async fn orgs(&self) -> TestWorkspace {
+        self.orgs_on(Kcp::shared().await).await
+    }
+
+    /// `root:orgs` of a platform set up on `kcp` ([`set_up_on`]).
+    pub async fn orgs_on(&self, kcp: &Kcp) -> TestWorkspace {
         TestWorkspace {
-            factory: Kcp::shared().await.admin().await,
+            factory: kcp.admin().await,
             path: self.orgs_path.clone(),
             cluster: self.orgs_cluster.clone(),
         }
@@ -93,18 +98,7 @@ pub async fn base() -> &'static Platform {
     static BASE: OnceCell<Platform> = OnceCell::const_new();
     BASE.get_or_init(|| async {
         let platform = set_up().await;
-        let config = account_operator::config::Config::try_parse_from([
-            "account-operator".to_owned(),
-            format!("--kubeconfig={}", platform.accounts_kubeconfig.display()),
-            "--metrics-bind-address=127.0.0.1:0".into(),
-            "--health-probe-bind-address=127.0.0.1:0".into(),
-        ])
-        .unwrap();
-        harness::run_detached(move || async move {
-            account_operator::app::run(config, CancellationToken::new())
-                .await
-                .unwrap();
-        });
+        platform.run_account_operator();
         platform
     })
     .await
@@ -113,11 +107,15 @@ pub async fn base() -> &'static Platform {
 /// The platform set up by the real platform-mesh-operator from one PlatformMesh, with no
 /// operator of the suite running: a scenario that kills them starts its own.
 pub async fn set_up() -> Platform {
+    set_up_on(Kcp::shared().await).await
+}
+
+/// [`set_up`] on `kcp` (one a test started itself) instead of the shared one.
+pub async fn set_up_on(kcp: &Kcp) -> Platform {
     const NS: &str = "platform-mesh-system";
     const LABEL: &str = "security-operator-tests";
-    let kcp = Kcp::shared().await;
     let openfga = OpenFga::shared().await;
-    let host = platform_mesh::Host::new().await;
+    let host = platform_mesh::Host::on(kcp).await;
     host.namespace(NS).await;
     platform_mesh::start_operator(
         &host,
@@ -156,6 +154,23 @@ pub async fn set_up() -> Platform {
 }
 
 impl Platform {
+    /// Runs the account-operator in-process on the kubeconfig the platform-mesh-operator wrote
+    /// for it, for the rest of the test binary's life.
+    pub fn run_account_operator(&self) {
+        let config = account_operator::config::Config::try_parse_from([
+            "account-operator".to_owned(),
+            format!("--kubeconfig={}", self.accounts_kubeconfig.display()),
+            "--metrics-bind-address=127.0.0.1:0".into(),
+            "--health-probe-bind-address=127.0.0.1:0".into(),
+        ])
+        .unwrap();
+        harness::run_detached(move || async move {
+            account_operator::app::run(config, CancellationToken::new())
+                .await
+                .unwrap();
+        });
+    }
+
     /// Starts a security-operator named `name` on this platform and waits until it is ready.
     pub async fn start_operator(&self, name: &str) -> ServerProcess {
         self.start_operator_with(name, &[]).await
