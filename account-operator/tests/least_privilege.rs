@@ -30,13 +30,13 @@ use harness::scoped::{
 };
 use harness::{
     Kcp, OperatorChild, SYSTEM_PATH, TestWorkspace, account_condition, eventually, free_port,
-    is_ready, names, wait_for, wait_gone, workspace_of,
+    is_ready, names, wait_for, workspace_of,
 };
 use k8s_openapi::api::rbac::v1::PolicyRule;
 use kcp::ClusterPath;
 use kcp::types::core::{LogicalCluster, LogicalClusterPhase};
 use kcp::types::tenancy::{Workspace, WorkspaceType};
-use kube::api::{Api, DeleteParams, PostParams};
+use kube::api::{Api, PostParams};
 use operator::{Operator, until_readyz};
 
 /// The export, and endpoint slice, the operator serves.
@@ -232,17 +232,6 @@ fn assert_forbidden(message: &str, kcp_message: &str) {
     assert!(message.ends_with(") (will retry)"), "{message}");
 }
 
-/// Deletes Account `name` and waits until it and its Workspace are gone.
-async fn delete(parent: &TestWorkspace, name: &str) {
-    let accounts: Api<Account> = Api::all(parent.client());
-    accounts
-        .delete(name, &DeleteParams::default())
-        .await
-        .unwrap();
-    wait_gone(&accounts, name).await;
-    wait_gone(&Api::<Workspace>::all(parent.client()), name).await;
-}
-
 fn secs(since: Instant) -> String {
     format!("{:.1} s", since.elapsed().as_secs_f64())
 }
@@ -270,8 +259,8 @@ async fn the_operator_works_with_exactly_its_rbac_and_names_what_is_missing() {
         "least-privilege: acme and acme:dev Ready after {}",
         secs(step)
     );
-    delete(&acme, "dev").await;
-    delete(&orgs, "acme").await;
+    harness::delete_account(&acme, "dev").await;
+    harness::delete_account(&orgs, "acme").await;
     assert_eq!(names::<Account>(&orgs).await, BTreeSet::new());
     assert_eq!(names::<Workspace>(&orgs).await, BTreeSet::new());
     let types = names::<WorkspaceType>(&orgs).await;
@@ -316,8 +305,8 @@ async fn the_operator_works_with_exactly_its_rbac_and_names_what_is_missing() {
     eprintln!("least-privilege: log: {line}");
     assert_eq!(names::<Workspace>(&beta).await, BTreeSet::new());
     // Deleting needs no `use`.
-    delete(&beta, "dev").await;
-    delete(&orgs, "beta").await;
+    harness::delete_account(&beta, "dev").await;
+    harness::delete_account(&orgs, "beta").await;
     eprintln!("least-privilege: without use, done after {}", secs(step));
     operator.stop();
 
@@ -344,7 +333,7 @@ async fn the_operator_works_with_exactly_its_rbac_and_names_what_is_missing() {
     let line = operator.failure_logged("gamma", kcp_message).await;
     eprintln!("least-privilege: log: {line}");
     assert_eq!(names::<Workspace>(&orgs).await, BTreeSet::new());
-    delete(&orgs, "gamma").await;
+    harness::delete_account(&orgs, "gamma").await;
     eprintln!("least-privilege: without create, done after {}", secs(step));
     operator.stop();
 

@@ -28,7 +28,6 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use axum::http::{Method, StatusCode};
-use clap::Parser;
 use fga::platform_mesh::{account_object, user};
 use harness::scoped::{CertificateUser, ClientCa, grant, kcp_trusting, rule};
 use harness::{
@@ -40,7 +39,6 @@ use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 use serde_json::Value;
 use support::review;
-use tokio_util::sync::CancellationToken;
 
 /// The export, and endpoint slice, the webhook watches through.
 const EXPORT: &str = "core.platform-mesh.io";
@@ -115,43 +113,10 @@ fn system() -> ClusterPath {
     SYSTEM_PATH.parse().unwrap()
 }
 
-/// The platform the webhook answers about: the exports, `root:orgs` with the `orgs` Store
-/// (carol a member), and the account-operator and security-operator in this process with
-/// kcp's admin credentials. Returns `root:orgs`.
+/// The platform the webhook answers about (see [`support::run_operators`]). Returns
+/// `root:orgs`.
 async fn platform(kcp: &Kcp, openfga: &OpenFga) -> harness::TestWorkspace {
-    let (orgs, kubeconfig) = harness::set_up_platform(kcp, true, "operators.kubeconfig").await;
-    support::create_orgs_store(&orgs).await;
-    let common = [
-        format!("--kubeconfig={}", kubeconfig.display()),
-        "--kubeconfig-context=root".into(),
-        "--metrics-bind-address=127.0.0.1:0".into(),
-        "--health-probe-bind-address=127.0.0.1:0".into(),
-    ];
-    let accounts = account_operator::config::Config::try_parse_from(
-        std::iter::once("account-operator".to_owned()).chain(common.clone()),
-    )
-    .unwrap();
-    let security = security_operator::config::Config::try_parse_from(
-        [
-            "security-operator".to_owned(),
-            "fga,initializer,terminator,system".into(),
-        ]
-        .into_iter()
-        .chain(common)
-        .chain([format!("--fga-target={}", openfga.grpc_endpoint())]),
-    )
-    .unwrap();
-    harness::run_detached(move || async move {
-        account_operator::app::run(accounts, CancellationToken::new())
-            .await
-            .unwrap();
-    });
-    harness::run_detached(move || async move {
-        security_operator::app::run(security, CancellationToken::new())
-            .await
-            .unwrap();
-    });
-    orgs
+    support::run_operators(kcp, openfga).await.0
 }
 
 /// A webhook binary running as a user of its own.

@@ -42,7 +42,7 @@ use harness::{
 use kcp::ClusterPath;
 use kcp::types::core::{LOGICAL_CLUSTER_NAME, LogicalCluster, LogicalClusterPhase};
 use kcp::types::tenancy::Workspace;
-use kube::api::{Api, DeleteParams, PostParams};
+use kube::api::{Api, PostParams};
 use serde_json::Value;
 
 /// The creator of every Account here.
@@ -281,17 +281,6 @@ async fn waiting_for_security(parent: &TestWorkspace, name: &str, type_: &str) -
     ws
 }
 
-/// Deletes Account `name` in `parent` and waits until it and its Workspace are gone.
-async fn delete(parent: &TestWorkspace, name: &str) {
-    let accounts: Api<Account> = Api::all(parent.client());
-    accounts
-        .delete(name, &DeleteParams::default())
-        .await
-        .unwrap();
-    wait_gone(&accounts, name).await;
-    wait_gone(&Api::<Workspace>::all(parent.client()), name).await;
-}
-
 fn secs(since: Instant) -> String {
     format!("{:.1} s", since.elapsed().as_secs_f64())
 }
@@ -330,9 +319,9 @@ async fn the_operator_works_with_exactly_its_rbac_and_names_what_is_missing() {
     ));
     let both: BTreeSet<String> = org_tuples.union(&dev_tuples).cloned().collect();
     assert_eq!(support::tuples(&store).await, both);
-    delete(&acme, "dev").await;
+    harness::delete_account(&acme, "dev").await;
     assert_eq!(support::tuples(&store).await, org_tuples);
-    delete(&orgs, "acme").await;
+    harness::delete_account(&orgs, "acme").await;
     wait_gone(&Api::<Store>::all(orgs.client()), "acme").await;
     let mut fga = OpenFga::shared().await.client().await;
     let left = list_stores_named(&mut fga, "acme", &StoreOptions::default())

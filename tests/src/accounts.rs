@@ -9,7 +9,7 @@ use kcp::types::tenancy::Workspace;
 use kube::ResourceExt;
 use kube::api::{Api, PostParams};
 
-use crate::kcp::{TestWorkspace, wait_for};
+use crate::kcp::{TestWorkspace, wait_for, wait_gone};
 
 /// An Account of `account_type` created by `creator`.
 pub fn new_account(name: &str, account_type: &str, creator: &str) -> Account {
@@ -140,4 +140,15 @@ pub async fn assert_one_workspace_each(
         );
     }
     accounts
+}
+
+/// Deletes Account `name` in `parent` and waits until it and its Workspace are gone.
+pub async fn delete_account(parent: &TestWorkspace, name: &str) {
+    let accounts: Api<Account> = Api::all(parent.client());
+    accounts
+        .delete(name, &Default::default())
+        .await
+        .unwrap_or_else(|e| panic!("deleting Account {name} in {}: {e}", parent.path));
+    wait_gone(&accounts, name).await;
+    wait_gone(&Api::<Workspace>::all(parent.client()), name).await;
 }

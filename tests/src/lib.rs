@@ -21,8 +21,8 @@ pub mod sharded;
 mod widgets;
 
 pub use accounts::{
-    account_condition, assert_one_workspace_each, create_accounts, is_ready, new_account,
-    ready_account, workspace_of,
+    account_condition, assert_one_workspace_each, create_accounts, delete_account, is_ready,
+    new_account, ready_account, workspace_of,
 };
 pub use authz::{AuthorizingKcp, USERS};
 pub use binaries::{binary, build_binary, build_demo_binaries, next_to_this_program};

@@ -13,7 +13,7 @@ use clap::Parser;
 use crds::{Store, StoreSpec, Tuple};
 use fga::platform_mesh::{ASSIGNEE, orgs_module, user};
 use harness::{
-    AuthorizingKcp, OpenFga, ServerProcess, TestWorkspace, free_port, ready_account, wait_for,
+    AuthorizingKcp, Kcp, OpenFga, ServerProcess, TestWorkspace, free_port, ready_account, wait_for,
 };
 use kit::admission::testing::send;
 use kube::api::{Api, PostParams};
@@ -48,39 +48,7 @@ pub async fn platform() -> &'static Platform {
         .get_or_init(|| async {
             let authz = AuthorizingKcp::shared().await;
             let openfga = OpenFga::shared().await;
-            let (orgs, kubeconfig) =
-                harness::set_up_platform(&authz.kcp, true, "operators.kubeconfig").await;
-            create_orgs_store(&orgs).await;
-            let common = [
-                format!("--kubeconfig={}", kubeconfig.display()),
-                "--kubeconfig-context=root".into(),
-                "--metrics-bind-address=127.0.0.1:0".into(),
-                "--health-probe-bind-address=127.0.0.1:0".into(),
-            ];
-            let accounts = account_operator::config::Config::try_parse_from(
-                std::iter::once("account-operator".to_owned()).chain(common.clone()),
-            )
-            .unwrap();
-            let security = security_operator::config::Config::try_parse_from(
-                [
-                    "security-operator".to_owned(),
-                    "fga,initializer,terminator,system".into(),
-                ]
-                .into_iter()
-                .chain(common)
-                .chain([format!("--fga-target={}", openfga.grpc_endpoint())]),
-            )
-            .unwrap();
-            harness::run_detached(move || async move {
-                account_operator::app::run(accounts, CancellationToken::new())
-                    .await
-                    .unwrap();
-            });
-            harness::run_detached(move || async move {
-                security_operator::app::run(security, CancellationToken::new())
-                    .await
-                    .unwrap();
-            });
+            let (orgs, kubeconfig) = run_operators(&authz.kcp, openfga).await;
             let webhook = start_webhook(
                 "rebac-authz-webhook",
                 &kubeconfig,
@@ -251,4 +219,43 @@ pub async fn store_id(orgs: &TestWorkspace, name: &str) -> String {
     .unwrap()
     .store_id
     .unwrap()
+}
+
+/// The platform the webhook answers about, on `kcp`: the exports, `root:orgs` with the
+/// `orgs` Store (carol a member), and the account-operator and security-operator in this
+/// process with kcp's admin credentials. Returns `root:orgs` and the operators' kubeconfig.
+pub async fn run_operators(kcp: &Kcp, openfga: &OpenFga) -> (TestWorkspace, PathBuf) {
+    let (orgs, kubeconfig) = harness::set_up_platform(kcp, true, "operators.kubeconfig").await;
+    create_orgs_store(&orgs).await;
+    let common = [
+        format!("--kubeconfig={}", kubeconfig.display()),
+        "--kubeconfig-context=root".into(),
+        "--metrics-bind-address=127.0.0.1:0".into(),
+        "--health-probe-bind-address=127.0.0.1:0".into(),
+    ];
+    let accounts = account_operator::config::Config::try_parse_from(
+        std::iter::once("account-operator".to_owned()).chain(common.clone()),
+    )
+    .unwrap();
+    let security = security_operator::config::Config::try_parse_from(
+        [
+            "security-operator".to_owned(),
+            "fga,initializer,terminator,system".into(),
+        ]
+        .into_iter()
+        .chain(common)
+        .chain([format!("--fga-target={}", openfga.grpc_endpoint())]),
+    )
+    .unwrap();
+    harness::run_detached(move || async move {
+        account_operator::app::run(accounts, CancellationToken::new())
+            .await
+            .unwrap();
+    });
+    harness::run_detached(move || async move {
+        security_operator::app::run(security, CancellationToken::new())
+            .await
+            .unwrap();
+    });
+    (orgs, kubeconfig)
 }
