@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::cache::{Cache, ObjectKey};
 use super::clusters::{Change, ClusterSet};
+use super::expiry::{expire_if_empty, is_watch};
 use super::metrics::{
     ControllerLabel, ResultLabels, RuntimeMetrics, WatchErrorLabels, WatchLabels,
 };
@@ -939,7 +940,7 @@ where
     } else {
         factory.for_virtual_wildcard(url)?
     };
-    let wildcard = counting_watches(wildcard, shared);
+    let wildcard = watch_client(wildcard, shared);
     let mut watches: Vec<BoxFuture> = Vec::new();
 
     if by_bindings {
@@ -1215,19 +1216,15 @@ impl<T> Future for AbortOnDrop<T> {
     }
 }
 
-/// Wraps a wildcard client so every watch request it sends is counted by resource: the
-/// evidence that one watch per kind per endpoint is all the runtime opens.
-fn counting_watches<K>(client: Client, shared: &Shared<K>) -> Client {
-    let Some(metrics) = shared.metrics.clone() else {
-        return client;
-    };
+/// Wraps a wildcard client for the runtime's watches: an empty watch response is read as
+/// expired ([`expire_if_empty`]), and with metrics every watch request is counted by resource,
+/// the evidence that one watch per kind per endpoint is all the runtime opens.
+fn watch_client<K>(client: Client, shared: &Shared<K>) -> Client {
+    let metrics = shared.metrics.clone();
     let controller = shared.name.clone();
     let service = tower::service_fn(move |request: http::Request<Body>| {
-        let is_watch = request
-            .uri()
-            .query()
-            .is_some_and(|q| q.split('&').any(|p| p == "watch=true"));
-        if is_watch {
+        let watch = is_watch(request.uri());
+        if let (true, Some(metrics)) = (watch, &metrics) {
             let kind = crate::client::classify(request.method(), request.uri().path(), None).1;
             metrics
                 .watch_requests
@@ -1238,7 +1235,10 @@ fn counting_watches<K>(client: Client, shared: &Shared<K>) -> Client {
                 .inc();
         }
         let client = client.clone();
-        async move { client.send(request).await.map_err(BoxError::from) }
+        async move {
+            let response = client.send(request).await.map_err(BoxError::from)?;
+            Ok::<_, BoxError>(expire_if_empty(response, watch))
+        }
     });
     Client::new(service, "default")
 }

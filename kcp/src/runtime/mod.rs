@@ -20,6 +20,7 @@
 mod cache;
 mod clusters;
 mod controller;
+mod expiry;
 mod metrics;
 mod queue;
 mod source;

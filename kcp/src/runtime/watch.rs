@@ -250,6 +250,7 @@ mod tests {
     use k8s_openapi::api::core::v1::ConfigMap;
     use serde_json::{Value, json};
 
+    use super::super::expiry::{expire_if_empty, is_watch};
     use super::*;
 
     fn config_map(name: &str, data: &str) -> Value {
@@ -289,6 +290,73 @@ mod tests {
         axum::Json(json!({"apiVersion": "v1", "kind": "ConfigMapList",
             "metadata": {"resourceVersion": "2"}, "items": items}))
         .into_response()
+    }
+
+    /// kcp's terminating virtual workspace after a restart: every watch answers `200 OK` with
+    /// nothing in it; only a new list shows what changed (`b`, created since the first).
+    async fn serve_empty_watches(State(calls): State<Calls>, uri: Uri) -> Response {
+        if is_watch(&uri) {
+            calls.watches.fetch_add(1, Ordering::SeqCst);
+            return String::new().into_response();
+        }
+        let items = match calls.lists.fetch_add(1, Ordering::SeqCst) {
+            0 => vec![config_map("a", "1")],
+            _ => vec![config_map("a", "1"), config_map("b", "1")],
+        };
+        axum::Json(json!({"apiVersion": "v1", "kind": "ConfigMapList",
+            "metadata": {"resourceVersion": "2"}, "items": items}))
+        .into_response()
+    }
+
+    #[tokio::test]
+    async fn a_watch_that_ends_empty_lists_again_and_sees_what_changed() {
+        let calls = Calls::default();
+        let app = Router::new()
+            .route("/api/v1/configmaps", get(serve_empty_watches))
+            .with_state(calls.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let config = kube::Config::new(format!("http://{address}").parse().unwrap());
+        let plain = kube::Client::try_from(config).unwrap();
+        // The runtime's wrapping, as `watch_client` does it.
+        let client = kube::Client::new(
+            tower::service_fn(move |request: http::Request<kube::client::Body>| {
+                let watch = is_watch(request.uri());
+                let plain = plain.clone();
+                async move { Ok::<_, kube::Error>(expire_if_empty(plain.send(request).await?, watch)) }
+            }),
+            "default",
+        );
+
+        let stop = CancellationToken::new();
+        let failing = Failing::default();
+        let mut seen = Vec::new();
+        let watching = run(
+            Target {
+                api: Api::<ConfigMap>::all(client),
+                config: watcher::Config::default(),
+                what: "configmaps",
+                unannotated: None,
+            },
+            stop.clone(),
+            &failing,
+            |_| {},
+            |event| {
+                if let Seen::Apply(key, _) = event {
+                    seen.push(key.to_string());
+                    if key.name == "b" {
+                        stop.cancel();
+                    }
+                }
+            },
+        );
+        tokio::time::timeout(Duration::from_secs(30), watching)
+            .await
+            .expect("the second list's b arrives");
+        assert_eq!(seen, ["abc|default/a", "abc|default/a", "abc|default/b"]);
+        assert_eq!(calls.lists.load(Ordering::SeqCst), 2);
+        assert_eq!(calls.watches.load(Ordering::SeqCst), 1);
     }
 
     #[test]
