@@ -101,6 +101,14 @@ impl<K> Cache<K> {
             .collect()
     }
 
+    /// Every object of every cluster.
+    pub fn all(&self) -> Vec<(ObjectKey, Arc<K>)> {
+        self.read()
+            .iter()
+            .map(|(key, object)| (key.clone(), object.clone()))
+            .collect()
+    }
+
     /// The keys of every object.
     pub fn keys(&self) -> Vec<ObjectKey> {
         self.read().keys().cloned().collect()

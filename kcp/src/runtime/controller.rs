@@ -155,6 +155,19 @@ impl Context {
             .unwrap_or_default()
     }
 
+    /// Every object of a related kind `R` in every cluster, as the controller's watch of `R`
+    /// last saw them; `None` when the controller does not watch `R`. What a shard that is down
+    /// last showed stays here, so reading this instead of listing every endpoint keeps a
+    /// reconcile going through one shard's outage.
+    pub fn cached_everywhere<R: Resource + Send + Sync + 'static>(
+        &self,
+    ) -> Option<Vec<(ObjectKey, Arc<R>)>> {
+        self.related
+            .get(&TypeId::of::<R>())?
+            .downcast_ref::<Cache<R>>()
+            .map(Cache::all)
+    }
+
     /// A client for the object's cluster through its endpoint: `<endpoint>/clusters/<cluster>`.
     /// For a direct source, the server itself.
     pub fn client(&self) -> Result<Client, ClientError> {

@@ -216,18 +216,39 @@ async fn extending_models(name: &str, ctx: &Ctx) -> Result<Vec<String>, Subrouti
 
 /// The AuthorizationModels that reference Store `name` in `root:orgs` and live outside tenant
 /// workspaces, oldest first (see [`model_order`]).
+///
+/// The Store controller reads them, and their workspaces' paths, from its watches: with one
+/// shard down, the Stores on the others still compose (with that shard's modules as last
+/// seen). The terminator, which does not watch them, lists them on every shard, and waits
+/// for all of them.
 pub(super) async fn trusted_models(
     name: &str,
     ctx: &Ctx,
 ) -> Result<Vec<(String, AuthorizationModel)>, SubroutineError> {
     let settings = &ctx.settings;
-    let orgs_cluster = settings.orgs_cluster().await?;
+    let clusters = ctx.runtime.clusters();
+    let orgs_cluster = match clusters.cluster_for_path(&settings.orgs_path) {
+        Some(cluster) => cluster.to_string(),
+        None => settings.orgs_cluster().await?,
+    };
+    let models = match ctx.runtime.cached_everywhere::<AuthorizationModel>() {
+        Some(cached) => cached
+            .into_iter()
+            .map(|(key, model)| (key.cluster.to_string(), (*model).clone()))
+            .collect(),
+        None => settings.list_core::<AuthorizationModel>().await?,
+    };
     let mut trusted = Vec::new();
-    for (cluster, model) in settings.list_core::<AuthorizationModel>().await? {
+    for (cluster, model) in models {
         if !references(&model, name, settings.orgs_path.as_str(), &orgs_cluster) {
             continue;
         }
-        if settings.is_tenant_path(&settings.path_of(&cluster).await?) {
+        let known = cluster.parse().ok().and_then(|c| clusters.path_of(&c));
+        let path = match known {
+            Some(path) => path.to_string(),
+            None => settings.path_of(&cluster).await?,
+        };
+        if settings.is_tenant_path(&path) {
             continue;
         }
         trusted.push((cluster, model));
