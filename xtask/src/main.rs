@@ -341,10 +341,13 @@ fn build_tool(tool: &Tool) -> TaskResult {
     std::fs::create_dir_all(&work).map_err(|e| format!("creating {}: {e}", work.display()))?;
 
     let module_dir = tool.module_dir();
-    println!(
-        "{}: downloading Go modules (kcp's first build fetches about 1 GB)",
-        tool.name
-    );
+    // Only kcp's is large; the others share much of its module cache.
+    let size = if tool.name == KCP.name {
+        " (the first build fetches about 1 GB)"
+    } else {
+        ""
+    };
+    println!("{}: downloading Go modules{size}", tool.name);
     run(go(&module_dir).args(["mod", "download"]))?;
 
     let mut flags = Vec::new();
