@@ -242,16 +242,8 @@ impl Kcp {
     /// kcp's state directory as `<file_name>.kubeconfig`: for a component whose kubeconfig's
     /// server is its workspace.
     pub fn pointed_kubeconfig(&self, path: &ClusterPath, file_name: &str) -> PathBuf {
-        let text = std::fs::read_to_string(&self.kubeconfig)
-            .unwrap_or_else(|e| panic!("reading {}: {e}", self.kubeconfig.display()));
-        let pointed = text.replace("/clusters/root\n", &format!("/clusters/{path}\n"));
-        assert_ne!(
-            text, pointed,
-            "kcp's kubeconfig has no server ending in /clusters/root"
-        );
         let file = self.state_dir().join(format!("{file_name}.kubeconfig"));
-        std::fs::write(&file, pointed)
-            .unwrap_or_else(|e| panic!("writing {}: {e}", file.display()));
+        point_kubeconfig(&self.kubeconfig, path, &file);
         file
     }
 
@@ -310,6 +302,38 @@ pub(crate) async fn server_ready(factory: &ClientFactory) -> bool {
 }
 
 /// The `universal` WorkspaceType in `root`.
+/// Writes to `to` a copy of the admin kubeconfig `from` whose `root` context's server is
+/// workspace `path` (`…/clusters/<path>`), as the platform-mesh-operator writes a component's
+/// kubeconfig. Panics when the `root` context's server is not `…/clusters/root`.
+pub fn point_kubeconfig(from: &Path, path: &ClusterPath, to: &Path) {
+    let mut config = kube::config::Kubeconfig::read_from(from)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", from.display()));
+    let cluster = config
+        .contexts
+        .iter()
+        .find(|c| c.name == "root")
+        .and_then(|c| c.context.as_ref())
+        .map(|c| c.cluster.clone())
+        .unwrap_or_else(|| panic!("{} has no root context", from.display()));
+    let server = config
+        .clusters
+        .iter_mut()
+        .find(|c| c.name == cluster)
+        .and_then(|c| c.cluster.as_mut())
+        .and_then(|c| c.server.as_mut())
+        .filter(|server| server.ends_with("/clusters/root"))
+        .unwrap_or_else(|| {
+            panic!(
+                "{}: the root context's server is not …/clusters/root",
+                from.display()
+            )
+        });
+    *server = format!("{}{path}", server.trim_end_matches("root"));
+    // JSON is YAML: every kubeconfig reader takes it.
+    let text = serde_json::to_string_pretty(&config).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(to, text).unwrap_or_else(|e| panic!("writing {}: {e}", to.display()));
+}
+
 pub fn universal() -> WorkspaceTypeReference {
     WorkspaceTypeReference {
         name: "universal".to_owned(),

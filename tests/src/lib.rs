@@ -33,7 +33,9 @@ pub use kcp::{
 };
 pub use kill::{random_in, until_count};
 pub use openfga::OpenFga;
-pub use platform_mesh::{PlatformExport, SECURITY_TYPE, SYSTEM_PATH, root_type, set_up_platform};
+pub use platform_mesh::{
+    PlatformExport, SECURITY_TYPE, SYSTEM_PATH, root_type, set_up_platform, set_up_platform_on,
+};
 pub use process::{ServerProcess, free_port, memory_mib};
 pub use proxy::TcpProxy;
 pub use widgets::{

@@ -18,7 +18,13 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::core::ObjectMeta;
 use tokio::sync::OnceCell;
 
-use crate::kcp::{Kcp, TestWorkspace, create_workspace, universal, wait_for, when_served};
+use std::path::{Path, PathBuf};
+
+use kcp::ClientFactory;
+
+use crate::kcp::{
+    Kcp, TestWorkspace, create_workspace, point_kubeconfig, universal, wait_for, when_served,
+};
 
 /// The WorkspaceType whose initializer and terminator the security-operator serves.
 pub const SECURITY_TYPE: &str = "security";
@@ -35,15 +41,28 @@ pub fn root_type(name: &str) -> WorkspaceTypeReference {
 /// binding `core.platform-mesh.io` by default, and the `root:orgs` workspace. With `security`,
 /// org and account extend the WorkspaceType `security`, whose initializer and terminator
 /// (`root:security`) hold every org and account workspace for the security-operator, as in
-/// production, and `root:orgs` also binds `system.platform-mesh.io`. Returns `root:orgs` and a kubeconfig for an operator, named `kubeconfig_name`,
-/// whose `root` context points at root:platform-mesh-system.
+/// production, and `root:orgs` also binds `system.platform-mesh.io`. Returns `root:orgs` and
+/// a kubeconfig for an operator, named `kubeconfig_name`, whose `root` context points at
+/// root:platform-mesh-system.
 pub async fn set_up_platform(
     kcp: &Kcp,
     security: bool,
     kubeconfig_name: &str,
 ) -> (TestWorkspace, std::path::PathBuf) {
-    let core = PlatformExport::core(kcp).await;
-    let admin = kcp.admin().await;
+    let kubeconfig = kcp.kubeconfig().with_file_name(kubeconfig_name);
+    set_up_platform_on(&kcp.admin().await, kcp.kubeconfig(), security, &kubeconfig).await
+}
+
+/// [`set_up_platform`] on any kcp (a sharded one): `admin` is a kcp admin's clients, and
+/// `admin_kubeconfig` their kubeconfig, which is written, pointed at
+/// root:platform-mesh-system, to `kubeconfig`.
+pub async fn set_up_platform_on(
+    admin: &ClientFactory,
+    admin_kubeconfig: &Path,
+    security: bool,
+    kubeconfig: &Path,
+) -> (TestWorkspace, PathBuf) {
+    let core = PlatformExport::core_on(admin).await;
     let root = admin
         .for_path(&ClusterPath::root())
         .unwrap_or_else(|e| panic!("{e}"));
@@ -69,14 +88,13 @@ pub async fn set_up_platform(
         if security && name != "orgs" {
             extends.push(root_type(SECURITY_TYPE));
         }
-        let wt = workspace_type(name, extends, bindings.clone());
-        types
-            .patch(name, &apply, &Patch::Apply(&wt))
+        let wt = Patch::Apply(workspace_type(name, extends, bindings.clone()));
+        until_bind_allowed(|| types.patch(name, &apply, &wt))
             .await
             .unwrap_or_else(|e| panic!("applying WorkspaceType {name}: {e}"));
         wait_for(&types, name, "Ready", WorkspaceType::is_ready).await;
     }
-    let ws = create_workspace(&admin, &ClusterPath::root(), "orgs", root_type("orgs")).await;
+    let ws = create_workspace(admin, &ClusterPath::root(), "orgs", root_type("orgs")).await;
     let orgs = TestWorkspace {
         factory: admin.clone(),
         path: "root:orgs".parse().unwrap_or_else(|e| panic!("{e}")),
@@ -90,9 +108,35 @@ pub async fn set_up_platform(
     core.bind(&orgs).await;
     if security {
         // APIExportPolicies live in root:orgs, served by the system export.
-        PlatformExport::system(kcp).await.bind(&orgs).await;
+        PlatformExport::system_on(admin).await.bind(&orgs).await;
     }
-    (orgs, system_kubeconfig(kcp, kubeconfig_name))
+    let system: ClusterPath = SYSTEM_PATH.parse().unwrap_or_else(|e| panic!("{e}"));
+    point_kubeconfig(admin_kubeconfig, &system, kubeconfig);
+    (orgs, kubeconfig.to_owned())
+}
+
+/// Runs `request` (a binding of an export, or a WorkspaceType naming it as a default binding)
+/// until kcp allows the binding: on a sharded kcp, a shard decides with the RBAC of the export's workspace as the
+/// cache server replicated it, which for a new export lags behind for a moment (`no
+/// permission to bind to export`). Any other result is returned as it is.
+async fn until_bind_allowed<T, F, Fut>(mut request: F) -> Result<T, kube::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, kube::Error>>,
+{
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        match request().await {
+            Err(kube::Error::Api(status))
+                if status.code == 403
+                    && status.message.contains("no permission to bind to export")
+                    && tokio::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+            }
+            other => return other,
+        }
+    }
 }
 
 fn workspace_type(
@@ -114,18 +158,6 @@ fn workspace_type(
     }
 }
 
-/// kcp's admin kubeconfig with the `root` context pointed at root:platform-mesh-system, as
-/// platform-mesh-operator writes an operator's kubeconfig.
-fn system_kubeconfig(kcp: &Kcp, file_name: &str) -> std::path::PathBuf {
-    let text = std::fs::read_to_string(kcp.kubeconfig())
-        .unwrap_or_else(|e| panic!("reading kcp's kubeconfig: {e}"));
-    let pointed = text.replace("/clusters/root\n", &format!("/clusters/{SYSTEM_PATH}\n"));
-    assert_ne!(text, pointed, "kubeconfig layout changed");
-    let path = kcp.kubeconfig().with_file_name(file_name);
-    std::fs::write(&path, pointed).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
-    path
-}
-
 /// The path of the workspace holding the Platform Mesh exports.
 pub const SYSTEM_PATH: &str = "root:platform-mesh-system";
 
@@ -143,27 +175,38 @@ pub struct PlatformExport {
 impl PlatformExport {
     /// The `core.platform-mesh.io` export, set up on first use.
     pub async fn core(kcp: &Kcp) -> &'static PlatformExport {
+        Self::core_on(&kcp.admin().await).await
+    }
+
+    /// [`PlatformExport::core`] on the kcp of `admin`'s clients. Once per test binary: the
+    /// first kcp asked for it is the one it is set up on.
+    pub async fn core_on(admin: &ClientFactory) -> &'static PlatformExport {
         static CORE: OnceCell<PlatformExport> = OnceCell::const_new();
-        CORE.get_or_init(|| Self::set_up(kcp, CORE_EXPORT, core_export_crds()))
+        CORE.get_or_init(|| Self::set_up(admin, CORE_EXPORT, core_export_crds()))
             .await
     }
 
     /// The `system.platform-mesh.io` export, set up on first use.
     pub async fn system(kcp: &Kcp) -> &'static PlatformExport {
+        Self::system_on(&kcp.admin().await).await
+    }
+
+    /// [`PlatformExport::system`] on the kcp of `admin`'s clients (see
+    /// [`PlatformExport::core_on`]).
+    pub async fn system_on(admin: &ClientFactory) -> &'static PlatformExport {
         static SYSTEM: OnceCell<PlatformExport> = OnceCell::const_new();
         SYSTEM
-            .get_or_init(|| Self::set_up(kcp, SYSTEM_EXPORT, system_export_crds()))
+            .get_or_init(|| Self::set_up(admin, SYSTEM_EXPORT, system_export_crds()))
             .await
     }
 
     async fn set_up(
-        kcp: &Kcp,
+        admin: &ClientFactory,
         name: &str,
         crds: Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>,
     ) -> PlatformExport {
-        let admin = kcp.admin().await;
         let system: ClusterPath = SYSTEM_PATH.parse().unwrap_or_else(|e| panic!("{e}"));
-        create_workspace(&admin, &ClusterPath::root(), system.base(), universal()).await;
+        create_workspace(admin, &ClusterPath::root(), system.base(), universal()).await;
         let root = admin
             .for_path(&ClusterPath::root())
             .unwrap_or_else(|e| panic!("{e}"));
@@ -254,7 +297,8 @@ impl PlatformExport {
                     },
                     status: None,
                 };
-                match api.create(&PostParams::default(), &binding).await {
+                let post = PostParams::default();
+                match until_bind_allowed(|| api.create(&post, &binding)).await {
                     Ok(_) => {}
                     Err(kube::Error::Api(status)) if status.code == 409 => {}
                     Err(e) => panic!("binding {export_name} in {}: {e}", workspace.path),

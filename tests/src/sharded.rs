@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kcp::types::tenancy::{Workspace, WorkspaceLocation, WorkspaceSpec};
 use kcp::{ClientFactory, ClusterPath};
-use kube::api::{Api, ApiResource, DynamicObject, PostParams};
+use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::{GroupVersionKind, ObjectMeta};
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
@@ -47,6 +47,8 @@ pub const SHARD_NAME_LABEL: &str = "name";
 /// The annotation with which kcp records on a Workspace (and its LogicalCluster) the shard that
 /// hosts it.
 pub const SHARD_ANNOTATION: &str = "core.kcp.io/shard";
+/// The annotation that keeps kcp from placing new workspaces on a Shard (any value).
+pub const UNSCHEDULABLE_ANNOTATION: &str = "experimental.core.kcp.io/unschedulable";
 
 /// A running sharded kcp. Stopped, and every state directory removed, when dropped or when the
 /// test binary exits.
@@ -405,6 +407,25 @@ impl ShardedKcp {
         let started = Instant::now();
         until_shard_ready(&kubeconfig, shard, started).await;
         started.elapsed()
+    }
+
+    /// Marks shard `name` unschedulable (`cordoned`) or schedulable again: kcp places no new
+    /// workspace on a shard with [`UNSCHEDULABLE_ANNOTATION`], as an administrator keeps new
+    /// work off a shard that is down or about to be. Workspaces without a location go to the
+    /// other shards; those already there stay.
+    pub async fn cordon(&self, name: &str, cordoned: bool) {
+        let client = self
+            .admin()
+            .await
+            .for_path(&ClusterPath::root())
+            .unwrap_or_else(|e| panic!("client for root: {e}"));
+        let shards: Api<DynamicObject> = Api::all_with(client, &shard_resource());
+        let value = cordoned.then_some("true");
+        let patch = json!({"metadata": {"annotations": {UNSCHEDULABLE_ANNOTATION: value}}});
+        shards
+            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .unwrap_or_else(|e| panic!("cordoning shard {name} ({cordoned}): {e}"));
     }
 
     /// Creates workspace `name` of type `universal` under `parent`, placed on shard `shard`
