@@ -31,7 +31,7 @@ use fga::FgaError;
 use kcp::runtime::Context;
 use kcp::types::apis::ApiExportEndpointSlice;
 use kcp::types::core::{LOGICAL_CLUSTER_NAME, LogicalCluster};
-use kcp::{CLUSTER_ANNOTATION, ClientFactory, ClusterPath, PATH_ANNOTATION};
+use kcp::{CLUSTER_ANNOTATION, ClientFactory, ClusterName, ClusterPath, PATH_ANNOTATION};
 use kube::api::{Api, ListParams};
 use kube::{Client, ResourceExt};
 use lifecycle::{SubroutineError, Wait};
@@ -186,6 +186,58 @@ impl Settings {
             .map_err(|e| {
                 SubroutineError::kube(format!("reading the LogicalCluster of {cluster}"), e)
             })
+    }
+
+    /// The LogicalCluster of workspace `cluster` (a name), read through the core export's
+    /// virtual workspace on the shard that serves it, and a client for the workspace there.
+    /// The export claims LogicalClusters and serves Accounts, so this reads any workspace that
+    /// binds it (every org and account) with no RBAC in the workspace itself: only the
+    /// export's `apiexports/content`. A shard that does not serve the workspace answers 403 or
+    /// 404, and the next is asked.
+    async fn through_core(
+        &self,
+        cluster: &str,
+    ) -> Result<(LogicalCluster, Client), SubroutineError> {
+        let name: ClusterName = cluster.parse().map_err(|e| {
+            SubroutineError::permanent("InvalidCluster", format!("cluster {cluster:?}: {e}"))
+        })?;
+        let slice = self
+            .slices
+            .get_opt(&self.slice)
+            .await
+            .map_err(|e| {
+                SubroutineError::kube(format!("reading endpoint slice {}", self.slice), e)
+            })?
+            .ok_or_else(|| {
+                SubroutineError::transient(format!("there is no endpoint slice {}", self.slice))
+            })?;
+        let mut refused = Vec::new();
+        for url in slice.endpoint_urls() {
+            let client = self
+                .factory
+                .for_virtual_cluster(url, &name)
+                .map_err(|e| SubroutineError::transient_from(format!("client for {url}"), e))?;
+            match Api::<LogicalCluster>::all(client.clone())
+                .get(LOGICAL_CLUSTER_NAME)
+                .await
+            {
+                Ok(logical) => return Ok((logical, client)),
+                Err(kube::Error::Api(status)) if matches!(status.code, 403 | 404) => {
+                    refused.push(format!("{url}: {}", status.message));
+                }
+                Err(e) => {
+                    return Err(SubroutineError::kube(
+                        format!("reading the LogicalCluster of {cluster} on {url}"),
+                        e,
+                    ));
+                }
+            }
+        }
+        Err(SubroutineError::transient(format!(
+            "no endpoint of {} serves workspace {cluster} ({})",
+            self.slice,
+            refused.join("; ")
+        )))
     }
 
     /// The cluster name of `root:orgs`.

@@ -24,8 +24,8 @@ use fga::tuple::ReadFilter;
 use kcp::PATH_ANNOTATION;
 use kcp::types::core::{LogicalCluster, LogicalClusterPhase};
 use kit::controller::{LifecycleController, Setup};
-use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::{Client, ResourceExt};
 use lifecycle::{Mode, Outcome, Subroutine, SubroutineError};
 
 use super::api_export_policy::tuples_for_new_workspace;
@@ -122,13 +122,9 @@ fn tenant_of(cluster: &LogicalCluster, ctx: &Ctx) -> Option<Tenant> {
     tenant(cluster, ctx.settings.orgs_path.as_str())
 }
 
-/// The creator of Account `name` in `cluster`.
-async fn creator(
-    settings: &Settings,
-    cluster: &str,
-    name: &str,
-) -> Result<String, SubroutineError> {
-    let account = Api::<Account>::all(settings.cluster(cluster)?)
+/// The creator of Account `name` in `cluster`, read with `client` (for that cluster).
+async fn creator(client: Client, cluster: &str, name: &str) -> Result<String, SubroutineError> {
+    let account = Api::<Account>::all(client)
         .get_opt(name)
         .await
         .map_err(|e| SubroutineError::kube(format!("reading Account {name} in {cluster}"), e))?
@@ -282,7 +278,7 @@ async fn initialize_org(
     if !settings.initialize_org_store {
         return Ok(Outcome::skip("--initializer-workspace-enabled=false"));
     }
-    let creator = creator(settings, orgs_cluster, org).await?;
+    let creator = creator(settings.cluster(orgs_cluster)?, orgs_cluster, org).await?;
     let tuples = org_tuples(orgs_cluster, org, &creator, settings.allow_member_tuples);
     let mut store = Store::new(
         org,
@@ -381,14 +377,15 @@ async fn initialize_account(
     ctx: &Ctx,
 ) -> Result<Outcome, SubroutineError> {
     let settings = &ctx.settings;
-    let parent = settings.logical_cluster(parent_cluster).await?;
+    // Through the core export: the operator has no RBAC in tenants' workspaces.
+    let (parent, in_parent) = settings.through_core(parent_cluster).await?;
     let Some(grandparent) = parent.spec.owner else {
         return Err(SubroutineError::permanent(
             "NoParent",
             format!("the parent workspace {parent_cluster} has no owner"),
         ));
     };
-    let creator = creator(settings, parent_cluster, name).await?;
+    let creator = creator(in_parent, parent_cluster, name).await?;
     let Some(store_id) = org_store_id(settings, org).await? else {
         return Err(poll(format!("waiting for organization {org}'s store")).into());
     };
