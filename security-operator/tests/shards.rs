@@ -29,8 +29,9 @@ use kcp::types::apis::ApiExportEndpointSlice;
 use kcp::types::tenancy::{Workspace, WorkspaceType};
 use kube::ResourceExt;
 use kube::api::Api;
-use support::{security_args, start_security_operator, store_id, tuples, until_ready};
-use tokio_util::sync::CancellationToken;
+use support::{
+    run_account_operator, security_args, start_security_operator, store_id, tuples, until_ready,
+};
 
 const CREATOR: &str = "alice@example.com";
 
@@ -188,23 +189,6 @@ async fn both_operators_serve_two_shards_and_ride_out_one_shards_outage() {
         expected_tuples(&orgs, &beta, &["b2"])
     );
     assert!(!operator.exited(), "{}", operator.log_tail(20));
-}
-
-/// The account-operator in-process on `kubeconfig`, for the rest of the test binary's life.
-fn run_account_operator(kubeconfig: &std::path::Path) {
-    use clap::Parser;
-    let config = account_operator::config::Config::try_parse_from([
-        "account-operator".to_owned(),
-        format!("--kubeconfig={}", kubeconfig.display()),
-        "--metrics-bind-address=127.0.0.1:0".into(),
-        "--health-probe-bind-address=127.0.0.1:0".into(),
-    ])
-    .unwrap();
-    harness::run_detached(move || async move {
-        account_operator::app::run(config, CancellationToken::new())
-            .await
-            .unwrap();
-    });
 }
 
 /// Creates Account `name` of `account_type` in `parent` with every other shard cordoned, so

@@ -418,18 +418,34 @@ pub async fn create_workspace(
 /// Runs `request` until the API it calls is served: a new workspace's APIs (and a new
 /// binding's resources) answer a bare `404 page not found` for a moment after it turns Ready.
 /// Any other result, success or error, is returned as it is.
-pub async fn when_served<T, F, Fut>(mut request: F) -> Result<T, kube::Error>
+pub async fn when_served<T, F, Fut>(request: F) -> Result<T, kube::Error>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, kube::Error>>,
 {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    retry_while(request, Duration::from_secs(30), |status| {
+        status.code == 404 && status.message.contains("page not found")
+    })
+    .await
+}
+
+/// Runs `request` again, every 100 ms for up to `within`, while kcp answers it with an error
+/// that `passing` says goes by itself. Any other result, success or error, is returned as it
+/// is.
+pub(crate) async fn retry_while<T, F, Fut>(
+    mut request: F,
+    within: Duration,
+    passing: impl Fn(&kube::core::Status) -> bool,
+) -> Result<T, kube::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, kube::Error>>,
+{
+    let deadline = tokio::time::Instant::now() + within;
     loop {
         match request().await {
             Err(kube::Error::Api(status))
-                if status.code == 404
-                    && status.message.contains("page not found")
-                    && tokio::time::Instant::now() < deadline =>
+                if passing(&status) && tokio::time::Instant::now() < deadline =>
             {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }

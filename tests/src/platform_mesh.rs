@@ -23,7 +23,8 @@ use std::path::{Path, PathBuf};
 use kcp::ClientFactory;
 
 use crate::kcp::{
-    Kcp, TestWorkspace, create_workspace, point_kubeconfig, universal, wait_for, when_served,
+    Kcp, TestWorkspace, create_workspace, point_kubeconfig, retry_while, universal, wait_for,
+    when_served,
 };
 
 /// The WorkspaceType whose initializer and terminator the security-operator serves.
@@ -116,27 +117,18 @@ pub async fn set_up_platform_on(
 }
 
 /// Runs `request` (a binding of an export, or a WorkspaceType naming it as a default binding)
-/// until kcp allows the binding: on a sharded kcp, a shard decides with the RBAC of the export's workspace as the
-/// cache server replicated it, which for a new export lags behind for a moment (`no
-/// permission to bind to export`). Any other result is returned as it is.
-async fn until_bind_allowed<T, F, Fut>(mut request: F) -> Result<T, kube::Error>
+/// until kcp allows the binding: on a sharded kcp, a shard decides with the RBAC of the
+/// export's workspace as the cache server replicated it, which for a new export lags behind
+/// for a moment (`no permission to bind to export`). Any other result is returned as it is.
+async fn until_bind_allowed<T, F, Fut>(request: F) -> Result<T, kube::Error>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, kube::Error>>,
 {
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
-    loop {
-        match request().await {
-            Err(kube::Error::Api(status))
-                if status.code == 403
-                    && status.message.contains("no permission to bind to export")
-                    && tokio::time::Instant::now() < deadline =>
-            {
-                tokio::time::sleep(std::time::Duration::from_millis(250)).await;
-            }
-            other => return other,
-        }
-    }
+    retry_while(request, std::time::Duration::from_secs(60), |status| {
+        status.code == 403 && status.message.contains("no permission to bind to export")
+    })
+    .await
 }
 
 fn workspace_type(

@@ -262,6 +262,25 @@ mod tests {
         })
     }
 
+    /// A kube client of a fake API server serving `app` on a free loopback port.
+    async fn fake_server(app: Router) -> kube::Client {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let config = kube::Config::new(format!("http://{address}").parse().unwrap());
+        kube::Client::try_from(config).unwrap()
+    }
+
+    /// A watch of every ConfigMap, those without kcp's cluster annotation skipped.
+    fn configmaps(client: kube::Client) -> Target<'static, ConfigMap> {
+        Target {
+            api: Api::all(client),
+            config: watcher::Config::default(),
+            what: "configmaps",
+            unannotated: None,
+        }
+    }
+
     #[derive(Clone, Default)]
     struct Calls {
         lists: Arc<AtomicUsize>,
@@ -314,11 +333,7 @@ mod tests {
         let app = Router::new()
             .route("/api/v1/configmaps", get(serve_empty_watches))
             .with_state(calls.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        let config = kube::Config::new(format!("http://{address}").parse().unwrap());
-        let plain = kube::Client::try_from(config).unwrap();
+        let plain = fake_server(app).await;
         // The runtime's wrapping, as `watch_client` does it.
         let client = kube::Client::new(
             tower::service_fn(move |request: http::Request<kube::client::Body>| {
@@ -333,12 +348,7 @@ mod tests {
         let failing = Failing::default();
         let mut seen = Vec::new();
         let watching = run(
-            Target {
-                api: Api::<ConfigMap>::all(client),
-                config: watcher::Config::default(),
-                what: "configmaps",
-                unannotated: None,
-            },
+            configmaps(client),
             stop.clone(),
             &failing,
             |_| {},
@@ -378,23 +388,14 @@ mod tests {
         let app = Router::new()
             .route("/api/v1/configmaps", get(serve))
             .with_state(calls.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        let config = kube::Config::new(format!("http://{address}").parse().unwrap());
-        let client = kube::Client::try_from(config).unwrap();
+        let client = fake_server(app).await;
 
         let stop = CancellationToken::new();
         let failing = Failing::default();
         let mut errors = 0;
         let mut seen = Vec::new();
         let watching = run(
-            Target {
-                api: Api::<ConfigMap>::all(client),
-                config: watcher::Config::default(),
-                what: "configmaps",
-                unannotated: None,
-            },
+            configmaps(client),
             stop.clone(),
             &failing,
             |_| errors += 1,
@@ -453,11 +454,7 @@ mod tests {
     #[tokio::test]
     async fn objects_without_a_cluster_annotation_belong_to_the_fallback_cluster_or_are_skipped() {
         let app = Router::new().route("/api/v1/configmaps", get(serve_plain));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        let config = kube::Config::new(format!("http://{address}").parse().unwrap());
-        let client = kube::Client::try_from(config).unwrap();
+        let client = fake_server(app).await;
         let host = ClusterName::host();
         for (unannotated, expected) in [
             (None, vec!["apply abc|default/kcp"]),
@@ -471,10 +468,8 @@ mod tests {
             let mut seen = Vec::new();
             let watching = run(
                 Target {
-                    api: Api::<ConfigMap>::all(client.clone()),
-                    config: watcher::Config::default(),
-                    what: "configmaps",
                     unannotated,
+                    ..configmaps(client.clone())
                 },
                 stop.clone(),
                 &failing,
@@ -509,22 +504,13 @@ mod tests {
                 ),
             )
             .with_state(lists.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        let config = kube::Config::new(format!("http://{address}").parse().unwrap());
-        let client = kube::Client::try_from(config).unwrap();
+        let client = fake_server(app).await;
 
         let stop = CancellationToken::new();
         let failing = Failing::default();
         let mut since = Vec::new();
         let watching = run(
-            Target {
-                api: Api::<ConfigMap>::all(client),
-                config: watcher::Config::default(),
-                what: "configmaps",
-                unannotated: None,
-            },
+            configmaps(client),
             stop.clone(),
             &failing,
             |_| {

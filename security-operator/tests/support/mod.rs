@@ -157,18 +157,7 @@ impl Platform {
     /// Runs the account-operator in-process on the kubeconfig the platform-mesh-operator wrote
     /// for it, for the rest of the test binary's life.
     pub fn run_account_operator(&self) {
-        let config = account_operator::config::Config::try_parse_from([
-            "account-operator".to_owned(),
-            format!("--kubeconfig={}", self.accounts_kubeconfig.display()),
-            "--metrics-bind-address=127.0.0.1:0".into(),
-            "--health-probe-bind-address=127.0.0.1:0".into(),
-        ])
-        .unwrap();
-        harness::run_detached(move || async move {
-            account_operator::app::run(config, CancellationToken::new())
-                .await
-                .unwrap();
-        });
+        run_account_operator(&self.accounts_kubeconfig);
     }
 
     /// Starts a security-operator named `name` on this platform and waits until it is ready.
@@ -185,6 +174,23 @@ impl Platform {
         until_ready(&operator, health_port).await;
         operator
     }
+}
+
+/// Runs the account-operator in-process on `kubeconfig`, for the rest of the test binary's
+/// life.
+pub fn run_account_operator(kubeconfig: &Path) {
+    let config = account_operator::config::Config::try_parse_from([
+        "account-operator".to_owned(),
+        format!("--kubeconfig={}", kubeconfig.display()),
+        "--metrics-bind-address=127.0.0.1:0".into(),
+        "--health-probe-bind-address=127.0.0.1:0".into(),
+    ])
+    .unwrap();
+    harness::run_detached(move || async move {
+        account_operator::app::run(config, CancellationToken::new())
+            .await
+            .unwrap();
+    });
 }
 
 /// The platform with both operators running, set up on first use.
