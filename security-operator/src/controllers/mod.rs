@@ -193,7 +193,8 @@ impl Settings {
     /// The export claims LogicalClusters and serves Accounts, so this reads any workspace that
     /// binds it (every org and account) with no RBAC in the workspace itself: only the
     /// export's `apiexports/content`. A shard that does not serve the workspace answers 403 or
-    /// 404, and the next is asked.
+    /// 404, one that is down does not answer; either way the next is asked, and when none
+    /// serves it the error lists every answer.
     async fn through_core(
         &self,
         cluster: &str,
@@ -211,7 +212,7 @@ impl Settings {
             .ok_or_else(|| {
                 SubroutineError::transient(format!("there is no endpoint slice {}", self.slice))
             })?;
-        let mut refused = Vec::new();
+        let mut answers = Vec::new();
         for url in slice.endpoint_urls() {
             let client = self
                 .factory
@@ -222,21 +223,14 @@ impl Settings {
                 .await
             {
                 Ok(logical) => return Ok((logical, client)),
-                Err(kube::Error::Api(status)) if matches!(status.code, 403 | 404) => {
-                    refused.push(format!("{url}: {}", status.message));
-                }
-                Err(e) => {
-                    return Err(SubroutineError::kube(
-                        format!("reading the LogicalCluster of {cluster} on {url}"),
-                        e,
-                    ));
-                }
+                Err(kube::Error::Api(status)) => answers.push(format!("{url}: {}", status.message)),
+                Err(e) => answers.push(format!("{url}: {e}")),
             }
         }
         Err(SubroutineError::transient(format!(
             "no endpoint of {} serves workspace {cluster} ({})",
             self.slice,
-            refused.join("; ")
+            answers.join("; ")
         )))
     }
 
