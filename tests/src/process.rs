@@ -181,6 +181,16 @@ impl ServerProcess {
 
 impl Drop for ServerProcess {
     fn drop(&mut self) {
+        // A failing test's own message rarely says what the server saw; CI keeps only the
+        // output, not the state directory the log is in.
+        if std::thread::panicking() {
+            eprintln!(
+                "--- the last lines of {} ({}):\n{}",
+                self.name,
+                self.log.display(),
+                self.log_tail(60)
+            );
+        }
         self.stop();
     }
 }
