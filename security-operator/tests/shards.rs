@@ -22,7 +22,8 @@ use crds::export::CORE_EXPORT;
 use fga::platform_mesh::owner_tuples;
 use harness::sharded::{SHARD_ANNOTATION, ShardedKcp};
 use harness::{
-    OpenFga, PlatformExport, SECURITY_TYPE, TestWorkspace, delete_account, ready_account, wait_for,
+    OpenFga, PlatformExport, SECURITY_TYPE, SYSTEM_PATH, TestWorkspace, delete_account,
+    ready_account, wait_for,
 };
 use kcp::ClusterPath;
 use kcp::types::apis::ApiExportEndpointSlice;
@@ -49,7 +50,10 @@ async fn both_operators_serve_two_shards_and_ride_out_one_shards_outage() {
     let (orgs, kubeconfig) =
         harness::set_up_platform_on(&admin, kcp.kubeconfig(), true, &kubeconfig).await;
     kcp.cordon("shard-1", false).await;
-    assert_eq!(shard_of(&kcp, &orgs.path).await, "root");
+    let system: ClusterPath = SYSTEM_PATH.parse().unwrap();
+    for path in [&orgs.path, &system] {
+        assert_eq!(shard_of(&kcp, path).await, "root", "{path}");
+    }
 
     let openfga = OpenFga::shared().await;
     run_account_operator(&kubeconfig);

@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kcp::types::tenancy::{Workspace, WorkspaceLocation, WorkspaceSpec};
 use kcp::{ClientFactory, ClusterPath};
+use kube::ResourceExt;
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::{GroupVersionKind, ObjectMeta};
 use rcgen::{
@@ -413,6 +414,11 @@ impl ShardedKcp {
     /// workspace on a shard with [`UNSCHEDULABLE_ANNOTATION`], as an administrator keeps new
     /// work off a shard that is down or about to be. Workspaces without a location go to the
     /// other shards; those already there stay.
+    ///
+    /// Returns once the cache server holds the change: every shard's scheduler reads Shards
+    /// from there, so a workspace created right after a cordon that only reached the root
+    /// shard could still land on the cordoned shard (seen: `root:platform-mesh-system` on
+    /// `shard-1`).
     pub async fn cordon(&self, name: &str, cordoned: bool) {
         let client = self
             .admin()
@@ -426,6 +432,30 @@ impl ShardedKcp {
             .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
             .await
             .unwrap_or_else(|e| panic!("cordoning shard {name} ({cordoned}): {e}"));
+        // The root shard's Shards, as the cache server replicates them.
+        let cache = factory(&self.kubeconfig, "cache").await;
+        let base = cache.server().as_str().trim_end_matches('/');
+        let url = format!("{base}/services/cache/shards/root/clusters/root");
+        let client = cache
+            .for_url(&url)
+            .unwrap_or_else(|e| panic!("client for {url}: {e}"));
+        let replicated: Api<DynamicObject> = Api::all_with(client, &shard_resource());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let seen = replicated.get(name).await;
+            let holds = seen.as_ref().is_ok_and(|shard| {
+                shard.annotations().contains_key(UNSCHEDULABLE_ANNOTATION) == cordoned
+            });
+            if holds {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the cache server did not show shard {name} cordoned={cordoned} within 30 s: \
+                 {seen:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// Creates workspace `name` of type `universal` under `parent`, placed on shard `shard`
