@@ -121,10 +121,10 @@ pub struct Context {
 type RelatedCaches = Arc<HashMap<TypeId, Box<dyn Any + Send + Sync>>>;
 
 impl Context {
-    /// Object `name` of a related kind `R` in `cluster`, as the controller's watch of `R` last
-    /// saw it: what a reconcile reads instead of asking the server. `None` when the watch has
-    /// not seen it (it does not exist, or its event is still on the way: a change of it
-    /// reconciles again) or the controller does not watch `R`.
+    /// Object `name` of kind `R` (the controller's own or a related kind) in `cluster`, as the
+    /// controller's watch of `R` last saw it: what a reconcile reads instead of asking the
+    /// server. `None` when the watch has not seen it (it does not exist, or its event is still
+    /// on the way: a change of it reconciles again) or the controller does not watch `R`.
     pub fn cached<R: Resource + Send + Sync + 'static>(
         &self,
         cluster: &ClusterName,
@@ -136,8 +136,8 @@ impl Context {
             .get(&ObjectKey::cluster_scoped(cluster.clone(), name))
     }
 
-    /// Every object of a related kind `R` in `cluster`, as the controller's watch of `R` last
-    /// saw them (empty when the controller does not watch `R`).
+    /// Every object of kind `R` (own or related) in `cluster`, as the controller's watch of
+    /// `R` last saw them (empty when the controller does not watch `R`).
     pub fn cached_in<R: Resource + Send + Sync + 'static>(
         &self,
         cluster: &ClusterName,
@@ -155,8 +155,8 @@ impl Context {
             .unwrap_or_default()
     }
 
-    /// Every object of a related kind `R` in every cluster, as the controller's watch of `R`
-    /// last saw them; `None` when the controller does not watch `R`. What a shard that is down
+    /// Every object of kind `R` (own or related) in every cluster, as the controller's watch
+    /// of `R` last saw them; `None` when the controller does not watch `R`. What a shard that is down
     /// last showed stays here, so reading this instead of listing every endpoint keeps a
     /// reconcile going through one shard's outage.
     pub fn cached_everywhere<R: Resource + Send + Sync + 'static>(
@@ -589,6 +589,9 @@ where
         metrics: Option<RuntimeMetrics>,
     ) -> Self {
         let (synced_tx, synced) = watch::channel(false);
+        let cache = Cache::<K>::default();
+        // A reconcile reads the controller's own kind from the cache as it reads a related one.
+        let own: Box<dyn Any + Send + Sync> = Box::new(cache.clone());
         Self {
             name: name.into(),
             factory,
@@ -598,8 +601,8 @@ where
             related: Vec::new(),
             engage_hooks: Vec::new(),
             ignore_status_only: false,
-            related_caches: HashMap::new(),
-            cache: Cache::default(),
+            related_caches: HashMap::from([(TypeId::of::<K>(), own)]),
+            cache,
             clusters: ClusterSet::default(),
             tracker: Arc::new(WatchTracker {
                 state: Mutex::default(),
@@ -1583,6 +1586,74 @@ mod tests {
             "metadata": {"resourceVersion": "1"}, "items": []}),
         )
         .into_response()
+    }
+
+    /// A reconcile reads the controller's own kind from its cache, every cluster's objects
+    /// included, as it reads a related kind.
+    #[tokio::test]
+    async fn a_reconcile_reads_its_own_kind_from_the_cache() {
+        async fn serve_two(uri: axum::http::Uri) -> axum::response::Response {
+            use axum::response::IntoResponse;
+            if uri.query().is_some_and(|q| q.contains("watch=true")) {
+                return serve_nothing(uri).await;
+            }
+            let item = |cluster: &str| {
+                serde_json::json!({"metadata": {"name": "c", "namespace": "default",
+                    "resourceVersion": "1", "annotations": {crate::CLUSTER_ANNOTATION: cluster}}})
+            };
+            axum::Json(
+                serde_json::json!({"apiVersion": "v1", "kind": "ConfigMapList",
+                "metadata": {"resourceVersion": "1"}, "items": [item("abc"), item("def")]}),
+            )
+            .into_response()
+        }
+        let app = axum::Router::new().route("/api/v1/configmaps", axum::routing::get(serve_two));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+
+        let factory = ClientFactory::new(kube::Config::new(url.parse().unwrap())).unwrap();
+        let controller: Controller<ConfigMap> = Controller::new(
+            "own",
+            factory,
+            EndpointSource::Direct { url },
+            ControllerConfig::default(),
+            None,
+        );
+        let (seen_tx, mut seen) = tokio::sync::mpsc::unbounded_channel();
+        let stop = CancellationToken::new();
+        let running = tokio::spawn(controller.run(
+            move |_, ctx: Context| {
+                let cached = ctx.cached_everywhere::<ConfigMap>().map(|all| {
+                    let mut clusters: Vec<String> =
+                        all.iter().map(|(key, _)| key.cluster.to_string()).collect();
+                    clusters.sort();
+                    clusters
+                });
+                let _ = seen_tx.send(cached);
+                async { Ok::<_, String>(Action::Done) }
+            },
+            stop.clone(),
+        ));
+        // The first reconcile may run before the list's second object is cached; the second
+        // one's reconcile sees both.
+        let both = vec!["abc".to_owned(), "def".to_owned()];
+        loop {
+            let cached = tokio::time::timeout(Duration::from_secs(20), seen.recv())
+                .await
+                .unwrap()
+                .unwrap();
+            let cached = cached.expect("the controller's own kind is cached");
+            if cached == both {
+                break;
+            }
+            assert!(cached.iter().all(|c| both.contains(c)), "{cached:?}");
+        }
+        stop.cancel();
+        tokio::time::timeout(Duration::from_secs(15), running)
+            .await
+            .unwrap()
+            .unwrap();
     }
 
     /// The controller's own loop retries the endpoint on its timer, with no change of the

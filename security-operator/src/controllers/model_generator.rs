@@ -218,13 +218,17 @@ impl Subroutine<ApiBinding, Ctx> for ModelGeneration {
             return Ok(Outcome::skip("no AccountInfo: the organization is unknown"));
         };
         let org = &info.spec.organization;
-        // Another binding of the same export in the same organization keeps the models.
-        for (cluster, other) in settings.list_core::<ApiBinding>().await? {
+        // Another binding of the same export in the same organization keeps the models. The
+        // controller's own watch holds every binding, with what a shard that is down last
+        // showed, where listing every shard would wait for that shard.
+        let bindings = ctx.runtime.cached_everywhere::<ApiBinding>();
+        for (key, other) in bindings.unwrap_or_default() {
+            let cluster = key.cluster.as_str();
             let same = cluster == ctx.cluster() && other.name_any() == binding.name_any();
             if same || other.spec.reference.export.as_ref() != Some(export) {
                 continue;
             }
-            let other_org = account_info(settings, &cluster)
+            let other_org = account_info(settings, cluster)
                 .await?
                 .map(|i| i.spec.organization.generated_cluster_id);
             if other_org.as_deref() == Some(org.generated_cluster_id.as_str()) {
