@@ -116,28 +116,203 @@ impl TestTotals {
     }
 }
 
-/// `cargo test --workspace`, echoing its output and adding up the results.
+/// Every test of the workspace: the test binaries built at once, then run [`test_jobs`] at
+/// a time (most tests wait on kcp, not on the CPU), each one's output printed whole when it
+/// ends; then the doc tests. Every binary runs even after one fails, as with
+/// `--no-fail-fast`, so that one CI run reports every failure.
 fn cargo_test(totals: &mut TestTotals) -> TaskResult {
+    let binaries = build_test_binaries()?;
+    let jobs = test_jobs();
+    println!("running {} test binaries, {jobs} at a time", binaries.len());
+    let queue = std::sync::Mutex::new(binaries.into_iter());
+    let results = std::sync::Mutex::new((TestTotals::default(), Vec::new()));
+    std::thread::scope(|scope| {
+        for _ in 0..jobs {
+            scope.spawn(|| {
+                loop {
+                    let next = queue.lock().map(|mut q| q.next()).ok().flatten();
+                    let Some(binary) = next else { break };
+                    let outcome = binary.run();
+                    // Printed under the lock, so that two binaries' outputs never interleave.
+                    let mut results = results.lock().unwrap_or_else(|p| p.into_inner());
+                    println!("     Running {}", binary.label);
+                    let output = match &outcome {
+                        Ok(output) => output.as_str(),
+                        Err(error) => error.as_str(),
+                    };
+                    for line in output.lines() {
+                        println!("{line}");
+                        results.0.add_result_line(line);
+                    }
+                    if outcome.is_err() {
+                        results.1.push(binary.label.clone());
+                    }
+                }
+            });
+        }
+    });
+    let (binary_totals, failed) = results.into_inner().unwrap_or_else(|p| p.into_inner());
+    *totals = binary_totals;
+    let doc = doc_tests(totals);
+    if failed.is_empty() && doc.is_ok() {
+        return Ok(());
+    }
+    println!("{}", totals.summary());
+    let mut why: Vec<String> = failed.iter().map(|f| format!("{f} failed")).collect();
+    why.extend(doc.err());
+    Err(why.join("; "))
+}
+
+/// How many test binaries run at once: the machine's cores, at most 4 (each binary may run
+/// its own kcp), `PM_TEST_JOBS` to choose.
+fn test_jobs() -> usize {
+    std::env::var("PM_TEST_JOBS")
+        .ok()
+        .and_then(|j| j.parse().ok())
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get().min(4))
+                .unwrap_or(1)
+        })
+        .max(1)
+}
+
+/// A built test binary and how cargo would run it.
+struct TestBinary {
+    executable: PathBuf,
+    /// The package's directory: the working directory cargo runs its tests in.
+    package_dir: PathBuf,
+    package: String,
+    /// `tests/kcp.rs (target/debug/deps/kcp-…)`, as cargo names it.
+    label: String,
+}
+
+impl TestBinary {
+    /// Runs the binary as `cargo test` would (its package's directory, cargo's variables),
+    /// and returns its output, stdout and stderr together; an error carries the output too.
+    fn run(&self) -> Result<String, String> {
+        let log = self.executable.with_extension("xtask-output");
+        let file = std::fs::File::create(&log)
+            .map_err(|e| format!("cannot create {}: {e}", log.display()))?;
+        let stderr = file
+            .try_clone()
+            .map_err(|e| format!("cannot share {}: {e}", log.display()))?;
+        let status = Command::new(&self.executable)
+            .current_dir(&self.package_dir)
+            .env("CARGO_MANIFEST_DIR", &self.package_dir)
+            .env("CARGO_PKG_NAME", &self.package)
+            .stdout(file)
+            .stderr(stderr)
+            .status();
+        let output = std::fs::read_to_string(&log).unwrap_or_default();
+        let _ = std::fs::remove_file(&log);
+        match status {
+            Ok(status) if status.success() => Ok(output),
+            Ok(status) => Err(format!("{output}\n{} exited with {status}", self.label)),
+            Err(e) => Err(format!("cannot start {}: {e}", self.executable.display())),
+        }
+    }
+}
+
+/// `cargo test --workspace --no-run`: builds every test binary and returns them, from
+/// cargo's JSON messages (its human-readable progress goes to stderr as usual).
+fn build_test_binaries() -> Result<Vec<TestBinary>, String> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let output = Command::new(cargo)
+        .args(["test", "--workspace", "--locked", "--no-run"])
+        .args(["--message-format", "json-render-diagnostics"])
+        .current_dir(repo_root())
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(|e| format!("cannot start cargo test --no-run: {e}"))?;
+    if !output.status.success() {
+        return Err(format!("building the tests failed: {}", output.status));
+    }
+    let root = repo_root();
+    let mut binaries = Vec::new();
+    for line in String::from_utf8_lossy(&output.stdout).lines() {
+        let Ok(message) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        let (Some(executable), Some(manifest), Some(source)) = (
+            message["executable"].as_str(),
+            message["manifest_path"].as_str(),
+            message["target"]["src_path"].as_str(),
+        ) else {
+            continue;
+        };
+        if message["profile"]["test"] != serde_json::Value::Bool(true) {
+            continue;
+        }
+        let package_dir = Path::new(manifest)
+            .parent()
+            .ok_or_else(|| format!("{manifest} has no directory"))?
+            .to_path_buf();
+        let source = Path::new(source);
+        let kind = if message["target"]["kind"][0] == "test" {
+            source
+                .strip_prefix(&package_dir)
+                .unwrap_or(source)
+                .display()
+                .to_string()
+        } else {
+            format!(
+                "unittests {}",
+                source
+                    .strip_prefix(&package_dir)
+                    .unwrap_or(source)
+                    .display()
+            )
+        };
+        let executable = PathBuf::from(executable);
+        let shown = executable.strip_prefix(&root).unwrap_or(&executable);
+        binaries.push(TestBinary {
+            label: format!("{kind} ({})", shown.display()),
+            package: message["package_id"]
+                .as_str()
+                .and_then(package_name)
+                .unwrap_or_default(),
+            executable,
+            package_dir,
+        });
+    }
+    Ok(binaries)
+}
+
+/// The package name in a cargo package id: `path+file:///…/tests#platform-mesh-tests@0.1.0`
+/// or `…/xtask#0.1.0` (where the directory is the name).
+fn package_name(id: &str) -> Option<String> {
+    let (path, fragment) = id.rsplit_once('#')?;
+    match fragment.split_once('@') {
+        Some((name, _)) => Some(name.to_owned()),
+        None => path.rsplit('/').next().map(str::to_owned),
+    }
+}
+
+/// `cargo test --doc`, echoing its output and adding up its results.
+fn doc_tests(totals: &mut TestTotals) -> TaskResult {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let mut child = Command::new(cargo)
-        .args(["test", "--workspace", "--locked"])
+        .args(["test", "--workspace", "--locked", "--doc"])
         .current_dir(repo_root())
         .stdout(Stdio::piped())
         .spawn()
-        .map_err(|e| format!("cannot start cargo test: {e}"))?;
-    let stdout = child.stdout.take().ok_or("cargo test has no stdout")?;
+        .map_err(|e| format!("cannot start cargo test --doc: {e}"))?;
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or("cargo test --doc has no stdout")?;
     for line in BufReader::new(stdout).lines().map_while(Result::ok) {
         println!("{line}");
         totals.add_result_line(&line);
     }
     let status = child
         .wait()
-        .map_err(|e| format!("waiting for cargo test: {e}"))?;
+        .map_err(|e| format!("waiting for cargo test --doc: {e}"))?;
     if status.success() {
         Ok(())
     } else {
-        println!("{}", totals.summary());
-        Err(format!("cargo test failed: {status}"))
+        Err(format!("the doc tests failed: {status}"))
     }
 }
 
@@ -556,6 +731,15 @@ fn human(elapsed: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn package_names_come_from_cargo_package_ids() {
+        let named = "path+file:///work/main/tests#platform-mesh-tests@0.1.0";
+        assert_eq!(package_name(named).as_deref(), Some("platform-mesh-tests"));
+        let unnamed = "path+file:///work/main/xtask#0.1.0";
+        assert_eq!(package_name(unnamed).as_deref(), Some("xtask"));
+        assert_eq!(package_name("no fragment"), None);
+    }
 
     #[test]
     fn totals_add_up_libtest_result_lines() {
