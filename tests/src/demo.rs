@@ -28,6 +28,7 @@ use kube::Api;
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::core::ObjectMeta;
 use serde_json::json;
+use tokio::signal::unix::{Signal, SignalKind};
 
 use crate::{AuthorizingKcp, OpenFga, ServerProcess, create_workspace, free_port, universal};
 
@@ -483,6 +484,9 @@ async fn walk(demo: &mut Demo, dir: &Path, options: Options) -> DemoResult<()> {
         println!("Check mode: every step held.");
         return Ok(());
     }
+    // Listening before the prompt: a Ctrl-C right after it would otherwise find no handler
+    // yet and kill the demo with its processes left running (seen under load in CI).
+    let stop = StopSignals::listen()?;
     println!(
         "Try it (kubectl is kcp's, {}):\n  export KUBECONFIG={}\n  kubectl --context alice@{ORG} get accounts\n  \
          kubectl --context bob@{ORG} get accounts        # Forbidden: bob has no role in {ORG}\n  \
@@ -493,7 +497,7 @@ async fn walk(demo: &mut Demo, dir: &Path, options: Options) -> DemoResult<()> {
         users.display(),
         dir.display()
     );
-    wait_for_stop().await;
+    stop.wait().await;
     Ok(())
 }
 
@@ -880,19 +884,28 @@ fn write(path: &Path, bytes: &[u8]) -> DemoResult<()> {
     std::fs::write(path, bytes).map_err(|e| format!("writing {}: {e}", path.display()))
 }
 
-/// Returns on Ctrl-C or SIGTERM.
-async fn wait_for_stop() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-    let term = async {
-        match term.as_mut() {
-            Some(t) => {
-                t.recv().await;
-            }
-            None => std::future::pending::<()>().await,
+/// Ctrl-C and SIGTERM, each caught from [`StopSignals::listen`] on.
+struct StopSignals {
+    interrupt: Signal,
+    terminate: Signal,
+}
+
+impl StopSignals {
+    fn listen() -> DemoResult<Self> {
+        let listen = |kind| {
+            tokio::signal::unix::signal(kind).map_err(|e| format!("listening for {kind:?}: {e}"))
+        };
+        Ok(Self {
+            interrupt: listen(SignalKind::interrupt())?,
+            terminate: listen(SignalKind::terminate())?,
+        })
+    }
+
+    /// Returns on the first of them.
+    async fn wait(mut self) {
+        tokio::select! {
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = term => {}
     }
 }
