@@ -429,6 +429,20 @@ where
     .await
 }
 
+/// Runs `request` until it finds what it asks for: besides a path not served yet, a virtual
+/// workspace answers `404 … not found` for an object of a new cluster until its informers
+/// have caught up (seconds, on a busy machine). Any other result is returned as it is.
+pub async fn when_found<T, F, Fut>(request: F) -> Result<T, kube::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, kube::Error>>,
+{
+    retry_while(request, Duration::from_secs(30), |status| {
+        status.code == 404
+    })
+    .await
+}
+
 /// Runs `request` again, every 100 ms for up to `within`, while kcp answers it with an error
 /// that `passing` says goes by itself. Any other result, success or error, is returned as it
 /// is.

@@ -29,7 +29,7 @@ pub use binaries::{binary, build_binary, build_demo_binaries, next_to_this_progr
 pub use child::OperatorChild;
 pub use kcp::{
     Kcp, TestWorkspace, create_workspace, names, universal, wait_for, wait_for_within, wait_gone,
-    when_served,
+    when_found, when_served,
 };
 pub use kill::{random_in, until_count};
 pub use openfga::OpenFga;

@@ -13,7 +13,8 @@ use std::time::Duration;
 use crds::{Account, AccountSpec};
 use futures::future::join_all;
 use harness::{
-    Kcp, PlatformExport, TcpProxy, TestWorkspace, universal, wait_for, wait_gone, when_served,
+    Kcp, PlatformExport, TcpProxy, TestWorkspace, universal, wait_for, wait_gone, when_found,
+    when_served,
 };
 use k8s_openapi::api::core::v1::Namespace;
 use kcp::initialization::{Marker, Released, release, release_patch};
@@ -637,7 +638,7 @@ async fn a_stale_release_is_refused_and_never_re_adds_another_initializer() {
     // The second controller reads, then the first releases, then the second writes from its
     // stale read: kcp must refuse it (it would re-add the first marker).
     // The virtual workspace serves a new cluster once its informers caught up.
-    let stale = when_served(|| via_second.get(LOGICAL_CLUSTER_NAME))
+    let stale = when_found(|| via_second.get(LOGICAL_CLUSTER_NAME))
         .await
         .unwrap();
     let stale_patch = release_patch(&stale, &second_marker).unwrap();
