@@ -13,6 +13,7 @@ pub mod demo;
 mod kcp;
 mod kill;
 mod openfga;
+mod pki;
 mod platform_mesh;
 mod process;
 mod proxy;

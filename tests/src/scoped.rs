@@ -29,10 +29,7 @@ use kcp::types::tenancy::Workspace;
 use kcp::{ClientFactory, ClusterName, ClusterPath};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::core::ObjectMeta;
-use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair, KeyUsagePurpose,
-};
+use rcgen::{CertificateParams, DnType, ExtendedKeyUsagePurpose, KeyPair, KeyUsagePurpose};
 use serde_json::{Value, json};
 
 use crate::kcp::{Kcp, when_served};
@@ -301,25 +298,12 @@ fn user_subject(name: &str) -> Subject {
 
 /// A certificate authority kcp trusts for client certificates (see [`kcp_trusting`]).
 #[derive(Debug)]
-pub struct ClientCa(CertifiedIssuer<'static, KeyPair>);
+pub struct ClientCa(crate::pki::Ca);
 
 impl ClientCa {
     /// A new self-signed CA.
     pub fn new() -> Self {
-        let mut params = CertificateParams::default();
-        params
-            .distinguished_name
-            .push(DnType::CommonName, "platform-mesh-rs test client CA");
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![
-            KeyUsagePurpose::DigitalSignature,
-            KeyUsagePurpose::KeyCertSign,
-        ];
-        let key = KeyPair::generate().unwrap_or_else(|e| panic!("generating a key: {e}"));
-        Self(
-            CertifiedIssuer::self_signed(params, key)
-                .unwrap_or_else(|e| panic!("a client CA: {e}")),
-        )
+        Self(crate::pki::ca("platform-mesh-rs test client CA"))
     }
 
     /// The CA certificate as PEM.

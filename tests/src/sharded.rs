@@ -26,13 +26,11 @@ use kcp::{ClientFactory, ClusterPath};
 use kube::ResourceExt;
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::{GroupVersionKind, ObjectMeta};
-use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair, KeyUsagePurpose,
-};
+use rcgen::{CertificateParams, DnType, ExtendedKeyUsagePurpose, KeyPair, KeyUsagePurpose};
 use serde_json::json;
 
 use crate::kcp::{TestWorkspace, server_ready, universal, wait_for, when_served};
+use crate::pki::{Ca, Creds, ca, key, leaf, serving, write};
 use crate::process::{ServerProcess, Supervisor, free_port, memory_mib};
 
 /// How long one component may take to become ready (two kcp shards and a cache server starting
@@ -725,20 +723,6 @@ fn state_dir(component: &str) -> tempfile::TempDir {
         .unwrap_or_else(|e| panic!("creating the {component} state directory: {e}"))
 }
 
-/// Writes `contents` to `dir/name` and returns the path.
-fn write(dir: &Path, name: &str, contents: &str) -> PathBuf {
-    let path = dir.join(name);
-    std::fs::write(&path, contents).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
-    path
-}
-
-/// A client certificate and its key, as files.
-#[derive(Debug)]
-struct Creds {
-    cert: PathBuf,
-    key: PathBuf,
-}
-
 /// Writes a kubeconfig (JSON, which is YAML) with one context per `(name, server, creds)`, all
 /// trusting `ca`.
 fn write_kubeconfig(path: &Path, ca: &Path, contexts: &[(String, String, &Creds)], current: &str) {
@@ -769,9 +753,9 @@ fn write_kubeconfig(path: &Path, ca: &Path, contexts: &[(String, String, &Creds)
 /// The certificate authorities of one sharded kcp, in memory; only certificates and the keys
 /// of leaf certificates are written, each into the directory of the component that uses it.
 struct Pki {
-    serving_ca: CertifiedIssuer<'static, KeyPair>,
-    client_ca: CertifiedIssuer<'static, KeyPair>,
-    requestheader_ca: CertifiedIssuer<'static, KeyPair>,
+    serving_ca: Ca,
+    client_ca: Ca,
+    requestheader_ca: Ca,
     /// Signs and verifies ServiceAccount tokens on every shard.
     service_account: KeyPair,
 }
@@ -789,16 +773,7 @@ impl Pki {
     /// A serving certificate for 127.0.0.1 and localhost, written as `<stem>.crt` and
     /// `<stem>.key` into `dir`.
     fn serving(&self, dir: &Path, stem: &str) -> (PathBuf, PathBuf) {
-        let mut params =
-            CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
-                .unwrap_or_else(|e| panic!("serving certificate parameters: {e}"));
-        params.distinguished_name.push(DnType::CommonName, "kcp");
-        params.key_usages = vec![
-            KeyUsagePurpose::DigitalSignature,
-            KeyUsagePurpose::KeyEncipherment,
-        ];
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        let creds = leaf(dir, stem, &params, &self.serving_ca);
+        let creds = serving(dir, stem, "kcp", &self.serving_ca);
         (creds.cert, creds.key)
     }
 
@@ -823,22 +798,6 @@ impl Pki {
     }
 }
 
-fn key() -> KeyPair {
-    KeyPair::generate().unwrap_or_else(|e| panic!("generating a key: {e}"))
-}
-
-fn ca(name: &str) -> CertifiedIssuer<'static, KeyPair> {
-    let mut params = CertificateParams::default();
-    params.distinguished_name.push(DnType::CommonName, name);
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.key_usages = vec![
-        KeyUsagePurpose::DigitalSignature,
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-    ];
-    CertifiedIssuer::self_signed(params, key()).unwrap_or_else(|e| panic!("CA {name}: {e}"))
-}
-
 /// A client certificate's parameters: Kubernetes takes the user from the common name and the
 /// group from the organization.
 fn client_params(user: &str, group: Option<&str>) -> CertificateParams {
@@ -855,21 +814,4 @@ fn client_params(user: &str, group: Option<&str>) -> CertificateParams {
     ];
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
     params
-}
-
-/// Signs `params` with `issuer`, and writes the certificate and its new key into `dir`.
-fn leaf(
-    dir: &Path,
-    stem: &str,
-    params: &CertificateParams,
-    issuer: &CertifiedIssuer<'static, KeyPair>,
-) -> Creds {
-    let key = key();
-    let cert = params
-        .signed_by(&key, issuer)
-        .unwrap_or_else(|e| panic!("signing {stem}: {e}"));
-    Creds {
-        cert: write(dir, &format!("{stem}.crt"), &cert.pem()),
-        key: write(dir, &format!("{stem}.key"), &key.serialize_pem()),
-    }
 }
