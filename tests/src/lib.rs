@@ -11,6 +11,7 @@ mod binaries;
 mod child;
 pub mod demo;
 mod kcp;
+pub mod keycloak;
 mod kill;
 mod openfga;
 mod pki;

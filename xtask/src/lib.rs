@@ -1,10 +1,11 @@
-//! Where the Go programs the tests and benchmarks run (kcp, OpenFGA, helm, upstream's
-//! account-operator) are pinned, built and cached.
+//! Where the programs the tests and benchmarks run are pinned, built and cached: the Go
+//! programs (kcp, OpenFGA, helm, upstream's account-operator) and Keycloak.
 //!
 //! Each program is pinned by a Go module under `tools/<name>/` (its `go.mod` and `go.sum`).
 //! `cargo xtask deps` builds it into a cache directory outside the repository, keyed by the
 //! pinned version and a hash of the pinning files, so every checkout on the machine reuses the
-//! same binaries and a changed pin builds anew. Tests call [`binary`] to find them.
+//! same binaries and a changed pin builds anew. Tests call [`binary`] to find them. Keycloak,
+//! a Java server, is a [`Distribution`] from Maven Central, pinned by version and SHA-256.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -83,6 +84,84 @@ pub const ALL: &[Tool] = &[
     UPSTREAM_ACCOUNT_OPERATOR,
 ];
 
+/// Maven Central, where the Java servers come from.
+pub const MAVEN_CENTRAL: &str = "https://repo1.maven.org/maven2";
+
+/// A Java server the project downloads as a release archive from Maven Central, unpacks into
+/// the machine-wide cache and builds once (its configuration build), so that every start is
+/// an optimized one.
+#[derive(Debug, Clone, Copy)]
+pub struct Distribution {
+    pub name: &'static str,
+    pub version: &'static str,
+    /// The archive's path under [`MAVEN_CENTRAL`].
+    pub path: &'static str,
+    /// The archive's SHA-256, checked before anything is unpacked.
+    pub sha256: &'static str,
+    /// The one directory every entry of the archive is under; it becomes the install dir.
+    pub top_dir: &'static str,
+    /// The build command, run in the unpacked directory.
+    pub build: &'static [&'static str],
+}
+
+/// Keycloak, the identity provider of every org: the Quarkus distribution, built for an
+/// H2 file database (each test instance points it at a directory of its own) with the health
+/// endpoints on, which are build-time options.
+pub const KEYCLOAK: Distribution = Distribution {
+    name: "keycloak",
+    version: "26.7.3",
+    path: "org/keycloak/keycloak-quarkus-dist/26.7.3/keycloak-quarkus-dist-26.7.3.zip",
+    sha256: "27a6535553c3cdcd083872ba40629efafb3475e3b758e0c6f691395561dd0f1f",
+    top_dir: "keycloak-26.7.3",
+    build: &[
+        "bin/kc.sh",
+        "build",
+        "--db=dev-file",
+        "--health-enabled=true",
+    ],
+};
+
+impl Distribution {
+    /// Where the archive is downloaded from.
+    pub fn url(&self) -> String {
+        format!("{MAVEN_CENTRAL}/{}", self.path)
+    }
+
+    /// The cache directory: `<cache>/tools/<name>-<version>-<hash>`, the hash over the
+    /// archive's checksum and the build command, so a changed build gets a fresh directory.
+    pub fn install_dir(&self) -> PathBuf {
+        let mut hasher = Sha256::new();
+        hasher.update(self.sha256.as_bytes());
+        for arg in self.build {
+            hasher.update(arg.as_bytes());
+            hasher.update([0]);
+        }
+        let hash: String = hasher
+            .finalize()
+            .iter()
+            .take(6)
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        cache_root()
+            .join("tools")
+            .join(format!("{}-{}-{hash}", self.name, self.version))
+    }
+
+    /// The built install directory (Keycloak's home), if `cargo xtask deps` finished it.
+    pub fn home(&self) -> Result<PathBuf, LocateError> {
+        let dir = self.install_dir();
+        if dir.join(COMPLETE_MARKER).is_file() {
+            Ok(dir)
+        } else {
+            Err(LocateError::NotBuilt {
+                tool: self.name,
+                version: self.version.to_owned(),
+                dir,
+            })
+        }
+    }
+}
+
 /// The packages whose binaries the demo runs (the demo is `platform-mesh-tests`'s), built by
 /// one `cargo build --bins -p … -p …`: one feature resolution, so each binary is built once,
 /// not once per package.
@@ -118,7 +197,7 @@ impl fmt::Display for LocateError {
             Self::NotBuilt { tool, version, dir } => write!(
                 f,
                 "{tool} {version} is not built on this machine (expected in {}); build it with `cargo xtask deps` \
-                 (needs Go; the first kcp build takes several minutes)",
+                 (needs Go and Java 17 or newer; the first kcp build takes several minutes)",
                 dir.display()
             ),
             Self::Unknown(name) => write!(f, "no tool named {name:?} is pinned under tools/"),
@@ -251,6 +330,19 @@ mod tests {
             "{leaf}"
         );
         assert!(dir.starts_with(cache_root()));
+    }
+
+    #[test]
+    fn keycloak_is_pinned_by_version_and_checksum() {
+        let dir = KEYCLOAK.install_dir();
+        let leaf = dir.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(leaf.starts_with("keycloak-26.7.3-"), "{leaf}");
+        assert_eq!(
+            KEYCLOAK.url(),
+            "https://repo1.maven.org/maven2/org/keycloak/keycloak-quarkus-dist/26.7.3/\
+             keycloak-quarkus-dist-26.7.3.zip"
+        );
+        assert_eq!(KEYCLOAK.sha256.len(), 64);
     }
 
     #[test]

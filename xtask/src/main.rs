@@ -1,7 +1,7 @@
 //! `cargo xtask <task>`: the project's developer tasks.
 //!
 //! - `deps`: build the pinned Go programs (kcp, OpenFGA, helm, upstream's account-operator)
-//!   into the machine-wide cache.
+//!   and fetch and build Keycloak, into the machine-wide cache.
 //! - `crds`: regenerate `crds/generated/` from the Rust API types.
 //! - `ci`:   what CI runs: deps, format check, clippy with `-D warnings`, every test (the demo's
 //!   check mode among them).
@@ -15,11 +15,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
-use xtask::{ALL, COMPLETE_MARKER, DEMO_PACKAGES, KCP, Tool, cache_root, repo_root};
+use xtask::{
+    ALL, COMPLETE_MARKER, DEMO_PACKAGES, Distribution, KCP, KEYCLOAK, Tool, cache_root, repo_root,
+};
 
 const USAGE: &str = "usage: cargo xtask <deps|crds|ci|bench [flags|components]|demo [--check]>
-  deps  build kcp, OpenFGA, helm and upstream's account-operator from the Go module proxy
-        into the machine-wide cache
+  deps  build kcp, OpenFGA, helm and upstream's account-operator from the Go module proxy,
+        and Keycloak from Maven Central, into the machine-wide cache
   crds  regenerate crds/generated/ from the Rust API types
   ci    deps, cargo fmt --check, cargo clippy -D warnings, cargo test (what .ci/run runs)
   bench our account-operator side by side with upstream's and kcp's floor, release builds
@@ -479,6 +481,177 @@ fn deps() -> TaskResult {
     check_go()?;
     for tool in ALL {
         build_tool(tool)?;
+    }
+    install_distribution(&KEYCLOAK)
+}
+
+/// Downloads `dist` from Maven Central, checks its SHA-256, unpacks it and runs its build,
+/// into its install directory; nothing to do when that is complete already.
+fn install_distribution(dist: &Distribution) -> TaskResult {
+    let dir = dist.install_dir();
+    if dir.join(COMPLETE_MARKER).is_file() {
+        println!(
+            "{} {}: up to date in {}",
+            dist.name,
+            dist.version,
+            dir.display()
+        );
+        return Ok(());
+    }
+    check_java()?;
+    let started = Instant::now();
+    let partial = dir.with_extension("partial");
+    if partial.exists() {
+        std::fs::remove_dir_all(&partial)
+            .map_err(|e| format!("removing {}: {e}", partial.display()))?;
+    }
+    std::fs::create_dir_all(&partial)
+        .map_err(|e| format!("creating {}: {e}", partial.display()))?;
+    let archive = partial.join("download.zip");
+    download(dist, &archive)?;
+    unpack(dist, &archive, &partial)?;
+    std::fs::remove_file(&archive).map_err(|e| format!("removing {}: {e}", archive.display()))?;
+    println!(
+        "{}: its one-time configuration build (a few minutes on two cores)",
+        dist.name
+    );
+    let (program, args) = dist.build.split_first().ok_or("empty build command")?;
+    run(Command::new(partial.join(program))
+        .args(args)
+        .current_dir(&partial))?;
+    std::fs::write(partial.join(COMPLETE_MARKER), format!("{}\n", dist.version))
+        .map_err(|e| format!("writing the completion marker: {e}"))?;
+    std::fs::rename(&partial, &dir).map_err(|e| format!("moving the build into place: {e}"))?;
+    println!(
+        "{} {}: built in {} into {}",
+        dist.name,
+        dist.version,
+        human(started.elapsed()),
+        dir.display()
+    );
+    Ok(())
+}
+
+fn check_java() -> TaskResult {
+    let output = Command::new("java").arg("-version").output().map_err(|e| {
+        format!(
+            "`java` is not on PATH ({e}); Keycloak needs Java 17 or newer (your distribution's \
+             OpenJDK package), then run `cargo xtask deps` again"
+        )
+    })?;
+    // `java -version` writes to stderr.
+    let version = String::from_utf8_lossy(&output.stderr);
+    println!("using {}", version.lines().next().unwrap_or("java"));
+    Ok(())
+}
+
+/// Streams `dist`'s archive into `to`, showing progress every tenth, and refuses it unless
+/// its SHA-256 is the pinned one.
+fn download(dist: &Distribution, to: &Path) -> TaskResult {
+    use sha2::{Digest, Sha256};
+    use std::io::{Read, Write};
+
+    let url = dist.url();
+    // The machine's trust store: egress may go through a proxy with a CA of its own.
+    let tls = ureq::tls::TlsConfig::builder()
+        .root_certs(ureq::tls::RootCerts::PlatformVerifier)
+        .build();
+    let agent = ureq::Agent::new_with_config(ureq::Agent::config_builder().tls_config(tls).build());
+    let mut response = agent
+        .get(&url)
+        .call()
+        .map_err(|e| format!("downloading {url}: {e}"))?;
+    let total = response.body().content_length();
+    let size = total.map_or_else(String::new, |t| format!(" ({} MB)", t / 1_000_000));
+    println!("{}: downloading {url}{size}", dist.name);
+    let mut body = response.body_mut().with_config().limit(u64::MAX).reader();
+    let mut file =
+        std::fs::File::create(to).map_err(|e| format!("creating {}: {e}", to.display()))?;
+    let mut hasher = Sha256::new();
+    let (mut done, mut shown) = (0u64, 0u64);
+    let mut buffer = vec![0; 1 << 16];
+    loop {
+        let n = body
+            .read(&mut buffer)
+            .map_err(|e| format!("downloading {url}: {e}"))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buffer[..n]);
+        file.write_all(&buffer[..n])
+            .map_err(|e| format!("writing {}: {e}", to.display()))?;
+        done += n as u64;
+        if let Some(total) = total.filter(|t| *t > 0) {
+            let tenth = done * 10 / total;
+            if tenth > shown {
+                shown = tenth;
+                println!("{}: downloaded {}%", dist.name, tenth * 10);
+            }
+        }
+    }
+    let sha256: String = hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    if sha256 == dist.sha256 {
+        Ok(())
+    } else {
+        Err(format!(
+            "{url} has SHA-256 {sha256}, not the pinned {}: refusing it",
+            dist.sha256
+        ))
+    }
+}
+
+/// Unpacks the archive's `top_dir` into `into`, keeping each file's Unix mode (the start
+/// scripts are executable).
+fn unpack(dist: &Distribution, archive: &Path, into: &Path) -> TaskResult {
+    use std::os::unix::fs::PermissionsExt;
+
+    let file =
+        std::fs::File::open(archive).map_err(|e| format!("opening {}: {e}", archive.display()))?;
+    let mut zip =
+        zip::ZipArchive::new(file).map_err(|e| format!("reading {}: {e}", archive.display()))?;
+    println!("{}: unpacking {} files", dist.name, zip.len());
+    for i in 0..zip.len() {
+        let mut entry = zip
+            .by_index(i)
+            .map_err(|e| format!("reading {}: {e}", archive.display()))?;
+        // `enclosed_name` refuses absolute paths and `..`.
+        let name = entry.enclosed_name().ok_or_else(|| {
+            format!(
+                "{} holds an unsafe path {:?}",
+                archive.display(),
+                entry.name()
+            )
+        })?;
+        let Ok(relative) = name.strip_prefix(dist.top_dir) else {
+            return Err(format!(
+                "{} holds {} outside {}",
+                archive.display(),
+                name.display(),
+                dist.top_dir
+            ));
+        };
+        let target = into.join(relative);
+        if entry.is_dir() {
+            std::fs::create_dir_all(&target)
+                .map_err(|e| format!("creating {}: {e}", target.display()))?;
+            continue;
+        }
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| format!("creating {}: {e}", parent.display()))?;
+        }
+        let mut out = std::fs::File::create(&target)
+            .map_err(|e| format!("creating {}: {e}", target.display()))?;
+        std::io::copy(&mut entry, &mut out)
+            .map_err(|e| format!("unpacking {}: {e}", target.display()))?;
+        if let Some(mode) = entry.unix_mode() {
+            std::fs::set_permissions(&target, std::fs::Permissions::from_mode(mode & 0o777))
+                .map_err(|e| format!("setting the mode of {}: {e}", target.display()))?;
+        }
     }
     Ok(())
 }

@@ -1,0 +1,220 @@
+//! A real Keycloak: the one of a test binary, or one of a test's own. It runs the distribution
+//! `cargo xtask deps` fetched and built (shared, read-only) with everything it writes in a
+//! state directory of its own: the H2 database and the transaction log. HTTPS only, on free
+//! ports, with a certificate of a CA made for it, so that clients (kcp's JWT authenticator
+//! among them) trust its issuer by that CA alone.
+
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::sync::OnceCell;
+
+use crate::pki;
+use crate::process::{ServerProcess, free_port, memory_mib};
+
+/// How long a start may take: about a minute on a busy machine with two cores.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(240);
+
+/// The master realm's administrator the harness creates at the first start.
+pub const ADMIN: &str = "admin";
+
+/// A running Keycloak.
+#[derive(Debug)]
+pub struct Keycloak {
+    process: ServerProcess,
+    /// `https://127.0.0.1:<port>`: the base of its realms and admin API, and its hostname.
+    url: String,
+    management_port: u16,
+    admin_password: String,
+    /// The CA that signed its serving certificate, as PEM.
+    ca_pem: String,
+    http: reqwest::Client,
+    /// Time from spawn until `/health/ready` answered 200.
+    pub startup: Duration,
+    _state: tempfile::TempDir,
+}
+
+static SHARED: OnceCell<Keycloak> = OnceCell::const_new();
+
+impl Keycloak {
+    /// The Keycloak of this test binary, started on first use. Panics, with the command that
+    /// builds it, when the distribution has not been built.
+    pub async fn shared() -> &'static Keycloak {
+        SHARED.get_or_init(Self::start).await
+    }
+
+    /// A Keycloak of its own, stopped (its state removed) when dropped.
+    pub async fn fresh() -> Keycloak {
+        Self::start().await
+    }
+
+    async fn start() -> Keycloak {
+        let home = xtask::KEYCLOAK.home().unwrap_or_else(|e| panic!("{e}"));
+        let state = tempfile::Builder::new()
+            .prefix("pm-keycloak-")
+            .tempdir()
+            .unwrap_or_else(|e| panic!("creating Keycloak's state directory: {e}"));
+        let dir = state.path();
+        let ca = pki::ca("platform-mesh-rs test Keycloak CA");
+        let ca_pem = ca.pem();
+        let tls = pki::serving(dir, "tls", "keycloak", &ca);
+        let (port, management_port) = (free_port(), free_port());
+        let url = format!("https://127.0.0.1:{port}");
+        let admin_password = format!("pw-{}", crate::unique_suffix());
+        let args = [
+            "start".to_owned(),
+            "--optimized".to_owned(),
+            "--http-enabled=false".to_owned(),
+            format!("--https-port={port}"),
+            format!("--https-certificate-file={}", tls.cert.display()),
+            format!("--https-certificate-key-file={}", tls.key.display()),
+            format!("--http-management-port={management_port}"),
+            format!("--hostname={url}"),
+            // One node: no cluster discovery, which would look for other Keycloaks on the
+            // network (and find the other test binaries').
+            "--cache=local".to_owned(),
+            // The database and the transaction log in the state directory, not in the
+            // shared installation.
+            format!(
+                "--db-url=jdbc:h2:file:{}/h2/keycloakdb;NON_KEYWORDS=VALUE;DB_CLOSE_ON_EXIT=FALSE",
+                dir.display()
+            ),
+            format!(
+                "-Dquarkus.transaction-manager.object-store.directory={}/transaction-logs",
+                dir.display()
+            ),
+            format!("--bootstrap-admin-username={ADMIN}"),
+            format!("--bootstrap-admin-password={admin_password}"),
+        ];
+        let process = ServerProcess::start("keycloak", &home.join("bin/kc.sh"), &args, dir, true)
+            .unwrap_or_else(|e| panic!("starting Keycloak from {}: {e}", home.display()));
+        kcp::client::install_crypto_provider();
+        let certificate = reqwest::Certificate::from_pem(ca_pem.as_bytes())
+            .unwrap_or_else(|e| panic!("the Keycloak CA: {e}"));
+        let http = reqwest::Client::builder()
+            .tls_certs_only([certificate])
+            .build()
+            .unwrap_or_else(|e| panic!("an HTTP client for Keycloak: {e}"));
+        let keycloak = Keycloak {
+            process,
+            url,
+            management_port,
+            admin_password,
+            ca_pem,
+            http,
+            startup: Duration::ZERO,
+            _state: state,
+        };
+        let startup = keycloak.until_ready().await;
+        Keycloak {
+            startup,
+            ..keycloak
+        }
+    }
+
+    /// Waits until `/health/ready` on the management port answers 200 (Keycloak opens its
+    /// ports before it has finished starting); returns the time since spawn.
+    async fn until_ready(&self) -> Duration {
+        let health = format!("https://127.0.0.1:{}/health/ready", self.management_port);
+        loop {
+            if self.process.exited() {
+                panic!(
+                    "{}",
+                    self.process.failed_to_start(STARTUP_TIMEOUT, "it exited")
+                );
+            }
+            let answer = self.http.get(&health).send().await;
+            if answer.is_ok_and(|a| a.status().is_success()) {
+                return self.process.started().elapsed();
+            }
+            assert!(
+                self.process.started().elapsed() < STARTUP_TIMEOUT,
+                "{}",
+                self.process
+                    .failed_to_start(STARTUP_TIMEOUT, "/health/ready never answered 200")
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// `https://127.0.0.1:<port>`, the base of every realm's and the admin API's URLs.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The issuer of realm `realm`'s tokens.
+    pub fn issuer(&self, realm: &str) -> String {
+        format!("{}/realms/{realm}", self.url)
+    }
+
+    /// The CA that signed Keycloak's serving certificate, as PEM.
+    pub fn ca_pem(&self) -> &str {
+        &self.ca_pem
+    }
+
+    /// The master realm's administrator's password (the user is [`ADMIN`]).
+    pub fn admin_password(&self) -> &str {
+        &self.admin_password
+    }
+
+    /// An HTTP client that trusts Keycloak's CA.
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    /// A fresh access token of the master realm's administrator (they last a minute).
+    pub async fn admin_token(&self) -> String {
+        let token = self
+            .password_token("master", "admin-cli", ADMIN, &self.admin_password)
+            .await
+            .unwrap_or_else(|e| panic!("the admin token: {e}"));
+        token["access_token"]
+            .as_str()
+            .unwrap_or_else(|| panic!("the admin token has no access_token: {token}"))
+            .to_owned()
+    }
+
+    /// The token endpoint's answer to a password grant of `username` through client
+    /// `client_id` of `realm`, or the error status and body.
+    pub async fn password_token(
+        &self,
+        realm: &str,
+        client_id: &str,
+        username: &str,
+        password: &str,
+    ) -> Result<Value, String> {
+        let url = format!("{}/protocol/openid-connect/token", self.issuer(realm));
+        let form = [
+            ("grant_type", "password"),
+            ("client_id", client_id),
+            ("username", username),
+            ("password", password),
+        ];
+        let response = self
+            .http
+            .post(&url)
+            .form(&form)
+            .send()
+            .await
+            .map_err(|e| format!("POST {url}: {e}"))?;
+        let status = response.status();
+        let body: Value = response
+            .json()
+            .await
+            .map_err(|e| format!("POST {url}: {status}, unreadable answer: {e}"))?;
+        if status.is_success() {
+            Ok(body)
+        } else {
+            Err(format!("POST {url}: {status}: {body}"))
+        }
+    }
+
+    /// The resident memory of the JVM, which `kc.sh` runs as its child, in MiB.
+    pub fn rss_mib(&self) -> Option<f64> {
+        let script = self.process.pid()?;
+        let children =
+            std::fs::read_to_string(format!("/proc/{script}/task/{script}/children")).ok()?;
+        let jvm = children.split_whitespace().next()?.parse().ok()?;
+        memory_mib(jvm, "VmRSS:")
+    }
+}
