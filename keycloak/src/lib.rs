@@ -135,10 +135,50 @@ pub struct Keycloak {
     token: tokio::sync::Mutex<Option<(String, Instant)>>,
 }
 
-#[derive(Deserialize)]
-struct TokenAnswer {
-    access_token: String,
-    expires_in: u64,
+/// An access token from a token endpoint.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Token {
+    pub access_token: String,
+    /// Seconds from issue until it expires.
+    pub expires_in: u64,
+}
+
+/// A token for user `username` of the realm at `issuer`, through client `client_id`: the
+/// password grant, as a command-line login does.
+pub async fn password_grant(
+    http: &reqwest::Client,
+    issuer: &str,
+    client_id: &str,
+    username: &str,
+    password: &str,
+) -> Result<Token> {
+    let form = [
+        ("grant_type", "password"),
+        ("client_id", client_id),
+        ("username", username),
+        ("password", password),
+    ];
+    token(http, issuer, &form).await
+}
+
+/// The token endpoint of the realm at `issuer`, asked with `form` (a grant).
+async fn token(http: &reqwest::Client, issuer: &str, form: &[(&str, &str)]) -> Result<Token> {
+    let url = format!("{issuer}/protocol/openid-connect/token");
+    let response =
+        http.post(&url)
+            .form(form)
+            .send()
+            .await
+            .map_err(|source| Error::Unreachable {
+                url: url.clone(),
+                source,
+            })?;
+    let answer = read(Method::POST, &url, response).await?;
+    serde_json::from_value(answer).map_err(|e| Error::Unreadable {
+        method: Method::POST,
+        url,
+        message: e.to_string(),
+    })
 }
 
 #[derive(Serialize)]
@@ -326,38 +366,21 @@ impl Keycloak {
         {
             return Ok(token.clone());
         }
-        let url = format!("{}/protocol/openid-connect/token", self.issuer("master"));
-        let form: Vec<(&str, &str)> = match &self.login {
-            Login::ClientCredentials { client_id, secret } => vec![
-                ("grant_type", "client_credentials"),
-                ("client_id", client_id),
-                ("client_secret", secret),
-            ],
-            Login::Password { username, password } => vec![
-                ("grant_type", "password"),
-                ("client_id", "admin-cli"),
-                ("username", username),
-                ("password", password),
-            ],
-        };
+        let master = self.issuer("master");
         let asked = Instant::now();
-        let response = self
-            .http
-            .post(&url)
-            .form(&form)
-            .send()
-            .await
-            .map_err(|source| Error::Unreachable {
-                url: url.clone(),
-                source,
-            })?;
-        let answer = read(Method::POST, &url, response).await?;
-        let answer: TokenAnswer =
-            serde_json::from_value(answer).map_err(|e| Error::Unreadable {
-                method: Method::POST,
-                url,
-                message: e.to_string(),
-            })?;
+        let answer = match &self.login {
+            Login::ClientCredentials { client_id, secret } => {
+                let form = [
+                    ("grant_type", "client_credentials"),
+                    ("client_id", client_id.as_str()),
+                    ("client_secret", secret.as_str()),
+                ];
+                token(&self.http, &master, &form).await?
+            }
+            Login::Password { username, password } => {
+                password_grant(&self.http, &master, "admin-cli", username, password).await?
+            }
+        };
         let until = asked + Duration::from_secs(answer.expires_in);
         *cached = Some((answer.access_token.clone(), until));
         Ok(answer.access_token)

@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use harness::keycloak::{ADMIN, Keycloak as Server};
 use keycloak::{ClientRegistration, Error, Keycloak, Login, RealmSettings};
-use serde_json::Value;
 
 fn admin(server: &Server) -> Keycloak {
     Keycloak::new(
@@ -30,22 +29,6 @@ fn realm(name: &str, registration_allowed: bool) -> RealmSettings {
     }
 }
 
-/// The realm as the admin API shows it.
-async fn realm_seen(server: &Server, name: &str) -> Value {
-    server
-        .http()
-        .get(format!("{}/admin/realms/{name}", server.url()))
-        .bearer_auth(server.admin_token().await)
-        .send()
-        .await
-        .unwrap()
-        .error_for_status()
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
 #[tokio::test]
 async fn realms_and_registered_clients_come_and_go() {
     let server = Server::shared().await;
@@ -56,7 +39,7 @@ async fn realms_and_registered_clients_come_and_go() {
     keycloak.apply_realm(&realm("acme", false)).await.unwrap();
     assert!(keycloak.realm_exists("acme").await.unwrap());
     keycloak.apply_realm(&realm("acme", true)).await.unwrap();
-    let seen = realm_seen(server, "acme").await;
+    let seen = server.admin_get("realms/acme").await;
     assert_eq!(seen["registrationAllowed"], true);
     assert_eq!(seen["accessTokenLifespan"], 3600);
     assert_eq!(seen["loginWithEmailAllowed"], true);

@@ -164,49 +164,39 @@ impl Keycloak {
 
     /// A fresh access token of the master realm's administrator (they last a minute).
     pub async fn admin_token(&self) -> String {
-        let token = self
-            .password_token("master", "admin-cli", ADMIN, &self.admin_password)
+        self.password_token("master", "admin-cli", ADMIN, &self.admin_password)
             .await
-            .unwrap_or_else(|e| panic!("the admin token: {e}"));
-        token["access_token"]
-            .as_str()
-            .unwrap_or_else(|| panic!("the admin token has no access_token: {token}"))
-            .to_owned()
+            .unwrap_or_else(|e| panic!("the admin token: {e}"))
+            .access_token
     }
 
-    /// The token endpoint's answer to a password grant of `username` through client
-    /// `client_id` of `realm`, or the error status and body.
+    /// A token for user `username` of `realm` through client `client_id` (the password
+    /// grant), or Keycloak's refusal.
     pub async fn password_token(
         &self,
         realm: &str,
         client_id: &str,
         username: &str,
         password: &str,
-    ) -> Result<Value, String> {
-        let url = format!("{}/protocol/openid-connect/token", self.issuer(realm));
-        let form = [
-            ("grant_type", "password"),
-            ("client_id", client_id),
-            ("username", username),
-            ("password", password),
-        ];
+    ) -> Result<keycloak::Token, keycloak::Error> {
+        let issuer = self.issuer(realm);
+        keycloak::password_grant(&self.http, &issuer, client_id, username, password).await
+    }
+
+    /// `GET /admin/<path>` as the administrator: what the admin API shows.
+    pub async fn admin_get(&self, path: &str) -> Value {
+        let url = format!("{}/admin/{path}", self.url);
         let response = self
             .http
-            .post(&url)
-            .form(&form)
+            .get(&url)
+            .bearer_auth(self.admin_token().await)
             .send()
             .await
-            .map_err(|e| format!("POST {url}: {e}"))?;
+            .unwrap_or_else(|e| panic!("GET {url}: {e}"));
         let status = response.status();
-        let body: Value = response
-            .json()
-            .await
-            .map_err(|e| format!("POST {url}: {status}, unreadable answer: {e}"))?;
-        if status.is_success() {
-            Ok(body)
-        } else {
-            Err(format!("POST {url}: {status}: {body}"))
-        }
+        let body = response.text().await.unwrap_or_default();
+        assert!(status.is_success(), "GET {url}: {status}: {body}");
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {url}: {e}: {body}"))
     }
 
     /// The resident memory of the JVM, which `kc.sh` runs as its child, in MiB.

@@ -136,12 +136,7 @@ impl Distribution {
             hasher.update(arg.as_bytes());
             hasher.update([0]);
         }
-        let hash: String = hasher
-            .finalize()
-            .iter()
-            .take(6)
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let hash = short_hash(hasher);
         cache_root()
             .join("tools")
             .join(format!("{}-{}-{hash}", self.name, self.version))
@@ -267,12 +262,7 @@ impl Tool {
         for package in self.packages {
             hasher.update(package.as_bytes());
         }
-        let hash: String = hasher
-            .finalize()
-            .iter()
-            .take(6)
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let hash = short_hash(hasher);
         Ok(cache_root()
             .join("tools")
             .join(format!("{}-{}-{hash}", self.name, self.version()?)))
@@ -292,6 +282,16 @@ impl Tool {
             })
         }
     }
+}
+
+/// The first 12 hex digits of a hash: enough to tell pins apart in a directory name.
+fn short_hash(hasher: Sha256) -> String {
+    hasher
+        .finalize()
+        .iter()
+        .take(6)
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Written last into an install directory, so a half-finished build is never used.
