@@ -2,7 +2,7 @@
 //! Mesh uses them: one realm per organisation, named after it, and the OIDC clients its users
 //! log in through.
 //!
-//! [`Keycloak`] logs in to the master realm (a service account's client credentials, as
+//! [`KeycloakApi`] logs in to the master realm (a service account's client credentials, as
 //! upstream's operator does, or a user's password), keeps the admin token until shortly before
 //! it expires, and tells an unreachable Keycloak ([`Error::Unreachable`]) from one that refused
 //! a request ([`Error::Refused`]), so that callers can report either in a condition and retry.
@@ -55,7 +55,7 @@ impl Error {
 /// A result of this crate.
 pub type Result<T> = std::result::Result<T, Error>;
 
-/// How [`Keycloak`] logs in to the master realm.
+/// How [`KeycloakApi`] logs in to the master realm.
 #[derive(Debug, Clone)]
 pub enum Login {
     /// A confidential client's service account (the client credentials grant).
@@ -128,7 +128,7 @@ pub struct ClientSummary {
 
 /// Keycloak's admin and registration APIs at one base URL.
 #[derive(Debug)]
-pub struct Keycloak {
+pub struct KeycloakApi {
     http: reqwest::Client,
     base: String,
     login: Login,
@@ -192,7 +192,7 @@ struct DcrRequest<'a> {
     token_endpoint_auth_method: &'static str,
 }
 
-impl Keycloak {
+impl KeycloakApi {
     /// Keycloak at `base_url` (`https://host[:port]`, with a path prefix if it has one),
     /// through `http` (which carries the TLS trust and timeouts), logging in as `login`.
     pub fn new(http: reqwest::Client, base_url: &str, login: Login) -> Self {

@@ -6,11 +6,11 @@
 
 use std::time::Duration;
 
-use harness::keycloak::{ADMIN, Keycloak as Server};
-use keycloak::{ClientRegistration, Error, Keycloak, Login, RealmSettings};
+use harness::keycloak::{ADMIN, Keycloak};
+use keycloak::{ClientRegistration, Error, KeycloakApi, Login, RealmSettings};
 
-fn admin(server: &Server) -> Keycloak {
-    Keycloak::new(
+fn admin(server: &Keycloak) -> KeycloakApi {
+    KeycloakApi::new(
         server.http().clone(),
         server.url(),
         Login::Password {
@@ -31,7 +31,7 @@ fn realm(name: &str, registration_allowed: bool) -> RealmSettings {
 
 #[tokio::test]
 async fn realms_and_registered_clients_come_and_go() {
-    let server = Server::shared().await;
+    let server = Keycloak::shared().await;
     let keycloak = admin(server);
 
     // A realm is created, then updated by applying it again.
@@ -107,11 +107,11 @@ async fn realms_and_registered_clients_come_and_go() {
 
 #[tokio::test]
 async fn an_unreachable_keycloak_and_a_refusal_are_told_apart() {
-    let server = Server::shared().await;
+    let server = Keycloak::shared().await;
 
     // Nothing listens on this port.
     let port = harness::free_port();
-    let nowhere = Keycloak::new(
+    let nowhere = KeycloakApi::new(
         server.http().clone(),
         &format!("https://127.0.0.1:{port}"),
         Login::Password {
@@ -123,7 +123,7 @@ async fn an_unreachable_keycloak_and_a_refusal_are_told_apart() {
     assert!(matches!(error, Error::Unreachable { .. }), "{error:?}");
 
     // A wrong secret is refused, naming the token endpoint and Keycloak's answer.
-    let refused = Keycloak::new(
+    let refused = KeycloakApi::new(
         server.http().clone(),
         server.url(),
         Login::ClientCredentials {
