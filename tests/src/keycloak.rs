@@ -26,8 +26,6 @@ pub struct Keycloak {
     url: String,
     management_port: u16,
     admin_password: String,
-    /// The CA that signed its serving certificate, as PEM.
-    ca_pem: String,
     http: reqwest::Client,
     /// Time from spawn until `/health/ready` answered 200.
     pub startup: Duration,
@@ -56,7 +54,6 @@ impl Keycloak {
             .unwrap_or_else(|e| panic!("creating Keycloak's state directory: {e}"));
         let dir = state.path();
         let ca = pki::ca("platform-mesh-rs test Keycloak CA");
-        let ca_pem = ca.pem();
         let tls = pki::serving(dir, "tls", "keycloak", &ca);
         let (port, management_port) = (free_port(), free_port());
         let url = format!("https://127.0.0.1:{port}");
@@ -89,7 +86,7 @@ impl Keycloak {
         let process = ServerProcess::start("keycloak", &home.join("bin/kc.sh"), &args, dir, true)
             .unwrap_or_else(|e| panic!("starting Keycloak from {}: {e}", home.display()));
         kcp::client::install_crypto_provider();
-        let certificate = reqwest::Certificate::from_pem(ca_pem.as_bytes())
+        let certificate = reqwest::Certificate::from_pem(ca.pem().as_bytes())
             .unwrap_or_else(|e| panic!("the Keycloak CA: {e}"));
         let http = reqwest::Client::builder()
             .tls_certs_only([certificate])
@@ -100,7 +97,6 @@ impl Keycloak {
             url,
             management_port,
             admin_password,
-            ca_pem,
             http,
             startup: Duration::ZERO,
             _state: state,
@@ -145,11 +141,6 @@ impl Keycloak {
     /// The issuer of realm `realm`'s tokens.
     pub fn issuer(&self, realm: &str) -> String {
         format!("{}/realms/{realm}", self.url)
-    }
-
-    /// The CA that signed Keycloak's serving certificate, as PEM.
-    pub fn ca_pem(&self) -> &str {
-        &self.ca_pem
     }
 
     /// The master realm's administrator's password (the user is [`ADMIN`]).
