@@ -20,6 +20,7 @@ mod process;
 mod proxy;
 pub mod scoped;
 pub mod sharded;
+pub mod smtp;
 mod widgets;
 
 pub use accounts::{
