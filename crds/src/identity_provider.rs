@@ -38,7 +38,9 @@ pub struct IdentityProviderClient {
     pub client_type: ClientType,
     /// The client's name at the identity provider; the key of `status.managedClients`.
     pub client_name: String,
-    /// Allowed redirect URIs after login.
+    /// Allowed redirect URIs after login; at least one, since a client with none can never
+    /// complete a login.
+    #[schemars(length(min = 1))]
     pub redirect_uris: Vec<String>,
     /// Allowed redirect URIs after logout.
     #[serde(default, skip_serializing_if = "Option::is_none")]

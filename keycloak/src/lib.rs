@@ -124,6 +124,55 @@ pub struct ClientSummary {
     pub name: Option<String>,
     #[serde(default)]
     pub redirect_uris: Vec<String>,
+    #[serde(default)]
+    pub public_client: bool,
+    /// Keycloak keeps some OIDC metadata here, the post-logout redirect URIs among them.
+    #[serde(default)]
+    pub attributes: std::collections::BTreeMap<String, String>,
+}
+
+/// The attribute holding a client's post-logout redirect URIs, `##`-separated.
+const POST_LOGOUT_ATTRIBUTE: &str = "post.logout.redirect.uris";
+
+impl ClientSummary {
+    /// Whether the client is registered as `wanted` says (name, type and redirect URIs, the
+    /// order of the URIs aside), so that an unchanged client is left alone: every DCR update
+    /// replaces the registration token.
+    pub fn matches(&self, wanted: &ClientRegistration) -> bool {
+        fn sorted(uris: &[String]) -> Vec<&str> {
+            let mut uris: Vec<&str> = uris.iter().map(String::as_str).collect();
+            uris.sort_unstable();
+            uris
+        }
+        let post_logout: Vec<String> = self
+            .attributes
+            .get(POST_LOGOUT_ATTRIBUTE)
+            .map(|joined| {
+                joined
+                    .split("##")
+                    .filter(|u| !u.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default();
+        self.name.as_deref() == Some(wanted.name.as_str())
+            && self.public_client == wanted.public
+            && sorted(&self.redirect_uris) == sorted(&wanted.redirect_uris)
+            && sorted(&post_logout) == sorted(&wanted.post_logout_redirect_uris)
+    }
+}
+
+/// A user as the admin API lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct User {
+    /// Keycloak's own id of the user.
+    pub id: String,
+    #[serde(default)]
+    pub email: Option<String>,
+    /// What the user must still do at their next login (`UPDATE_PASSWORD`, `VERIFY_EMAIL`).
+    #[serde(default)]
+    pub required_actions: Vec<String>,
 }
 
 /// Keycloak's admin and registration APIs at one base URL.
@@ -304,6 +353,109 @@ impl KeycloakApi {
             &body,
         )
         .await
+    }
+
+    /// Where the registration of client `client_id` of `realm` is managed.
+    pub fn registration_client_uri(&self, realm: &str, client_id: &str) -> String {
+        format!(
+            "{}/clients-registrations/openid-connect/{client_id}",
+            self.issuer(realm)
+        )
+    }
+
+    /// A new registration access token for the client whose Keycloak id is `id`, issued
+    /// through the admin API: the way back to a registration whose token was lost.
+    pub async fn new_registration_token(&self, realm: &str, id: &str) -> Result<String> {
+        let path = format!("realms/{realm}/clients/{id}/registration-access-token");
+        let answer = self.admin(Method::POST, &path, Some(&json!({}))).await?;
+        answer["registrationAccessToken"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| Error::Unreadable {
+                method: Method::POST,
+                url: self.admin_url(&path),
+                message: format!("no registrationAccessToken in {answer}"),
+            })
+    }
+
+    /// The user of `realm` whose e-mail address is `email`, if there is one.
+    pub async fn user_by_email(&self, realm: &str, email: &str) -> Result<Option<User>> {
+        let path = format!("realms/{realm}/users");
+        let url = self.admin_url(&path);
+        let token = self.admin_token().await?;
+        let request = self
+            .http
+            .get(&url)
+            .bearer_auth(token)
+            .query(&[("email", email), ("exact", "true")]);
+        let response = request.send().await.map_err(|source| Error::Unreachable {
+            url: url.clone(),
+            source,
+        })?;
+        let answer = read(Method::GET, &url, response).await?;
+        let users: Vec<User> = serde_json::from_value(answer).map_err(|e| Error::Unreadable {
+            method: Method::GET,
+            url,
+            message: e.to_string(),
+        })?;
+        Ok(users.into_iter().find(|u| {
+            u.email
+                .as_deref()
+                .is_some_and(|e| e.eq_ignore_ascii_case(email))
+        }))
+    }
+
+    /// Creates an enabled user in `realm` whose user name is its e-mail address, who must do
+    /// `required_actions` at the first login; with `temporary_password`, the user can log in
+    /// with it once (to a page that asks for a new one).
+    pub async fn create_user(
+        &self,
+        realm: &str,
+        email: &str,
+        required_actions: &[&str],
+        temporary_password: Option<&str>,
+    ) -> Result<()> {
+        let mut user = json!({
+            "username": email,
+            "email": email,
+            "enabled": true,
+            "requiredActions": required_actions,
+        });
+        if let Some(password) = temporary_password {
+            user["credentials"] =
+                json!([{"type": "password", "value": password, "temporary": true}]);
+        }
+        self.admin(Method::POST, &format!("realms/{realm}/users"), Some(&user))
+            .await
+            .map(drop)
+    }
+
+    /// Sends user `id` of `realm` the e-mail that asks them to do `actions`, its link leading
+    /// through client `client_id` to `redirect_uri` afterwards. Needs the realm's SMTP server.
+    pub async fn send_actions_email(
+        &self,
+        realm: &str,
+        id: &str,
+        actions: &[&str],
+        client_id: &str,
+        redirect_uri: &str,
+    ) -> Result<()> {
+        let path = format!("realms/{realm}/users/{id}/execute-actions-email");
+        let url = self.admin_url(&path);
+        let token = self.admin_token().await?;
+        let response = self
+            .http
+            .put(&url)
+            .bearer_auth(token)
+            .query(&[("client_id", client_id), ("redirect_uri", redirect_uri)])
+            .json(&actions)
+            .send()
+            .await
+            .map_err(|source| Error::Unreachable {
+                url: url.clone(),
+                source,
+            })?;
+        read(Method::PUT, &url, response).await.map(drop)
     }
 
     /// Deletes a registration; one that is gone already is fine.

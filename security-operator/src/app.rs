@@ -41,8 +41,81 @@ pub enum AppError {
     CoreModule(String),
     #[error("--fga-target: {0}")]
     FgaTarget(#[from] fga::api::AddressError),
+    #[error(
+        "--keycloak-base-url needs the secret of --keycloak-client-id {0} (--keycloak-client-secret or KEYCLOAK_CLIENT_SECRET)"
+    )]
+    KeycloakSecret(String),
+    #[error("--keycloak-base-url {0:?} is not an http(s) URL")]
+    KeycloakUrl(String),
+    #[error("--keycloak-ca-file {path}: {message}")]
+    KeycloakCa { path: String, message: String },
+    #[error("an HTTP client for Keycloak: {0}")]
+    KeycloakClient(String),
     #[error(transparent)]
     Process(#[from] ProcessError),
+}
+
+/// The Keycloak of `--keycloak-*`, if one is configured. Nothing is asked of it here: one
+/// that does not answer is a condition on the objects that need it, not a process that does
+/// not start.
+pub fn keycloak(config: &Config) -> Result<Option<controllers::KeycloakSettings>, AppError> {
+    let args = &config.keycloak;
+    let Some(base_url) = &args.keycloak_base_url else {
+        return Ok(None);
+    };
+    if !(base_url.starts_with("https://") || base_url.starts_with("http://")) {
+        return Err(AppError::KeycloakUrl(base_url.clone()));
+    }
+    let secret = args
+        .keycloak_client_secret
+        .clone()
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| AppError::KeycloakSecret(args.keycloak_client_id.clone()))?;
+    kcp::client::install_crypto_provider();
+    let mut http = reqwest::Client::builder().timeout(std::time::Duration::from_secs(
+        args.http_client_timeout_seconds,
+    ));
+    if let Some(path) = &args.keycloak_ca_file {
+        let ca_error = |message: String| AppError::KeycloakCa {
+            path: path.display().to_string(),
+            message,
+        };
+        let pem = std::fs::read(path).map_err(|e| ca_error(e.to_string()))?;
+        let certificates =
+            reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| ca_error(e.to_string()))?;
+        if certificates.is_empty() {
+            return Err(ca_error("holds no PEM certificate".to_owned()));
+        }
+        http = http.tls_certs_merge(certificates);
+    }
+    let http = http
+        .build()
+        .map_err(|e| AppError::KeycloakClient(e.to_string()))?;
+    let smtp = args.idp_smtp_server.as_ref().map(|host| keycloak::Smtp {
+        host: host.clone(),
+        port: args.idp_smtp_port,
+        from: args.idp_from_address.clone(),
+        ssl: args.idp_smtp_ssl,
+        starttls: args.idp_smtp_starttls,
+        auth: args
+            .idp_smtp_user
+            .clone()
+            .map(|user| (user, args.idp_smtp_password.clone().unwrap_or_default())),
+    });
+    Ok(Some(controllers::KeycloakSettings {
+        api: keycloak::KeycloakApi::new(
+            http,
+            base_url,
+            keycloak::Login::ClientCredentials {
+                client_id: args.keycloak_client_id.clone(),
+                secret,
+            },
+        ),
+        access_token_lifespan: std::time::Duration::from_secs(args.idp_access_token_lifespan),
+        smtp,
+        set_default_password: args.set_default_password,
+        realm_deny_list: args.idp_realm_deny_list.clone(),
+    }))
 }
 
 /// The core module's text: the file given, else the built-in one; refused when it does not
@@ -66,6 +139,7 @@ pub fn core_module_text(config: &Config) -> Result<String, AppError> {
 /// Runs the operator's roles until `stop` is cancelled or a part of it fails.
 pub async fn run(config: Config, stop: CancellationToken) -> Result<(), AppError> {
     let core_module = core_module_text(&config)?;
+    let keycloak = keycloak(&config)?;
     let fga = fga::api::connect(&config.fga_target)?;
     let mut process = Process::connect(binary(&config.roles), &config.operator).await?;
     let reachability = Reachability::new(&config.fga_target, UNREACHABLE_GRACE);
@@ -92,9 +166,9 @@ pub async fn run(config: Config, stop: CancellationToken) -> Result<(), AppError
         initialize_org_store: config.initializer_workspace_enabled,
         metrics: controllers::SecurityMetrics::register(process.registry()),
         oidc: controllers::OidcSettings {
-            idp: config.initializer_idp_enabled,
-            invite: config.initializer_invite_enabled,
-            workspace_auth: config.initializer_workspace_auth_enabled,
+            idp: config.identity_step(config.initializer_idp_enabled),
+            invite: config.identity_step(config.initializer_invite_enabled),
+            workspace_auth: config.identity_step(config.initializer_workspace_auth_enabled),
             base_domain: config.base_domain.clone(),
             registration_allowed: config.idp_registration_allowed,
             additional_redirect_urls: config.idp_additional_redirect_urls.clone(),
@@ -104,6 +178,7 @@ pub async fn run(config: Config, stop: CancellationToken) -> Result<(), AppError
             additional_audiences: config.additional_audiences.clone(),
             allow_unverified_emails: config.development_allow_unverified_emails,
         },
+        keycloak,
     });
     let security_type = |kind| -> Result<EndpointSource, AppError> {
         Ok(EndpointSource::WorkspaceType {
@@ -137,6 +212,12 @@ pub async fn run(config: Config, stop: CancellationToken) -> Result<(), AppError
                     controllers::WORKSPACE_RECONCILER,
                     controllers::workspace_controller(&core, settings.clone()),
                 );
+                if settings.keycloak.is_some() {
+                    process.add_controller(
+                        controllers::INVITE_RECONCILER,
+                        controllers::invite_controller(&core, settings.clone()),
+                    );
+                }
             }
             Role::Initializer => {
                 let setup = process.setup(security_type(VirtualWorkspaceKind::Initializing)?);
@@ -161,6 +242,12 @@ pub async fn run(config: Config, stop: CancellationToken) -> Result<(), AppError
                     controllers::API_EXPORT_POLICY_RECONCILER,
                     controllers::api_export_policy_controller(&setup, settings.clone()),
                 );
+                if settings.keycloak.is_some() {
+                    process.add_controller(
+                        controllers::IDENTITY_PROVIDER_RECONCILER,
+                        controllers::identity_provider_controller(&setup, settings.clone()),
+                    );
+                }
             }
             Role::ModelGenerator => {
                 process.add_controller(

@@ -104,22 +104,26 @@ pub struct Config {
     /// Run the IdentityProviderConfiguration step of the org initializer: an
     /// IdentityProviderConfiguration `<org>` in the orgs workspace with the clients `<org>` and
     /// `kubectl`, waited for until Ready, its client ids then written into the org's
-    /// AccountInfo. Needs an OIDC provider that serves IdentityProviderConfigurations
-    /// (Keycloak, a later release); without one, orgs stay initializing.
-    #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
-    pub initializer_idp_enabled: bool,
+    /// AccountInfo. Default: on when `--keycloak-base-url` is given. Without a Keycloak behind
+    /// the `system` role, orgs stay initializing.
+    #[arg(long, action = clap::ArgAction::Set)]
+    pub initializer_idp_enabled: Option<bool>,
 
     /// Run the Invite step of the org initializer: an Invite `<org>` for the creator in the
-    /// org's workspace, waited for until Ready. Needs an OIDC provider, as
-    /// `--initializer-idp-enabled`.
-    #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
-    pub initializer_invite_enabled: bool,
+    /// org's workspace, waited for until Ready. Default: on when `--keycloak-base-url` is
+    /// given.
+    #[arg(long, action = clap::ArgAction::Set)]
+    pub initializer_invite_enabled: Option<bool>,
 
     /// Run the WorkspaceAuthenticationConfiguration step of the org initializer: a
     /// WorkspaceAuthenticationConfiguration `<org>` trusting the org's issuer for its client
     /// ids, referenced by the org's WorkspaceTypes. Needs the OIDC clients the IdP step writes.
-    #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
-    pub initializer_workspace_auth_enabled: bool,
+    /// Default: on when `--keycloak-base-url` is given.
+    #[arg(long, action = clap::ArgAction::Set)]
+    pub initializer_workspace_auth_enabled: Option<bool>,
+
+    #[command(flatten)]
+    pub keycloak: KeycloakArgs,
 
     /// The portal's domain: issuer `https://<domain>/keycloak/realms/<org>`, redirects
     /// `https://<org>.<domain>/*`.
@@ -159,6 +163,76 @@ pub struct Config {
     pub development_allow_unverified_emails: bool,
 }
 
+/// Keycloak: where it is, how to log in to it, and what every organisation's realm gets.
+#[derive(Debug, Clone, clap::Args)]
+pub struct KeycloakArgs {
+    /// Keycloak's base URL (`https://host[:port][/prefix]`, the part before `/realms`). With
+    /// it, the `system` role keeps IdentityProviderConfigurations and the `fga` role Invites,
+    /// and the org initializer's identity steps default to on.
+    #[arg(long)]
+    pub keycloak_base_url: Option<String>,
+
+    /// The master-realm client whose service account (with the `admin` role) the operator
+    /// logs in as.
+    #[arg(long, default_value = "security-operator")]
+    pub keycloak_client_id: String,
+
+    /// That client's secret.
+    #[arg(long, env = "KEYCLOAK_CLIENT_SECRET", hide_env_values = true)]
+    pub keycloak_client_secret: Option<String>,
+
+    /// A PEM file of CA certificates to trust for Keycloak, besides the system's.
+    #[arg(long)]
+    pub keycloak_ca_file: Option<PathBuf>,
+
+    /// How long a request to Keycloak may take.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    pub http_client_timeout_seconds: u64,
+
+    /// The access-token lifespan (and SSO session idle timeout) of every organisation's
+    /// realm, in seconds.
+    #[arg(long, default_value_t = 28_800, value_parser = clap::value_parser!(u64).range(1..))]
+    pub idp_access_token_lifespan: u64,
+
+    /// Realm names no IdentityProviderConfiguration may take (comma-separated); `master` never
+    /// can.
+    #[arg(long, value_delimiter = ',')]
+    pub idp_realm_deny_list: Vec<String>,
+
+    /// The mail server realms send invitations through; none: realms have no mail server and
+    /// Invites cannot send their e-mail.
+    #[arg(long)]
+    pub idp_smtp_server: Option<String>,
+
+    /// The mail server's port.
+    #[arg(long, default_value_t = 25)]
+    pub idp_smtp_port: u16,
+
+    /// The sender address of the realms' e-mail.
+    #[arg(long, default_value = "noreply@platform-mesh.io")]
+    pub idp_from_address: String,
+
+    /// Connect to the mail server with TLS.
+    #[arg(long)]
+    pub idp_smtp_ssl: bool,
+
+    /// Upgrade the mail connection with STARTTLS.
+    #[arg(long)]
+    pub idp_smtp_starttls: bool,
+
+    /// The mail server's user, when it wants a login.
+    #[arg(long)]
+    pub idp_smtp_user: Option<String>,
+
+    /// The mail server user's password.
+    #[arg(long, env = "IDP_SMTP_PASSWORD", hide_env_values = true)]
+    pub idp_smtp_password: Option<String>,
+
+    /// Give invited users the temporary password `password` (local use only).
+    #[arg(long)]
+    pub set_default_password: bool,
+}
+
 impl Config {
     /// The configuration with upstream's `--kcp-kubeconfig`, when given, in place of the kit's
     /// `--kubeconfig`.
@@ -167,6 +241,12 @@ impl Config {
             self.operator.kubeconfig = Some(path);
         }
         self
+    }
+
+    /// Whether an identity step whose flag is `flag` runs: as the flag says, else when a
+    /// Keycloak is configured.
+    pub fn identity_step(&self, flag: Option<bool>) -> bool {
+        flag.unwrap_or(self.keycloak.keycloak_base_url.is_some())
     }
 }
 
@@ -193,7 +273,17 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(all.roles.len(), 5);
-        assert!(!all.initializer_idp_enabled && !all.initializer_invite_enabled);
+        assert!(!all.identity_step(all.initializer_idp_enabled));
+        let with_keycloak = parse(&[
+            "system",
+            "--fga-target=x:1",
+            "--keycloak-base-url=https://kc",
+            "--initializer-invite-enabled=false",
+        ])
+        .unwrap();
+        assert!(with_keycloak.identity_step(with_keycloak.initializer_idp_enabled));
+        assert!(!with_keycloak.identity_step(with_keycloak.initializer_invite_enabled));
+        assert_eq!(with_keycloak.keycloak.idp_access_token_lifespan, 28_800);
         assert_eq!(
             all.idp_kubectl_client_redirect_urls,
             ["http://localhost:8000", "http://localhost:18000"]

@@ -15,6 +15,10 @@ use crate::process::{ServerProcess, free_port, memory_mib};
 /// How long a start may take: about a minute on a busy machine with two cores.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(240);
 
+/// Where the distribution is built to serve everything, the management port included (see
+/// `xtask::KEYCLOAK`).
+pub const RELATIVE_PATH: &str = "/keycloak";
+
 /// The master realm's administrator the harness creates at the first start.
 pub const ADMIN: &str = "admin";
 
@@ -22,10 +26,15 @@ pub const ADMIN: &str = "admin";
 #[derive(Debug)]
 pub struct Keycloak {
     process: ServerProcess,
-    /// `https://127.0.0.1:<port>`: the base of its realms and admin API, and its hostname.
+    /// `https://127.0.0.1:<port>/keycloak`: the base of its realms and admin API, and its
+    /// hostname.
     url: String,
+    port: u16,
     management_port: u16,
     admin_password: String,
+    /// The CA of its serving certificate, for clients that take a file.
+    ca_file: std::path::PathBuf,
+    service_accounts: tokio::sync::Mutex<()>,
     http: reqwest::Client,
     /// Time from spawn until `/health/ready` answered 200.
     pub startup: Duration,
@@ -55,8 +64,9 @@ impl Keycloak {
         let dir = state.path();
         let ca = pki::ca("platform-mesh-rs test Keycloak CA");
         let tls = pki::serving(dir, "tls", "keycloak", &ca);
+        let ca_file = pki::write(dir, "ca.crt", &ca.pem());
         let (port, management_port) = (free_port(), free_port());
-        let url = format!("https://127.0.0.1:{port}");
+        let url = format!("https://127.0.0.1:{port}{RELATIVE_PATH}");
         let admin_password = format!("pw-{}", crate::unique_suffix());
         let args = [
             "start".to_owned(),
@@ -88,15 +98,21 @@ impl Keycloak {
         kcp::client::install_crypto_provider();
         let certificate = reqwest::Certificate::from_pem(ca.pem().as_bytes())
             .unwrap_or_else(|e| panic!("the Keycloak CA: {e}"));
+        // No idle connections kept: the shared Keycloak outlives the test (and the runtime)
+        // that started it, and a pooled connection dies with the runtime that opened it.
         let http = reqwest::Client::builder()
             .tls_certs_only([certificate])
+            .pool_max_idle_per_host(0)
             .build()
             .unwrap_or_else(|e| panic!("an HTTP client for Keycloak: {e}"));
         let keycloak = Keycloak {
             process,
             url,
+            port,
             management_port,
             admin_password,
+            ca_file,
+            service_accounts: tokio::sync::Mutex::new(()),
             http,
             startup: Duration::ZERO,
             _state: state,
@@ -111,7 +127,10 @@ impl Keycloak {
     /// Waits until `/health/ready` on the management port answers 200 (Keycloak opens its
     /// ports before it has finished starting); returns the time since spawn.
     async fn until_ready(&self) -> Duration {
-        let health = format!("https://127.0.0.1:{}/health/ready", self.management_port);
+        let health = format!(
+            "https://127.0.0.1:{}{RELATIVE_PATH}/health/ready",
+            self.management_port
+        );
         loop {
             if self.process.exited() {
                 panic!(
@@ -133,7 +152,8 @@ impl Keycloak {
         }
     }
 
-    /// `https://127.0.0.1:<port>`, the base of every realm's and the admin API's URLs.
+    /// `https://127.0.0.1:<port>/keycloak`, the base of every realm's and the admin API's
+    /// URLs.
     pub fn url(&self) -> &str {
         &self.url
     }
@@ -188,6 +208,85 @@ impl Keycloak {
         let body = response.text().await.unwrap_or_default();
         assert!(status.is_success(), "GET {url}: {status}: {body}");
         serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {url}: {e}: {body}"))
+    }
+
+    /// Where its HTTPS port listens, for a [`crate::TcpProxy`] in front of it (its
+    /// certificate names 127.0.0.1, so it stays valid behind one).
+    pub fn address(&self) -> std::net::SocketAddr {
+        std::net::SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    /// The file holding the CA of its serving certificate.
+    pub fn ca_file(&self) -> &std::path::Path {
+        &self.ca_file
+    }
+
+    /// The secret of a master-realm client whose service account is an administrator, made
+    /// as upstream's init container makes the security-operator's: what an operator logs in
+    /// with (the client credentials grant). Made on first call, read on later ones.
+    pub async fn service_account(&self, client_id: &str) -> String {
+        // Tests of one binary ask at the same time; one makes the client.
+        let _one_at_a_time = self.service_accounts.lock().await;
+        let found = self
+            .admin_get(&format!("realms/master/clients?clientId={client_id}"))
+            .await;
+        let id = match found.as_array().and_then(|a| a.first()) {
+            Some(client) => client["id"].as_str().unwrap_or_default().to_owned(),
+            None => {
+                let client = serde_json::json!({
+                    "clientId": client_id,
+                    "enabled": true,
+                    "publicClient": false,
+                    "serviceAccountsEnabled": true,
+                    "standardFlowEnabled": false,
+                    "directAccessGrantsEnabled": false,
+                });
+                self.admin_send(reqwest::Method::POST, "realms/master/clients", &client)
+                    .await;
+                let made = self
+                    .admin_get(&format!("realms/master/clients?clientId={client_id}"))
+                    .await;
+                let id = made[0]["id"].as_str().unwrap_or_default().to_owned();
+                let user = self
+                    .admin_get(&format!("realms/master/clients/{id}/service-account-user"))
+                    .await;
+                let admin = self.admin_get("realms/master/roles/admin").await;
+                let mappings = format!(
+                    "realms/master/users/{}/role-mappings/realm",
+                    user["id"].as_str().unwrap_or_default()
+                );
+                self.admin_send(
+                    reqwest::Method::POST,
+                    &mappings,
+                    &serde_json::json!([admin]),
+                )
+                .await;
+                id
+            }
+        };
+        let secret = self
+            .admin_get(&format!("realms/master/clients/{id}/client-secret"))
+            .await;
+        secret["value"]
+            .as_str()
+            .unwrap_or_else(|| panic!("client {client_id} has no secret: {secret}"))
+            .to_owned()
+    }
+
+    /// A write to `/admin/<path>` as the administrator, which must succeed.
+    pub async fn admin_send(&self, method: reqwest::Method, path: &str, body: &Value) {
+        let url = format!("{}/admin/{path}", self.url);
+        let response = self
+            .http
+            .request(method.clone(), &url)
+            .bearer_auth(self.admin_token().await)
+            .json(body)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+        let status = response.status();
+        let text = response.text().await.unwrap_or_default();
+        assert!(status.is_success(), "{method} {url}: {status}: {text}");
     }
 
     /// The resident memory of the JVM, which `kc.sh` runs as its child, in MiB.

@@ -106,7 +106,8 @@ pub struct Distribution {
 
 /// Keycloak, the identity provider of every org: the Quarkus distribution, built for an
 /// H2 file database (each test instance points it at a directory of its own) with the health
-/// endpoints on, which are build-time options.
+/// endpoints on, and served under `/keycloak` as Platform Mesh serves it (every org's issuer
+/// is `https://<domain>/keycloak/realms/<org>`); all three are build-time options.
 pub const KEYCLOAK: Distribution = Distribution {
     name: "keycloak",
     version: "26.7.3",
@@ -118,6 +119,7 @@ pub const KEYCLOAK: Distribution = Distribution {
         "build",
         "--db=dev-file",
         "--health-enabled=true",
+        "--http-relative-path=/keycloak",
     ],
 };
 

@@ -11,12 +11,21 @@
 //! * [`api_export_policy`]: APIExportPolicy → `bind` tuples (role `system`);
 //! * [`model_generator`]: APIBinding → AuthorizationModels for the bound resources (role
 //!   `model-generator`);
-//! * [`oidc`]: the org initializer's identity steps, behind flags;
+//! * [`identity_provider`]: IdentityProviderConfiguration → Keycloak realm and OIDC clients
+//!   (role `system`, with a Keycloak);
+//! * [`invite`]: Invite → the user in the org's realm and the invitation e-mail (role `fga`,
+//!   with a Keycloak);
+//! * [`keycloak`]: the Keycloak settings and error classification the identity controllers
+//!   share;
+//! * [`oidc`]: the org initializer's identity steps;
 //! * [`tuples`]: the tuple subroutine the Store and the AuthorizationModel share.
 
 mod account_info;
 mod api_export_policy;
 mod authorization_model;
+mod identity_provider;
+mod invite;
+mod keycloak;
 mod metrics;
 mod model_generator;
 mod oidc;
@@ -41,6 +50,12 @@ use tonic::transport::Channel;
 pub use account_info::{ACCOUNT_INFO_RECONCILER, account_info_controller};
 pub use api_export_policy::{API_EXPORT_POLICY_RECONCILER, api_export_policy_controller};
 pub use authorization_model::{AUTHORIZATION_MODEL_RECONCILER, authorization_model_controller};
+pub use identity_provider::{
+    CLIENT_NAME_LABEL, CLIENT_SECRET_KEY, IDENTITY_PROVIDER_RECONCILER, IDP_NAME_LABEL,
+    REGISTRATION_TOKEN_KEY, identity_provider_controller, refused_realm,
+};
+pub use invite::{DEFAULT_PASSWORD, INVITE_RECONCILER, invite_controller};
+pub use keycloak::KeycloakSettings;
 pub use metrics::{FgaOperation, SecurityMetrics};
 pub use model_generator::{MODEL_GENERATOR_RECONCILER, model_generator_controller};
 pub use oidc::OidcSettings;
@@ -78,6 +93,8 @@ pub struct Settings {
     pub metrics: SecurityMetrics,
     /// The org initializer's identity steps.
     pub oidc: OidcSettings,
+    /// The Keycloak of the identity controllers (`--keycloak-base-url`), if there is one.
+    pub keycloak: Option<KeycloakSettings>,
 }
 
 /// The context a subroutine gets: the runtime's and the operator's settings.
@@ -97,6 +114,13 @@ impl Ctx {
     fn origin(&self) -> Result<Client, SubroutineError> {
         self.runtime.client().map_err(|e| {
             SubroutineError::transient(format!("client for {}: {e}", self.runtime.key.cluster))
+        })
+    }
+
+    /// Keycloak; the identity controllers run only when one is configured.
+    fn keycloak(&self) -> Result<&KeycloakSettings, SubroutineError> {
+        self.settings.keycloak.as_ref().ok_or_else(|| {
+            SubroutineError::permanent("NoKeycloak", "no --keycloak-base-url is configured")
         })
     }
 
