@@ -116,7 +116,7 @@ fn system() -> ClusterPath {
 /// The platform the webhook answers about (see [`support::run_operators`]). Returns
 /// `root:orgs`.
 async fn platform(kcp: &Kcp, openfga: &OpenFga) -> harness::TestWorkspace {
-    support::run_operators(kcp, openfga).await.0
+    support::run_operators(kcp, openfga, &[]).await.0
 }
 
 /// A webhook binary running as a user of its own.

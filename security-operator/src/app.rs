@@ -49,6 +49,12 @@ pub enum AppError {
     KeycloakUrl(String),
     #[error("--keycloak-ca-file {path}: {message}")]
     KeycloakCa { path: String, message: String },
+    #[error("--idp-issuer-ca-file {path}: {source}")]
+    IssuerCa {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("an HTTP client for Keycloak: {0}")]
     KeycloakClient(String),
     #[error(transparent)]
@@ -140,6 +146,16 @@ pub fn core_module_text(config: &Config) -> Result<String, AppError> {
 pub async fn run(config: Config, stop: CancellationToken) -> Result<(), AppError> {
     let core_module = core_module_text(&config)?;
     let keycloak = keycloak(&config)?;
+    let issuer_ca = config
+        .idp_issuer_ca_file
+        .as_ref()
+        .map(|path| {
+            std::fs::read_to_string(path).map_err(|source| AppError::IssuerCa {
+                path: path.display().to_string(),
+                source,
+            })
+        })
+        .transpose()?;
     let fga = fga::api::connect(&config.fga_target)?;
     let mut process = Process::connect(binary(&config.roles), &config.operator).await?;
     let reachability = Reachability::new(&config.fga_target, UNREACHABLE_GRACE);
@@ -177,6 +193,7 @@ pub async fn run(config: Config, stop: CancellationToken) -> Result<(), AppError
             group_claim: config.group_claim.clone(),
             additional_audiences: config.additional_audiences.clone(),
             allow_unverified_emails: config.development_allow_unverified_emails,
+            issuer_ca,
         },
         keycloak,
     });

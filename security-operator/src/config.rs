@@ -161,6 +161,13 @@ pub struct Config {
     /// Accept tokens whose email is not verified (development only).
     #[arg(long)]
     pub development_allow_unverified_emails: bool,
+
+    /// A PEM file with the CA kcp is to trust for the orgs' issuer (`https://<base-domain>`),
+    /// written into every org's WorkspaceAuthenticationConfiguration; none: kcp uses its
+    /// host's trusted CAs. Upstream read it from a Secret of the hosting cluster
+    /// (`--domain-ca-lookup`).
+    #[arg(long)]
+    pub idp_issuer_ca_file: Option<PathBuf>,
 }
 
 /// Keycloak: where it is, how to log in to it, and what every organisation's realm gets.

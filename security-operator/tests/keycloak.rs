@@ -295,9 +295,10 @@ async fn bad_configurations_are_refused_or_explained_and_an_outage_is_caught_up_
     let platform = base().await;
     let keycloak = Keycloak::shared().await;
     let proxy = TcpProxy::to(keycloak.address()).await;
-    let behind_proxy = keycloak
-        .url()
-        .replace(&keycloak.address().to_string(), &proxy.address.to_string());
+    let behind_proxy = keycloak.url().replace(
+        &keycloak.domain(),
+        &format!("localhost:{}", proxy.address.port()),
+    );
     let name = "security-operator-idp-bad";
     let _operator = operator(platform, keycloak, &behind_proxy, name).await;
     let orgs = platform.orgs().await;

@@ -26,7 +26,7 @@ pub const ADMIN: &str = "admin";
 #[derive(Debug)]
 pub struct Keycloak {
     process: ServerProcess,
-    /// `https://127.0.0.1:<port>/keycloak`: the base of its realms and admin API, and its
+    /// `https://localhost:<port>/keycloak`: the base of its realms and admin API, and its
     /// hostname.
     url: String,
     port: u16,
@@ -66,7 +66,9 @@ impl Keycloak {
         let tls = pki::serving(dir, "tls", "keycloak", &ca);
         let ca_file = pki::write(dir, "ca.crt", &ca.pem());
         let (port, management_port) = (free_port(), free_port());
-        let url = format!("https://127.0.0.1:{port}{RELATIVE_PATH}");
+        // `localhost`, not 127.0.0.1: an org's portal is `https://<org>.<domain>`, and Keycloak
+        // refuses redirects to a host below an IP address (`acme.127.0.0.1` is no host name).
+        let url = format!("https://localhost:{port}{RELATIVE_PATH}");
         let admin_password = format!("pw-{}", crate::unique_suffix());
         let args = [
             "start".to_owned(),
@@ -152,7 +154,7 @@ impl Keycloak {
         }
     }
 
-    /// `https://127.0.0.1:<port>/keycloak`, the base of every realm's and the admin API's
+    /// `https://localhost:<port>/keycloak`, the base of every realm's and the admin API's
     /// URLs.
     pub fn url(&self) -> &str {
         &self.url
@@ -210,8 +212,14 @@ impl Keycloak {
         serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {url}: {e}: {body}"))
     }
 
+    /// `localhost:<port>`: the host and port of every URL it serves, the portal domain of the
+    /// orgs whose issuers it is.
+    pub fn domain(&self) -> String {
+        format!("localhost:{}", self.port)
+    }
+
     /// Where its HTTPS port listens, for a [`crate::TcpProxy`] in front of it (its
-    /// certificate names 127.0.0.1, so it stays valid behind one).
+    /// certificate names localhost, so it stays valid behind one).
     pub fn address(&self) -> std::net::SocketAddr {
         std::net::SocketAddr::from(([127, 0, 0, 1], self.port))
     }
@@ -289,12 +297,233 @@ impl Keycloak {
         assert!(status.is_success(), "{method} {url}: {status}: {text}");
     }
 
-    /// The resident memory of the JVM, which `kc.sh` runs as its child, in MiB.
-    pub fn rss_mib(&self) -> Option<f64> {
+    /// The JVM's process id: `kc.sh` runs it as its child.
+    pub fn jvm_pid(&self) -> Option<u32> {
         let script = self.process.pid()?;
         let children =
             std::fs::read_to_string(format!("/proc/{script}/task/{script}/children")).ok()?;
-        let jvm = children.split_whitespace().next()?.parse().ok()?;
-        memory_mib(jvm, "VmRSS:")
+        children.split_whitespace().next()?.parse().ok()
     }
+
+    /// The resident memory of the JVM, in MiB.
+    pub fn rss_mib(&self) -> Option<f64> {
+        memory_mib(self.jvm_pid()?, "VmRSS:")
+    }
+}
+
+/// A person's browser on Keycloak's pages: it keeps cookies, fills in the forms a person
+/// would (login, new password), follows "proceed" links, and stops at a redirect to the
+/// application, as `kubectl`'s OIDC login receives it on localhost.
+#[derive(Debug)]
+pub struct Browser {
+    http: reqwest::Client,
+}
+
+/// The tokens an OIDC login ends with.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct LoginTokens {
+    pub access_token: String,
+    /// What `kubectl`'s OIDC plugin sends to the API server: its audience is the client.
+    pub id_token: String,
+}
+
+/// Where a walk through the pages ended.
+#[derive(Debug)]
+enum Walked {
+    /// A page with nothing left to fill in or follow.
+    Page(String),
+    /// A redirect to the application.
+    Redirect(String),
+}
+
+impl Keycloak {
+    /// A fresh browser (no cookies) that trusts this Keycloak.
+    pub fn browser(&self) -> Browser {
+        let certificate = reqwest::Certificate::from_pem_bundle(
+            &std::fs::read(&self.ca_file).unwrap_or_else(|e| panic!("reading the CA: {e}")),
+        )
+        .unwrap_or_else(|e| panic!("the Keycloak CA: {e}"));
+        let http = reqwest::Client::builder()
+            .tls_certs_only(certificate)
+            .cookie_store(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .pool_max_idle_per_host(0)
+            .build()
+            .unwrap_or_else(|e| panic!("a browser: {e}"));
+        Browser { http }
+    }
+}
+
+impl Browser {
+    /// Opens an invitation's link and does what its pages ask: a new password
+    /// (`new_password`); returns the text of the last page.
+    pub async fn accept_invitation(&self, link: &str, new_password: &str) -> String {
+        match self.walk(link, ("", ""), new_password, None).await {
+            Walked::Page(page) => page,
+            Walked::Redirect(to) => to,
+        }
+    }
+
+    /// Logs in to `issuer` through public client `client_id` with the authorization code flow,
+    /// as `kubectl`'s OIDC plugin does with a browser, and trades the code for tokens.
+    pub async fn login(
+        &self,
+        issuer: &str,
+        client_id: &str,
+        redirect_uri: &str,
+        username: &str,
+        password: &str,
+    ) -> Result<LoginTokens, String> {
+        let mut start = reqwest::Url::parse(&format!("{issuer}/protocol/openid-connect/auth"))
+            .map_err(|e| e.to_string())?;
+        start
+            .query_pairs_mut()
+            .append_pair("client_id", client_id)
+            .append_pair("redirect_uri", redirect_uri)
+            .append_pair("response_type", "code")
+            .append_pair("scope", "openid email")
+            .append_pair("state", "harness");
+        let walked = self
+            .walk(
+                start.as_str(),
+                (username, password),
+                password,
+                Some(redirect_uri),
+            )
+            .await;
+        let Walked::Redirect(to) = walked else {
+            return Err(format!(
+                "the login did not come back to {redirect_uri}: {walked:?}"
+            ));
+        };
+        let back = reqwest::Url::parse(&to).map_err(|e| format!("{to}: {e}"))?;
+        let code = back
+            .query_pairs()
+            .find(|(k, _)| k == "code")
+            .map(|(_, v)| v.into_owned())
+            .ok_or_else(|| format!("no code in {to}"))?;
+        let url = format!("{issuer}/protocol/openid-connect/token");
+        let form = [
+            ("grant_type", "authorization_code"),
+            ("code", code.as_str()),
+            ("client_id", client_id),
+            ("redirect_uri", redirect_uri),
+        ];
+        let response = self
+            .http
+            .post(&url)
+            .form(&form)
+            .send()
+            .await
+            .map_err(|e| format!("POST {url}: {e}"))?;
+        let status = response.status();
+        let body = response.text().await.unwrap_or_default();
+        if !status.is_success() {
+            return Err(format!("POST {url}: {status}: {body}"));
+        }
+        serde_json::from_str(&body).map_err(|e| format!("{e}: {body}"))
+    }
+
+    /// Goes from `url` through Keycloak's pages until a page asks nothing more or a redirect
+    /// leads to `stop_at`.
+    async fn walk(
+        &self,
+        url: &str,
+        login: (&str, &str),
+        new_password: &str,
+        stop_at: Option<&str>,
+    ) -> Walked {
+        let mut request = self.http.get(url);
+        for _ in 0..12 {
+            let response = request
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("the browser: {e}"));
+            let at = response.url().clone();
+            if response.status().is_redirection() {
+                let location = response
+                    .headers()
+                    .get("location")
+                    .and_then(|l| l.to_str().ok())
+                    .unwrap_or_default()
+                    .to_owned();
+                let next = at
+                    .join(&location)
+                    .unwrap_or_else(|e| panic!("redirect to {location}: {e}"));
+                if stop_at.is_some_and(|stop| next.as_str().starts_with(stop)) {
+                    return Walked::Redirect(next.to_string());
+                }
+                request = self.http.get(next);
+                continue;
+            }
+            let page = response.text().await.unwrap_or_default();
+            let next = if let Some((action, mut fields)) = form(&page) {
+                // What a person types: the login, a new password, a name when the profile
+                // asks for one (Keycloak's default profile wants first and last names).
+                for (name, value) in &mut fields {
+                    match name.as_str() {
+                        "username" if !login.0.is_empty() => *value = login.0.to_owned(),
+                        "password" => *value = login.1.to_owned(),
+                        "password-new" | "password-confirm" => *value = new_password.to_owned(),
+                        "firstName" if value.is_empty() => *value = "Invited".to_owned(),
+                        "lastName" if value.is_empty() => *value = "User".to_owned(),
+                        _ => {}
+                    }
+                }
+                self.http.post(at.join(&action).unwrap_or(at)).form(&fields)
+            } else if let Some(proceed) = proceed_link(&page) {
+                self.http.get(at.join(&proceed).unwrap_or(at))
+            } else {
+                return Walked::Page(page);
+            };
+            request = next;
+        }
+        panic!("the browser went through 12 pages from {url} without an end")
+    }
+}
+
+/// The page's form that posts, as its action and its inputs' names and values (unchecked
+/// boxes left out, as a browser leaves them out).
+fn form(page: &str) -> Option<(String, Vec<(String, String)>)> {
+    page.split("<form").skip(1).find_map(|form| {
+        let form = form.split("</form>").next()?;
+        let head = form.split('>').next()?;
+        if !head.contains("method=\"post\"") {
+            return None;
+        }
+        let action = attribute(head, "action")?;
+        let fields = form
+            .split("<input")
+            .skip(1)
+            .filter_map(|input| {
+                let tag = input.split('>').next()?;
+                let checkbox = tag.contains("type=\"checkbox\"") || tag.contains("type=\"radio\"");
+                if checkbox && !tag.contains("checked") {
+                    return None;
+                }
+                Some((
+                    attribute(tag, "name")?,
+                    attribute(tag, "value").unwrap_or_default(),
+                ))
+            })
+            .collect();
+        Some((action, fields))
+    })
+}
+
+/// The link of a Keycloak info page's "proceed" (or "back to application") anchor.
+fn proceed_link(page: &str) -> Option<String> {
+    page.split("<a ").skip(1).find_map(|anchor| {
+        let text = anchor.split("</a>").next()?;
+        (text.contains("proceed") || text.contains("Click here"))
+            .then(|| attribute(&format!(" {text}"), "href"))
+            .flatten()
+    })
+}
+
+/// An HTML attribute's value (`name="…"`), entities undone.
+fn attribute(tag: &str, name: &str) -> Option<String> {
+    let start = tag.find(&format!(" {name}=\""))? + name.len() + 3;
+    let end = tag[start..].find('"')? + start;
+    Some(tag[start..end].replace("&amp;", "&"))
 }

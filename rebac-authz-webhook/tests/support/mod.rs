@@ -48,7 +48,7 @@ pub async fn platform() -> &'static Platform {
         .get_or_init(|| async {
             let authz = AuthorizingKcp::shared().await;
             let openfga = OpenFga::shared().await;
-            let (orgs, kubeconfig) = run_operators(&authz.kcp, openfga).await;
+            let (orgs, kubeconfig) = run_operators(&authz.kcp, openfga, &[]).await;
             let webhook = start_webhook(
                 "rebac-authz-webhook",
                 &kubeconfig,
@@ -223,8 +223,13 @@ pub async fn store_id(orgs: &TestWorkspace, name: &str) -> String {
 
 /// The platform the webhook answers about, on `kcp`: the exports, `root:orgs` with the
 /// `orgs` Store (carol a member), and the account-operator and security-operator in this
-/// process with kcp's admin credentials. Returns `root:orgs` and the operators' kubeconfig.
-pub async fn run_operators(kcp: &Kcp, openfga: &OpenFga) -> (TestWorkspace, PathBuf) {
+/// process with kcp's admin credentials, the security-operator with `security_extra` flags.
+/// Returns `root:orgs` and the operators' kubeconfig.
+pub async fn run_operators(
+    kcp: &Kcp,
+    openfga: &OpenFga,
+    security_extra: &[String],
+) -> (TestWorkspace, PathBuf) {
     let (orgs, kubeconfig) = harness::set_up_platform(kcp, true, "operators.kubeconfig").await;
     create_orgs_store(&orgs).await;
     let common = [
@@ -244,7 +249,8 @@ pub async fn run_operators(kcp: &Kcp, openfga: &OpenFga) -> (TestWorkspace, Path
         ]
         .into_iter()
         .chain(common)
-        .chain([format!("--fga-target={}", openfga.grpc_endpoint())]),
+        .chain([format!("--fga-target={}", openfga.grpc_endpoint())])
+        .chain(security_extra.iter().cloned()),
     )
     .unwrap();
     harness::run_detached(move || async move {

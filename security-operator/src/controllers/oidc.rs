@@ -1,8 +1,9 @@
-//! The org initializer's identity steps, each behind its flag (off by default): the org's
-//! IdentityProviderConfiguration and its client ids in the org's AccountInfo, the creator's
-//! Invite, and the WorkspaceAuthenticationConfiguration the org's WorkspaceTypes use. They
-//! need an OIDC provider that makes IdentityProviderConfigurations and Invites Ready
-//! (Keycloak, a later release); until one does, the steps wait and the org stays initializing.
+//! The org initializer's identity steps, each behind its flag (on by default when a Keycloak
+//! is configured): the org's IdentityProviderConfiguration and its client ids in the org's
+//! AccountInfo, the creator's Invite, and the WorkspaceAuthenticationConfiguration the org's
+//! WorkspaceTypes use. They wait for the IdentityProviderConfiguration and the Invite to
+//! become Ready, which the `system` and `fga` roles' Keycloak controllers make them; until
+//! then the org stays initializing.
 
 use std::collections::BTreeMap;
 
@@ -23,6 +24,7 @@ use kube::{Resource, ResourceExt};
 use lifecycle::SubroutineError;
 use serde_json::{Value, json};
 
+use super::workspace::delete_ignoring_missing;
 use super::{Ctx, MANAGER, merge_params, poll};
 
 /// What the identity steps are built from (the flags).
@@ -50,6 +52,8 @@ pub struct OidcSettings {
     pub additional_audiences: Vec<String>,
     /// `--development-allow-unverified-emails`.
     pub allow_unverified_emails: bool,
+    /// The PEM of `--idp-issuer-ca-file`.
+    pub issuer_ca: Option<String>,
 }
 
 /// The namespace of the clients' Secrets in the orgs workspace, as upstream.
@@ -135,6 +139,9 @@ impl OidcSettings {
         if !validation.is_empty() {
             jwt["claimValidationRules"] = Value::Array(validation);
         }
+        if let Some(ca) = &self.issuer_ca {
+            jwt["issuer"]["certificateAuthority"] = json!(ca);
+        }
         let mut config = WorkspaceAuthenticationConfiguration::new(
             org,
             WorkspaceAuthenticationConfigurationSpec { jwt: vec![jwt] },
@@ -186,6 +193,14 @@ fn client_ids(
         .collect()
 }
 
+/// Whether `name` looks like an e-mail address (one `@` between non-empty parts); the Invite's
+/// schema checks the rest, and refuses what it does not take with a condition.
+fn is_email_like(name: &str) -> bool {
+    name.split_once('@').is_some_and(|(local, domain)| {
+        !local.is_empty() && !domain.is_empty() && !domain.contains('@')
+    })
+}
+
 fn is_ready(conditions: &[Condition]) -> bool {
     conditions
         .iter()
@@ -232,8 +247,19 @@ pub(super) async fn identity_provider(ctx: &Ctx, org: &str) -> Result<(), Subrou
     Ok(())
 }
 
-/// The Invite step: the creator's Invite in the org's workspace, waited for until Ready.
+/// The Invite step: the creator's Invite in the org's workspace, waited for until Ready. A
+/// creator who is no e-mail address (a service account, a user of a static token) cannot be
+/// invited, and the org does not wait for it: upstream's Invite would be refused and the org
+/// would never be released.
 pub(super) async fn invite(ctx: &Ctx, org: &str, creator: &str) -> Result<(), SubroutineError> {
+    if !is_email_like(creator) {
+        tracing::info!(
+            org,
+            creator,
+            "the creator is no e-mail address: no invitation"
+        );
+        return Ok(());
+    }
     let settings = &ctx.settings;
     let mut invite = Invite::new(
         org,
@@ -305,6 +331,43 @@ pub(super) async fn workspace_authentication(ctx: &Ctx, org: &str) -> Result<(),
     Ok(())
 }
 
+/// The org's identity, gone with it: its WorkspaceAuthenticationConfiguration, then its
+/// IdentityProviderConfiguration, waited for until its finalizer has deleted the realm and the
+/// client Secrets. Done whatever the flags say now, since they may have been on when the org
+/// was made; what does not exist is already done.
+pub(super) async fn terminate(ctx: &Ctx, org: &str) -> Result<(), SubroutineError> {
+    let orgs = ctx.settings.workspace(&ctx.settings.orgs_path)?;
+    let configs = Api::<WorkspaceAuthenticationConfiguration>::all(orgs.clone());
+    delete_ignoring_missing(&configs, org).await.map_err(|e| {
+        SubroutineError::kube(
+            format!("deleting WorkspaceAuthenticationConfiguration {org}"),
+            e,
+        )
+    })?;
+    let idps = Api::<IdentityProviderConfiguration>::all(orgs);
+    delete_ignoring_missing(&idps, org).await.map_err(|e| {
+        SubroutineError::kube(format!("deleting IdentityProviderConfiguration {org}"), e)
+    })?;
+    let left = match idps.get_opt(org).await {
+        Ok(left) => left,
+        // Not served here: the system export is not bound, so there never was one.
+        Err(kube::Error::Api(status)) if status.code == 404 => None,
+        Err(e) => {
+            return Err(SubroutineError::kube(
+                format!("reading IdentityProviderConfiguration {org}"),
+                e,
+            ));
+        }
+    };
+    if left.is_some() {
+        return Err(poll(format!(
+            "waiting for IdentityProviderConfiguration {org} to delete its realm and client Secrets"
+        ))
+        .into());
+    }
+    Ok(())
+}
+
 fn org_path(ctx: &Ctx, org: &str) -> Result<kcp::ClusterPath, SubroutineError> {
     ctx.settings.orgs_path.join(org).map_err(|e| {
         SubroutineError::permanent("InvalidName", format!("organization {org:?}: {e}"))
@@ -324,6 +387,20 @@ mod tests {
             group_claim: "groups".into(),
             additional_audiences: vec!["extra".into()],
             ..Default::default()
+        }
+    }
+
+    #[test]
+    fn only_creators_with_an_address_are_invited() {
+        assert!(is_email_like("alice@example.com"));
+        for name in [
+            "alice",
+            "system:serviceaccount:ns:sa",
+            "@example.com",
+            "a@",
+            "a@b@c",
+        ] {
+            assert!(!is_email_like(name), "{name}");
         }
     }
 
@@ -401,6 +478,13 @@ mod tests {
             "https://portal.example/keycloak/realms/acme"
         );
         assert_eq!(jwt["issuer"]["audiences"], json!(["c-acme", "extra"]));
+        assert!(jwt["issuer"].get("certificateAuthority").is_none());
+        let trusting = OidcSettings {
+            issuer_ca: Some("PEM".into()),
+            ..settings()
+        };
+        let jwt = &trusting.authentication("acme", &[]).spec.jwt[0];
+        assert_eq!(jwt["issuer"]["certificateAuthority"], "PEM");
         assert_eq!(
             jwt["claimMappings"]["username"],
             json!({"claim": "email", "prefix": ""})

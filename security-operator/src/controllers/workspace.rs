@@ -345,6 +345,7 @@ async fn terminate_org(org: &str, ctx: &Ctx) -> Result<Outcome, SubroutineError>
         ))
         .into());
     }
+    oidc::terminate(ctx, org).await?;
     Ok(Outcome::Ok)
 }
 
