@@ -1060,6 +1060,11 @@ fn matrix() -> Vec<(&'static str, &'static str, Value)> {
         ),
         (
             "security-operator",
+            "with Keycloak",
+            json!({"keycloak": {"baseUrl": "https://portal.example.com/keycloak", "baseDomain": "portal.example.com"}}),
+        ),
+        (
+            "security-operator",
             "core module, one role",
             json!({"coreModule": "module core\n", "roles": ["system"], "operator": {"leaderElect": false}}),
         ),
