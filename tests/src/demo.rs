@@ -2,8 +2,10 @@
 //! the authorization webhook, with users alice, bob and carol), OpenFGA, the
 //! platform-mesh-operator setting kcp up from one PlatformMesh, then the account-operator,
 //! security-operator and rebac-authz-webhook on the kubeconfigs it wrote; an organisation and a
-//! nested account made with `kubectl apply` by alice; the workspace tree, the Ready conditions
-//! and a few authorization decisions.
+//! nested account made with `kubectl apply` by alice; Keycloak, where a second organisation's
+//! creator, dana, is invited by e-mail, sets her password and logs in, her token then working
+//! with `kubectl` in her organisation; the workspace tree, the Ready conditions and a few
+//! authorization decisions.
 //!
 //! There is no Kubernetes cluster here: a kcp workspace, `root:demo-host`, stands in for the
 //! cluster hosting the operators (it serves CRDs, namespaces and Secrets as one does). Every
@@ -30,6 +32,8 @@ use kube::core::ObjectMeta;
 use serde_json::json;
 use tokio::signal::unix::{Signal, SignalKind};
 
+use crate::keycloak::Keycloak;
+use crate::smtp::SmtpSink;
 use crate::{AuthorizingKcp, OpenFga, ServerProcess, create_workspace, free_port, universal};
 
 /// The namespace of the hosting cluster the operators run in.
@@ -39,6 +43,15 @@ const HOST: &str = "demo-host";
 /// The organisation alice creates, and the account she creates in it.
 const ORG: &str = "acme";
 const TEAM: &str = "team-a";
+/// The organisation made for dana, who logs in through its Keycloak realm, and an account in
+/// it.
+const DANA_ORG: &str = "beta";
+const DANA_TEAM: &str = "dev";
+const DANA: &str = "dana@example.com";
+/// The password dana sets when she follows her invitation.
+const DANA_PASSWORD: &str = "dana-demo-password";
+/// Where a `kubectl` OIDC login returns to (the `kubectl` client's first redirect URL).
+const KUBECTL_REDIRECT: &str = "http://localhost:8000";
 /// How long one step may wait for the platform before the demo gives up.
 const STEP_TIMEOUT: Duration = Duration::from_secs(180);
 
@@ -74,6 +87,8 @@ struct Demo {
     operators: Vec<(&'static str, ServerProcess)>,
     kcp: Option<AuthorizingKcp>,
     openfga: Option<OpenFga>,
+    keycloak: Option<Keycloak>,
+    smtp: Option<SmtpSink>,
     /// The most resident memory this program and every process below it had at one time.
     peak_total_kib: Arc<AtomicU64>,
 }
@@ -126,7 +141,7 @@ fn tree_rss_kib(root: u32) -> u64 {
 }
 
 /// Steps the demo shows, for the `[n/N]` counter.
-const STEPS: usize = 9;
+const STEPS: usize = 10;
 
 impl Demo {
     fn new() -> Self {
@@ -136,6 +151,8 @@ impl Demo {
             operators: Vec::new(),
             kcp: None,
             openfga: None,
+            keycloak: None,
+            smtp: None,
             peak_total_kib: Arc::new(AtomicU64::new(0)),
         }
     }
@@ -175,6 +192,10 @@ impl Demo {
         let mut pids = vec![("demo (this program)", Some(std::process::id()))];
         pids.push(("kcp", self.kcp.as_ref().and_then(|k| k.kcp.pid())));
         pids.push(("openfga", self.openfga.as_ref().and_then(OpenFga::pid)));
+        pids.push((
+            "keycloak",
+            self.keycloak.as_ref().and_then(Keycloak::jvm_pid),
+        ));
         pids.extend(self.operators.iter().map(|(name, p)| (*name, p.pid())));
         pids.into_iter()
             .filter_map(|(name, pid)| {
@@ -198,6 +219,8 @@ impl Demo {
         }
         self.kcp = None;
         self.openfga = None;
+        self.keycloak = None;
+        self.smtp = None;
         let alive: Vec<String> = pids
             .iter()
             .filter(|(_, pid)| Path::new(&format!("/proc/{pid}")).exists())
@@ -255,21 +278,34 @@ async fn walk(demo: &mut Demo, dir: &Path, options: Options) -> DemoResult<()> {
         .await?;
     demo.openfga = Some(openfga);
 
-    let kcp = demo
+    let (kcp, keycloak, smtp) = demo
         .step(
-            "Start kcp, asking the authorization webhook; users alice, bob, carol",
+            "Start kcp (asking the authorization webhook; users alice, bob, carol) and, side by \
+             side, Keycloak (every organisation's identity provider) with a mail sink",
             async {
-                let kcp = AuthorizingKcp::fresh().await;
+                let (kcp, keycloak) = tokio::join!(AuthorizingKcp::fresh(), Keycloak::fresh());
+                let smtp = SmtpSink::start().await;
                 println!(
-                    "      ready after {:.1} s; kcp asks https://{}/authz",
+                    "      kcp ready after {:.1} s; kcp asks https://{}/authz",
                     kcp.kcp.startup.as_secs_f64(),
                     kcp.webhook_address()
                 );
-                Ok(kcp)
+                println!(
+                    "      {} ready after {:.1} s; admin console {}/admin (admin / {})",
+                    keycloak.url(),
+                    keycloak.startup.as_secs_f64(),
+                    keycloak.url(),
+                    keycloak.admin_password()
+                );
+                println!("      mail sink smtp://127.0.0.1:{}", smtp.port());
+                Ok((kcp, keycloak, smtp))
             },
         )
         .await?;
     demo.kcp = Some(kcp);
+    let keycloak_secret = keycloak.service_account("security-operator").await;
+    demo.keycloak = Some(keycloak);
+    demo.smtp = Some(smtp);
 
     let admin = demo.kcp().kcp.admin().await;
     let account_webhook = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()));
@@ -360,6 +396,10 @@ async fn walk(demo: &mut Demo, dir: &Path, options: Options) -> DemoResult<()> {
     let webhook = demo.kcp().webhook_address();
     let webhook_certs = demo.kcp().cert_dir();
     let flag = |name: &str, path: &Path| format!("--{name}={}", path.display());
+    let keycloak = demo.keycloak.as_ref().ok_or("Keycloak was not started")?;
+    let (keycloak_url, keycloak_domain) = (keycloak.url().to_owned(), keycloak.domain());
+    let keycloak_ca = keycloak.ca_file().to_owned();
+    let smtp_port = demo.smtp.as_ref().map(SmtpSink::port).unwrap_or_default();
     let components = [
         (
             "account-operator",
@@ -371,6 +411,8 @@ async fn walk(demo: &mut Demo, dir: &Path, options: Options) -> DemoResult<()> {
                 flag("webhooks-cert-dir", &account_certs),
                 "--webhooks-additional-account-types=account".to_owned(),
                 "--webhooks-deny-list=admin,root,system,www".to_owned(),
+                // The admin makes dana's organisation for her, naming her its creator.
+                "--webhooks-creator-only-when-empty".to_owned(),
             ],
         ),
         (
@@ -379,6 +421,14 @@ async fn walk(demo: &mut Demo, dir: &Path, options: Options) -> DemoResult<()> {
                 "fga,initializer,terminator,model-generator,system".to_owned(),
                 flag("kubeconfig", &kubeconfig["security-operator"]),
                 format!("--fga-target={fga}"),
+                format!("--keycloak-base-url={}", keycloak_url),
+                format!("--keycloak-client-secret={keycloak_secret}"),
+                flag("keycloak-ca-file", &keycloak_ca),
+                flag("idp-issuer-ca-file", &keycloak_ca),
+                format!("--base-domain={keycloak_domain}"),
+                "--idp-smtp-server=127.0.0.1".to_owned(),
+                format!("--idp-smtp-port={smtp_port}"),
+                "--idp-from-address=platform@example.com".to_owned(),
             ],
         ),
         (
@@ -413,7 +463,7 @@ async fn walk(demo: &mut Demo, dir: &Path, options: Options) -> DemoResult<()> {
     .await?;
 
     let users = dir.join("demo.kubeconfig");
-    write_user_kubeconfig(demo.kcp(), &users)?;
+    write_user_kubeconfig(demo.kcp(), &users, None)?;
     let accounts_in = |path: &str| -> DemoResult<Api<Account>> {
         let path: ClusterPath = path.parse().map_err(|e| format!("{path}: {e}"))?;
         Ok(Api::all(admin.for_path(&path).map_err(|e| e.to_string())?))
@@ -460,6 +510,15 @@ async fn walk(demo: &mut Demo, dir: &Path, options: Options) -> DemoResult<()> {
     )
     .await?;
 
+    let dana_token = demo
+        .step(
+            "dana@example.com: an organisation made for her; invited by e-mail, she sets a \
+             password and logs in with its Keycloak realm",
+            dana_logs_in(demo, &admin),
+        )
+        .await?;
+    write_user_kubeconfig(demo.kcp(), &users, Some(&dana_token))?;
+
     demo.step(
         "The workspace tree, and who may do what",
         show_tree_and_decisions(demo.kcp(), &admin),
@@ -490,11 +549,14 @@ async fn walk(demo: &mut Demo, dir: &Path, options: Options) -> DemoResult<()> {
     println!(
         "Try it (kubectl is kcp's, {}):\n  export KUBECONFIG={}\n  kubectl --context alice@{ORG} get accounts\n  \
          kubectl --context bob@{ORG} get accounts        # Forbidden: bob has no role in {ORG}\n  \
+         kubectl --context dana@{DANA_TEAM} get accounts  # dana's Keycloak token, realm {DANA_ORG}\n  \
          kubectl --context admin get workspaces\n  \
          kubectl --context host -n {NAMESPACE} get platformmesh\n\
+         Log in as dana: {}/realms/{DANA_ORG}/account ({DANA} / {DANA_PASSWORD})\n\
          Logs: {}/*.log\nPress Ctrl-C to stop everything.",
         kubectl.binary.display(),
         users.display(),
+        keycloak_url,
         dir.display()
     );
     stop.wait().await;
@@ -626,6 +688,103 @@ async fn until_answer(accounts: &Api<Account>, expected: bool) -> bool {
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+}
+
+/// dana's organisation and an account in it, made by the admin with her as their creator; her
+/// invitation, read from the mail sink and followed as she would (a password of her own); her
+/// login through the organisation's `kubectl` client, as kubectl's OIDC plugin does; and her
+/// token listing the account's Accounts through kcp. Returns her ID token.
+async fn dana_logs_in(demo: &Demo, admin: &ClientFactory) -> DemoResult<String> {
+    let keycloak = demo.keycloak.as_ref().ok_or("Keycloak was not started")?;
+    let smtp = demo.smtp.as_ref().ok_or("the mail sink was not started")?;
+    let orgs_path = ClusterPath::root()
+        .join("orgs")
+        .map_err(|e| e.to_string())?;
+    let org_path = orgs_path.join(DANA_ORG).map_err(|e| e.to_string())?;
+    let team_path = org_path.join(DANA_TEAM).map_err(|e| e.to_string())?;
+    for (parent, name, type_) in [
+        (&orgs_path, DANA_ORG, "org"),
+        (&org_path, DANA_TEAM, "account"),
+    ] {
+        let accounts: Api<Account> = Api::all(admin.for_path(parent).map_err(|e| e.to_string())?);
+        until(&format!("Account {name} created in {parent}"), || async {
+            let account = crate::new_account(name, type_, DANA);
+            accounts.create(&Default::default(), &account).await.ok()
+        })
+        .await?;
+        until(&format!("Account {name} Ready"), || async {
+            let a = accounts.get_opt(name).await.ok()??;
+            is_true(&a.status.as_ref()?.conditions, "Ready").then_some(())
+        })
+        .await?;
+        println!("      admin: Account {name} in {parent}, creator {DANA}: Ready");
+    }
+    let mail = until("the invitation e-mail to dana", || async {
+        smtp.messages()
+            .into_iter()
+            .find(|m| m.to.iter().any(|to| to == DANA))
+    })
+    .await?;
+    let realm_actions = format!("/realms/{DANA_ORG}/login-actions/action-token");
+    let link = mail
+        .links()
+        .into_iter()
+        .find(|l| l.contains(&realm_actions))
+        .ok_or_else(|| {
+            format!(
+                "no link into realm {DANA_ORG} in the e-mail:\n{}",
+                mail.body()
+            )
+        })?;
+    println!(
+        "      e-mail to {DANA}: \"{}\"",
+        mail.header("Subject").unwrap_or_default()
+    );
+    let page = keycloak
+        .browser()
+        .accept_invitation(&link, DANA_PASSWORD)
+        .await;
+    if !page.contains("account has been updated") {
+        return Err(format!("following the invitation ended at:\n{page}"));
+    }
+    println!("      dana follows its link: password set, address verified");
+    let info: crds::account_info::AccountInfo =
+        Api::all(admin.for_path(&org_path).map_err(|e| e.to_string())?)
+            .get(crds::account_info::ACCOUNT_INFO_NAME)
+            .await
+            .map_err(|e| format!("the AccountInfo of {org_path}: {e}"))?;
+    let oidc = info
+        .spec
+        .oidc
+        .ok_or_else(|| format!("the AccountInfo of {org_path} names no OIDC clients"))?;
+    let client = oidc
+        .clients
+        .get("kubectl")
+        .ok_or("the organisation has no kubectl client")?;
+    let tokens = keycloak
+        .browser()
+        .login(
+            &oidc.issuer_url,
+            &client.client_id,
+            KUBECTL_REDIRECT,
+            DANA,
+            DANA_PASSWORD,
+        )
+        .await?;
+    println!(
+        "      dana logs in to {} through client kubectl ({})",
+        oidc.issuer_url, client.client_id
+    );
+    let as_dana = demo.kcp().with_token("dana", &tokens.id_token).await;
+    let accounts: Api<Account> = Api::all(as_dana.for_path(&team_path).map_err(|e| e.to_string())?);
+    // kcp builds a WorkspaceType's authenticators on first use, and retries after 10 s.
+    until(
+        &format!("dana's token to list Accounts in {team_path}"),
+        || async { accounts.list(&ListParams::default()).await.ok() },
+    )
+    .await?;
+    println!("      with her token, kcp lets her list Accounts in {team_path}");
+    Ok(tokens.id_token)
 }
 
 /// Prints the workspaces under `path`, recursively, with their type and phase.
@@ -821,8 +980,13 @@ fn print_conditions(what: &str, conditions: &[Condition]) {
 }
 
 /// A kubeconfig with a context per user and workspace the demo talks about: `admin` (root),
-/// `host` (the hosting cluster), `<user>@orgs`, `<user>@<org>` for alice, bob and carol.
-fn write_user_kubeconfig(kcp: &AuthorizingKcp, path: &Path) -> DemoResult<()> {
+/// `host` (the hosting cluster), `<user>@orgs`, `<user>@<org>` for alice, bob and carol, and
+/// with dana's ID token, `dana@<her account>`.
+fn write_user_kubeconfig(
+    kcp: &AuthorizingKcp,
+    path: &Path,
+    dana_token: Option<&str>,
+) -> DemoResult<()> {
     let admin = kube::config::Kubeconfig::read_from(kcp.kcp.kubeconfig())
         .map_err(|e| format!("reading kcp's kubeconfig: {e}"))?;
     let root = admin
@@ -847,6 +1011,7 @@ fn write_user_kubeconfig(kcp: &AuthorizingKcp, path: &Path) -> DemoResult<()> {
         ("host", format!("root:{HOST}")),
         ("orgs", "root:orgs".to_owned()),
         (ORG, format!("root:orgs:{ORG}")),
+        (DANA_TEAM, format!("root:orgs:{DANA_ORG}:{DANA_TEAM}")),
     ];
     let clusters: Vec<_> = places
         .iter()
@@ -868,6 +1033,11 @@ fn write_user_kubeconfig(kcp: &AuthorizingKcp, path: &Path) -> DemoResult<()> {
             contexts.push(json!({"name": format!("{user}@{place}"),
                 "context": {"cluster": place, "user": user}}));
         }
+    }
+    if let Some(token) = dana_token {
+        users.push(json!({"name": "dana", "user": {"token": token}}));
+        contexts.push(json!({"name": format!("dana@{DANA_TEAM}"),
+            "context": {"cluster": DANA_TEAM, "user": "dana"}}));
     }
     let kubeconfig = json!({
         "apiVersion": "v1", "kind": "Config",

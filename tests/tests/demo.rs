@@ -14,8 +14,8 @@ use std::time::Duration;
 /// minute; kcp's start on a busy machine several).
 const RUN_TIMEOUT: Duration = Duration::from_secs(600);
 
-/// The processes the demo starts: OpenFGA, kcp and the four binaries.
-const PROCESSES: usize = 6;
+/// The processes the demo starts: OpenFGA, kcp, Keycloak and the four binaries.
+const PROCESSES: usize = 7;
 
 fn demo(args: &[&str]) -> Child {
     harness::build_demo_binaries().unwrap();
@@ -100,13 +100,18 @@ fn check_mode_holds_to_the_end_and_ctrl_c_stops_everything() {
     let seen = read_until(&output, "Check mode: every step held.");
     let rest: Vec<String> = output.iter().collect();
     assert!(check.wait().unwrap().success(), "{}", rest.join("\n"));
-    for step in 1..=9 {
+    for step in 1..=10 {
         assert!(
-            seen.iter().any(|l| l.starts_with(&format!("[{step}/9]"))),
+            seen.iter().any(|l| l.starts_with(&format!("[{step}/10]"))),
             "step {step} missing"
         );
     }
     assert!(seen.iter().any(|l| l.contains("first Ready account")));
+    assert!(
+        seen.iter()
+            .any(|l| l.contains("with her token, kcp lets her list Accounts")),
+        "dana's Keycloak login did not work with kcp"
+    );
     let pids = started_pids(&seen);
     assert_eq!(pids.len(), PROCESSES, "{seen:?}");
     assert!(
