@@ -89,11 +89,11 @@ pub async fn run(config: Config, stop: CancellationToken) -> Result<(), AppError
             account_info_controller(&setup, settings),
         );
     }
-    if config.webhooks_enabled {
+    if config.webhooks.webhooks_enabled {
         let metrics = WebhookMetrics::register(process.registry());
         let webhooks = WebhookConfig {
-            port: config.webhooks_port,
-            cert_dir: config.webhooks_cert_dir.clone(),
+            port: config.webhooks.webhooks_port,
+            cert_dir: config.webhooks.webhooks_cert_dir.clone(),
             deny_list: config.webhooks_deny_list.clone(),
             additional_account_types: config.webhooks_additional_account_types.clone(),
             creator_only_when_empty: config.webhooks_creator_only_when_empty,

@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 
 use clap::{Parser, ValueEnum};
-use kit::cli::OperatorArgs;
+use kit::cli::{OperatorArgs, WebhookArgs};
 
 /// What the binary does (upstream's subcommand).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -38,17 +38,8 @@ pub struct Config {
     #[arg(long)]
     pub kcp_ca_file: Option<PathBuf>,
 
-    /// Serve the admission webhooks.
-    #[arg(long)]
-    pub webhooks_enabled: bool,
-
-    /// Directory holding the webhook serving certificate (`tls.crt`, `tls.key`).
-    #[arg(long, default_value = "certs")]
-    pub webhooks_cert_dir: PathBuf,
-
-    /// Port of the webhook server.
-    #[arg(long, default_value_t = 9443)]
-    pub webhooks_port: u16,
+    #[command(flatten)]
+    pub webhooks: WebhookArgs,
 
     /// Organisation names refused by the validating webhook (comma-separated).
     #[arg(long, value_delimiter = ',', default_value = "")]
@@ -114,7 +105,7 @@ mod tests {
             c.operator.health_probe_bind_address,
             BindAddress::AnyInterface(8090)
         );
-        assert_eq!(c.webhooks_port, 9443);
+        assert_eq!(c.webhooks.webhooks_port, 9443);
         assert_eq!(c.operator.max_concurrent_reconciles, 10);
         assert_eq!(c.operator.shutdown_timeout, Duration::from_secs(60));
         assert!(c.subroutines_workspace_type_enabled && c.controllers_account_info_enabled);

@@ -76,6 +76,23 @@ pub struct OperatorArgs {
     pub upstream: UpstreamArgs,
 }
 
+/// The flags of a binary's admission webhook server, with upstream's names; flattened into
+/// each binary that serves webhooks, beside the flags of its own decisions.
+#[derive(Debug, Clone, clap::Args)]
+pub struct WebhookArgs {
+    /// Serve the admission webhooks.
+    #[arg(long)]
+    pub webhooks_enabled: bool,
+
+    /// Directory holding the webhook serving certificate (`tls.crt`, `tls.key`).
+    #[arg(long, default_value = "certs")]
+    pub webhooks_cert_dir: PathBuf,
+
+    /// Port of the webhook server.
+    #[arg(long, default_value_t = 9443)]
+    pub webhooks_port: u16,
+}
+
 /// Flags of upstream's shared Go command line (golang-commons) that upstream's charts pass to
 /// every operator. They are accepted so that those charts' arguments keep working, and have no
 /// effect here: the servers speak HTTP/1.1 only (what `--enable-http2=false` asks for),

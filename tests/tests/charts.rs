@@ -218,7 +218,10 @@ impl Parsed {
     /// The port of the webhook server, when the process serves one.
     fn webhook_port(&self) -> Option<u16> {
         match self {
-            Self::Account(c) => c.webhooks_enabled.then_some(c.webhooks_port),
+            Self::Account(c) => c
+                .webhooks
+                .webhooks_enabled
+                .then_some(c.webhooks.webhooks_port),
             Self::Rebac(c) => Some(port(c.webhook_bind_address)),
             Self::Security(_) | Self::Operator(_) => None,
         }
@@ -235,7 +238,7 @@ impl Parsed {
     /// The webhook's certificate directory, when it serves one.
     fn cert_dir(&self) -> Option<&Path> {
         match self {
-            Self::Account(c) if c.webhooks_enabled => Some(&c.webhooks_cert_dir),
+            Self::Account(c) if c.webhooks.webhooks_enabled => Some(&c.webhooks.webhooks_cert_dir),
             Self::Rebac(c) => Some(&c.webhook_cert_dir),
             _ => None,
         }

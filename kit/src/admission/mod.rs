@@ -7,6 +7,7 @@
 //!   cert-manager rotates it.
 //! - [`review`]: a route that parses the AdmissionReview, asks the webhook's decision and
 //!   answers in the review's version; a body that is not a review gets HTTP 400.
+//!   [`review_async`] for a decision that has to ask something first.
 //! - [`forbidden`], [`bad_request`], [`patched`]: the answers, with the status code and
 //!   reason controller-runtime gives them.
 //!
@@ -44,7 +45,8 @@ use std::path::PathBuf;
 /// patches with exactly the version kube accepts.
 pub use json_patch;
 pub use review::{
-    ADMISSION_V1BETA1, ReviewError, bad_request, forbidden, parse_request, patched, respond, review,
+    ADMISSION_V1BETA1, ReviewError, bad_request, forbidden, parse_request, patched, respond,
+    review, review_async,
 };
 pub use server::WebhookServer;
 pub use tls::{CERT_FILE, KEY_FILE};

@@ -184,6 +184,25 @@ where
     post(move |body: Bytes| -> Ready<Response> { ready(answer(&body, &decide)) })
 }
 
+/// [`review`] for a decision that has to ask something first (a webhook that looks up whether
+/// a name is taken elsewhere): `decide` gets the parsed request and answers in its own time.
+pub fn review_async<F, Fut, S>(decide: F) -> MethodRouter<S>
+where
+    F: Fn(AdmissionRequest<DynamicObject>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = AdmissionResponse> + Send + 'static,
+    S: Clone + Send + Sync + 'static,
+{
+    post(move |body: Bytes| {
+        let decide = decide.clone();
+        async move {
+            match parse_request(&body) {
+                Ok(request) => respond(decide(request).await),
+                Err(e) => e.into_response(),
+            }
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -290,6 +309,30 @@ mod tests {
         let answer = wire(AdmissionResponse::from(&request));
         assert_eq!(answer["apiVersion"], ADMISSION_V1BETA1);
         assert_eq!(answer["response"]["allowed"], true);
+    }
+
+    #[tokio::test]
+    async fn an_async_decision_is_awaited_and_answered() {
+        use tower::ServiceExt;
+        let router: axum::Router = axum::Router::new().route(
+            "/validate",
+            review_async(|request: AdmissionRequest<DynamicObject>| async move {
+                tokio::task::yield_now().await;
+                forbidden(&request, "the name is taken")
+            }),
+        );
+        let body = serde_json::to_vec(&api_server_review()).unwrap();
+        let request = axum::http::Request::post("/validate")
+            .body(axum::body::Body::from(body))
+            .unwrap();
+        let response = router.oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let review: Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(review["response"]["allowed"], false);
+        assert_eq!(review["response"]["status"]["message"], "the name is taken");
     }
 
     #[test]
