@@ -55,6 +55,10 @@ pub enum AppError {
         #[source]
         source: std::io::Error,
     },
+    #[error(
+        "--webhooks-enabled needs --keycloak-base-url: the webhook asks Keycloak whether a realm exists"
+    )]
+    WebhookWithoutKeycloak,
     #[error("an HTTP client for Keycloak: {0}")]
     KeycloakClient(String),
     #[error(transparent)]
@@ -64,7 +68,7 @@ pub enum AppError {
 /// The Keycloak of `--keycloak-*`, if one is configured. Nothing is asked of it here: one
 /// that does not answer is a condition on the objects that need it, not a process that does
 /// not start.
-pub fn keycloak(config: &Config) -> Result<Option<controllers::KeycloakSettings>, AppError> {
+pub fn keycloak(config: &Config) -> Result<Option<Arc<controllers::KeycloakSettings>>, AppError> {
     let args = &config.keycloak;
     let Some(base_url) = &args.keycloak_base_url else {
         return Ok(None);
@@ -108,7 +112,7 @@ pub fn keycloak(config: &Config) -> Result<Option<controllers::KeycloakSettings>
             .clone()
             .map(|user| (user, args.idp_smtp_password.clone().unwrap_or_default())),
     });
-    Ok(Some(controllers::KeycloakSettings {
+    Ok(Some(Arc::new(controllers::KeycloakSettings {
         api: keycloak::KeycloakApi::new(
             http,
             base_url,
@@ -121,7 +125,7 @@ pub fn keycloak(config: &Config) -> Result<Option<controllers::KeycloakSettings>
         smtp,
         set_default_password: args.set_default_password,
         realm_deny_list: args.idp_realm_deny_list.clone(),
-    }))
+    })))
 }
 
 /// The core module's text: the file given, else the built-in one; refused when it does not
@@ -146,6 +150,9 @@ pub fn core_module_text(config: &Config) -> Result<String, AppError> {
 pub async fn run(config: Config, stop: CancellationToken) -> Result<(), AppError> {
     let core_module = core_module_text(&config)?;
     let keycloak = keycloak(&config)?;
+    if config.webhooks.webhooks_enabled && keycloak.is_none() {
+        return Err(AppError::WebhookWithoutKeycloak);
+    }
     let issuer_ca = config
         .idp_issuer_ca_file
         .as_ref()
@@ -197,6 +204,17 @@ pub async fn run(config: Config, stop: CancellationToken) -> Result<(), AppError
         },
         keycloak,
     });
+    if let Some(keycloak) = settings.keycloak.clone()
+        && config.webhooks.webhooks_enabled
+    {
+        let (port, cert_dir) = (
+            config.webhooks.webhooks_port,
+            config.webhooks.webhooks_cert_dir.clone(),
+        );
+        process.add_server("webhook server", move |stop| {
+            crate::admission::serve(port, cert_dir, keycloak, stop)
+        });
+    }
     let security_type = |kind| -> Result<EndpointSource, AppError> {
         Ok(EndpointSource::WorkspaceType {
             client: core

@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 
 use clap::{Parser, ValueEnum};
-use kit::cli::OperatorArgs;
+use kit::cli::{OperatorArgs, WebhookArgs};
 
 /// A part of the operator, run as upstream's subcommand of the same name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ValueEnum)]
@@ -124,6 +124,10 @@ pub struct Config {
 
     #[command(flatten)]
     pub keycloak: KeycloakArgs,
+
+    /// The IdentityProviderConfiguration validating webhook (needs `--keycloak-base-url`).
+    #[command(flatten)]
+    pub webhooks: WebhookArgs,
 
     /// The portal's domain: issuer `https://<domain>/keycloak/realms/<org>`, redirects
     /// `https://<org>.<domain>/*`.

@@ -2,8 +2,10 @@
 //! registered through Dynamic Client Registration, their Secrets in `root:orgs`, a changed
 //! client updated and an unchanged one left alone, a removed client unregistered, the realm
 //! deleted with the object; and the bad cases: a client without redirect URIs refused at
-//! admission, `master` and a denied realm refused with a condition, Keycloak unreachable for
-//! 30 s reported and then caught up with.
+//! admission, an Invite without a valid address refused at admission, `master` and a denied
+//! realm refused with a condition, Keycloak unreachable for 30 s reported and then caught up
+//! with; and the admission webhook refusing `master`, a denied name and a realm Keycloak
+//! already has.
 
 #![allow(clippy::unwrap_used)]
 
@@ -16,12 +18,15 @@ use crds::identity_provider::{
     ClientType, IdentityProviderClient, IdentityProviderConfiguration,
     IdentityProviderConfigurationSpec, SecretReference,
 };
+use crds::invite::{Invite, InviteSpec};
 use harness::keycloak::Keycloak;
 use harness::{ServerProcess, TcpProxy, TestWorkspace, unique_suffix, wait_for, wait_gone};
+use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kit::controller::DEBUG_LABEL;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use security_operator::admission::VALIDATE_IDP_PATH;
 use security_operator::controllers::{
     CLIENT_NAME_LABEL, CLIENT_SECRET_KEY, IDP_NAME_LABEL, REGISTRATION_TOKEN_KEY,
 };
@@ -325,6 +330,34 @@ async fn bad_configurations_are_refused_or_explained_and_an_outage_is_caught_up_
         .unwrap_err();
     assert!(refused.to_string().contains("redirectUris"), "{refused}");
 
+    // An Invite whose address is no address: refused by the API server (the cases upstream's
+    // integration test names), a good one taken.
+    let invites: Api<Invite> = Api::all(orgs.client());
+    for bad in [
+        "a@b..com",
+        "user@@x.com",
+        "a b@example.com",
+        "@example.com",
+        "",
+    ] {
+        let invite = Invite::new(
+            &format!("bad-{}", unique_suffix()),
+            InviteSpec { email: bad.into() },
+        );
+        let refused = invites.create(&post, &invite).await.unwrap_err();
+        assert!(
+            refused.to_string().contains("spec.email"),
+            "{bad:?}: {refused}"
+        );
+    }
+    let good = Invite::new(
+        &format!("good-{suffix}"),
+        InviteSpec {
+            email: "first.last+tag@sub.example.com".into(),
+        },
+    );
+    invites.create(&post, &good).await.unwrap();
+
     // Keycloak's own realm and a denied one: a condition that says why, nothing in Keycloak.
     let empty = IdentityProviderConfigurationSpec::default();
     for realm in ["master", DENIED] {
@@ -396,4 +429,131 @@ async fn bad_configurations_are_refused_or_explained_and_an_outage_is_caught_up_
     assert_eq!(ready.status.unwrap().managed_clients.len(), 1);
     idps.delete(&realm, &DeleteParams::default()).await.unwrap();
     wait_gone(&idps, &realm).await;
+}
+
+/// A CREATE that kcp sent through the webhook, as a dry run (kcp calls webhooks for those, and
+/// nothing is made): Ok, or the refusal's message.
+async fn dry_run_create(
+    idps: &Api<IdentityProviderConfiguration>,
+    name: &str,
+    operator: &str,
+) -> Result<(), String> {
+    let dry_run = PostParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    let idp = labelled(name, IdentityProviderConfigurationSpec::default(), operator);
+    match idps.create(&dry_run, &idp).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) => Err(status.message),
+        Err(e) => panic!("creating {name}: {e}"),
+    }
+}
+
+#[tokio::test]
+async fn the_webhook_refuses_names_that_can_never_be_an_orgs_realm() {
+    let platform = base().await;
+    let keycloak = Keycloak::shared().await;
+    let name = "security-operator-idp-webhook";
+    let certs = tempfile::tempdir().unwrap();
+    let ca = harness::serving_cert(certs.path()).unwrap();
+    let port = harness::free_port();
+    let _operator = platform
+        .start_operator_with(
+            name,
+            &[
+                &format!("--debug-label-value={name}"),
+                &format!("--keycloak-base-url={}", keycloak.url()),
+                &format!(
+                    "--keycloak-client-secret={}",
+                    keycloak.service_account("security-operator").await
+                ),
+                &format!("--keycloak-ca-file={}", keycloak.ca_file().display()),
+                &format!("--idp-realm-deny-list={DENIED}"),
+                "--webhooks-enabled",
+                &format!("--webhooks-port={port}"),
+                &format!("--webhooks-cert-dir={}", certs.path().display()),
+            ],
+        )
+        .await;
+    // Registered next to the system export, as upstream's platform set-up does; only for this
+    // test's objects, since the other tests create names the webhook refuses on purpose.
+    let system: kcp::ClusterPath = harness::SYSTEM_PATH.parse().unwrap();
+    let admin = harness::Kcp::shared().await.admin().await;
+    let configuration = json!({
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingWebhookConfiguration",
+        "metadata": {"name": name},
+        "webhooks": [{
+            "name": "identityproviderconfigurations.core.platform-mesh.io",
+            "admissionReviewVersions": ["v1"],
+            "clientConfig": {
+                "url": format!("https://127.0.0.1:{port}{VALIDATE_IDP_PATH}"),
+                "caBundle": k8s_openapi::ByteString(ca.into_bytes()),
+            },
+            "failurePolicy": "Fail",
+            "sideEffects": "None",
+            "timeoutSeconds": 10,
+            "objectSelector": {"matchLabels": {DEBUG_LABEL: name}},
+            "rules": [{
+                "apiGroups": ["core.platform-mesh.io"],
+                "apiVersions": ["v1alpha1"],
+                "operations": ["CREATE", "UPDATE"],
+                "resources": ["identityproviderconfigurations"],
+            }],
+        }],
+    });
+    let configurations: Api<ValidatingWebhookConfiguration> =
+        Api::all(admin.for_path(&system).unwrap());
+    configurations
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(configuration).unwrap(),
+        )
+        .await
+        .unwrap();
+
+    let orgs = platform.orgs().await;
+    let idps: Api<IdentityProviderConfiguration> = Api::all(orgs.client());
+    // kcp calls a new configuration's webhook a moment after it is created.
+    let master = harness::eventually("the webhook to refuse master", || async {
+        dry_run_create(&idps, "master", name).await.err()
+    })
+    .await;
+    assert!(master.contains("administration realm"), "{master}");
+    let denied = dry_run_create(&idps, DENIED, name).await.unwrap_err();
+    assert!(denied.contains("deny list"), "{denied}");
+
+    // A realm Keycloak has already: refused, so that no configuration takes it over.
+    let taken = format!("taken-{}", unique_suffix());
+    keycloak
+        .admin_send(
+            reqwest::Method::POST,
+            "realms",
+            &json!({"realm": taken, "enabled": true}),
+        )
+        .await;
+    let refused = dry_run_create(&idps, &taken, name).await.unwrap_err();
+    assert!(refused.contains("already has a realm"), "{refused}");
+
+    // A new name passes; so does an UPDATE of an existing configuration.
+    let fresh = format!("fresh-{}", unique_suffix());
+    dry_run_create(&idps, &fresh, name).await.unwrap();
+    idps.create(
+        &PostParams::default(),
+        &labelled(&fresh, IdentityProviderConfigurationSpec::default(), name),
+    )
+    .await
+    .unwrap();
+    wait_for(&idps, &fresh, "Ready", is_ready).await;
+    let patch = json!({"spec": {"registrationAllowed": true}});
+    idps.patch(&fresh, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    idps.delete(&fresh, &DeleteParams::default()).await.unwrap();
+    wait_gone(&idps, &fresh).await;
+    configurations
+        .delete(name, &DeleteParams::default())
+        .await
+        .unwrap();
 }

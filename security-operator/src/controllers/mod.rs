@@ -94,7 +94,7 @@ pub struct Settings {
     /// The org initializer's identity steps.
     pub oidc: OidcSettings,
     /// The Keycloak of the identity controllers (`--keycloak-base-url`), if there is one.
-    pub keycloak: Option<KeycloakSettings>,
+    pub keycloak: Option<Arc<KeycloakSettings>>,
 }
 
 /// The context a subroutine gets: the runtime's and the operator's settings.
@@ -119,7 +119,7 @@ impl Ctx {
 
     /// Keycloak; the identity controllers run only when one is configured.
     fn keycloak(&self) -> Result<&KeycloakSettings, SubroutineError> {
-        self.settings.keycloak.as_ref().ok_or_else(|| {
+        self.settings.keycloak.as_deref().ok_or_else(|| {
             SubroutineError::permanent("NoKeycloak", "no --keycloak-base-url is configured")
         })
     }
