@@ -333,17 +333,24 @@ pub(super) async fn workspace_authentication(ctx: &Ctx, org: &str) -> Result<(),
 
 /// The org's identity, gone with it: its WorkspaceAuthenticationConfiguration, then its
 /// IdentityProviderConfiguration, waited for until its finalizer has deleted the realm and the
-/// client Secrets. Done whatever the flags say now, since they may have been on when the org
-/// was made; what does not exist is already done.
+/// client Secrets; each only while its step is on, since an operator without the identity
+/// steps has no RBAC on either (an org made while a step was on and deleted after it was
+/// turned off leaves that object behind).
 pub(super) async fn terminate(ctx: &Ctx, org: &str) -> Result<(), SubroutineError> {
+    let oidc = &ctx.settings.oidc;
     let orgs = ctx.settings.workspace(&ctx.settings.orgs_path)?;
-    let configs = Api::<WorkspaceAuthenticationConfiguration>::all(orgs.clone());
-    delete_ignoring_missing(&configs, org).await.map_err(|e| {
-        SubroutineError::kube(
-            format!("deleting WorkspaceAuthenticationConfiguration {org}"),
-            e,
-        )
-    })?;
+    if oidc.workspace_auth {
+        let configs = Api::<WorkspaceAuthenticationConfiguration>::all(orgs.clone());
+        delete_ignoring_missing(&configs, org).await.map_err(|e| {
+            SubroutineError::kube(
+                format!("deleting WorkspaceAuthenticationConfiguration {org}"),
+                e,
+            )
+        })?;
+    }
+    if !oidc.idp {
+        return Ok(());
+    }
     let idps = Api::<IdentityProviderConfiguration>::all(orgs);
     delete_ignoring_missing(&idps, org).await.map_err(|e| {
         SubroutineError::kube(format!("deleting IdentityProviderConfiguration {org}"), e)
