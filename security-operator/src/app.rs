@@ -294,3 +294,42 @@ pub async fn run(config: Config, stop: CancellationToken) -> Result<(), AppError
     }
     Ok(process.run(stop).await?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(args: &[&str]) -> Config {
+        kit::cli::parse_from(
+            ENV_PREFIX,
+            ["security-operator", "system", "--fga-target=x:1"]
+                .into_iter()
+                .chain(args.iter().copied()),
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn refusal(args: &[&str]) -> String {
+        match keycloak(&config(args)) {
+            Ok(_) => panic!("{args:?} was taken"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn a_keycloak_is_optional_and_its_flags_are_checked_without_asking_it() {
+        assert!(keycloak(&config(&[])).unwrap().is_none());
+        let url = "--keycloak-base-url=https://kc.example/keycloak";
+        let secret = "--keycloak-client-secret=s3cret";
+        assert!(keycloak(&config(&[url, secret])).unwrap().is_some());
+        let missing = refusal(&[url]);
+        assert!(
+            missing.contains("KEYCLOAK_CLIENT_SECRET") && missing.contains("security-operator"),
+            "{missing}"
+        );
+        let scheme = refusal(&["--keycloak-base-url=kc.example", secret]);
+        assert!(scheme.contains("kc.example"), "{scheme}");
+        let ca = refusal(&[url, secret, "--keycloak-ca-file=/nonexistent/ca.pem"]);
+        assert!(ca.contains("/nonexistent/ca.pem"), "{ca}");
+    }
+}
