@@ -381,21 +381,13 @@ impl KeycloakApi {
     /// The user of `realm` whose e-mail address is `email`, if there is one.
     pub async fn user_by_email(&self, realm: &str, email: &str) -> Result<Option<User>> {
         let path = format!("realms/{realm}/users");
-        let url = self.admin_url(&path);
-        let token = self.admin_token().await?;
-        let request = self
-            .http
-            .get(&url)
-            .bearer_auth(token)
-            .query(&[("email", email), ("exact", "true")]);
-        let response = request.send().await.map_err(|source| Error::Unreachable {
-            url: url.clone(),
-            source,
-        })?;
-        let answer = read(Method::GET, &url, response).await?;
+        let query = [("email", email), ("exact", "true")];
+        let answer = self
+            .admin_with_query(Method::GET, &path, &query, None)
+            .await?;
         let users: Vec<User> = serde_json::from_value(answer).map_err(|e| Error::Unreadable {
             method: Method::GET,
-            url,
+            url: self.admin_url(&path),
             message: e.to_string(),
         })?;
         Ok(users.into_iter().find(|u| {
@@ -441,27 +433,16 @@ impl KeycloakApi {
         redirect_uri: &str,
     ) -> Result<()> {
         let path = format!("realms/{realm}/users/{id}/execute-actions-email");
-        let url = self.admin_url(&path);
-        let token = self.admin_token().await?;
-        let response = self
-            .http
-            .put(&url)
-            .bearer_auth(token)
-            .query(&[("client_id", client_id), ("redirect_uri", redirect_uri)])
-            .json(&actions)
-            .send()
+        let query = [("client_id", client_id), ("redirect_uri", redirect_uri)];
+        self.admin_with_query(Method::PUT, &path, &query, Some(&json!(actions)))
             .await
-            .map_err(|source| Error::Unreachable {
-                url: url.clone(),
-                source,
-            })?;
-        read(Method::PUT, &url, response).await.map(drop)
+            .map(drop)
     }
 
     /// Deletes a registration; one that is gone already is fine.
     pub async fn delete_client(&self, registration_client_uri: &str, token: &str) -> Result<()> {
         let result = self
-            .send(Method::DELETE, registration_client_uri, token, None)
+            .send(Method::DELETE, registration_client_uri, token, &[], None)
             .await;
         ignore_not_found(result)
     }
@@ -473,7 +454,9 @@ impl KeycloakApi {
         token: &str,
         body: &Value,
     ) -> Result<RegisteredClient> {
-        let answer = self.send(method.clone(), url, token, Some(body)).await?;
+        let answer = self
+            .send(method.clone(), url, token, &[], Some(body))
+            .await?;
         serde_json::from_value(answer).map_err(|e| Error::Unreadable {
             method,
             url: url.to_owned(),
@@ -487,8 +470,20 @@ impl KeycloakApi {
 
     /// A request to the admin API with the admin token.
     async fn admin(&self, method: Method, path: &str, body: Option<&Value>) -> Result<Value> {
+        self.admin_with_query(method, path, &[], body).await
+    }
+
+    /// [`KeycloakApi::admin`] with query parameters.
+    async fn admin_with_query(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Option<&Value>,
+    ) -> Result<Value> {
         let token = self.admin_token().await?;
-        self.send(method, &self.admin_url(path), &token, body).await
+        self.send(method, &self.admin_url(path), &token, query, body)
+            .await
     }
 
     /// Sends a request with a bearer token; the JSON answer (`null` for none).
@@ -497,9 +492,13 @@ impl KeycloakApi {
         method: Method,
         url: &str,
         token: &str,
+        query: &[(&str, &str)],
         body: Option<&Value>,
     ) -> Result<Value> {
         let mut request = self.http.request(method.clone(), url).bearer_auth(token);
+        if !query.is_empty() {
+            request = request.query(query);
+        }
         if let Some(body) = body {
             request = request.json(body);
         }

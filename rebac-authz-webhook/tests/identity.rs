@@ -22,11 +22,11 @@ use crds::account_info::{ACCOUNT_INFO_NAME, AccountInfo};
 use crds::identity_provider::IdentityProviderConfiguration;
 use harness::keycloak::Keycloak;
 use harness::smtp::SmtpSink;
-use harness::{AuthorizingKcp, OpenFga, delete_account, eventually, ready_account, unique_suffix};
+use harness::{AuthorizingKcp, delete_account, eventually, ready_account, unique_suffix};
 use k8s_openapi::api::core::v1::Secret;
 use kcp::types::tenancy::WorkspaceAuthenticationConfiguration;
 use kube::api::{Api, ListParams};
-use support::{run_operators, start_webhook};
+use support::serve_platform;
 
 /// Where the org's `kubectl` client sends a login back to (the OIDC plugin's default).
 const KUBECTL_REDIRECT: &str = "http://localhost:8000";
@@ -47,8 +47,6 @@ async fn list_accounts_with(token: &str, path: &kcp::ClusterPath) -> u16 {
 
 #[tokio::test]
 async fn an_invited_creator_logs_in_with_the_orgs_realm_and_works_in_that_org_only() {
-    let authz = AuthorizingKcp::shared().await;
-    let openfga = OpenFga::shared().await;
     let keycloak = Keycloak::shared().await;
     let smtp = SmtpSink::start().await;
     let secret = keycloak.service_account("security-operator").await;
@@ -65,15 +63,7 @@ async fn an_invited_creator_logs_in_with_the_orgs_realm_and_works_in_that_org_on
         format!("--idp-smtp-port={}", smtp.port()),
         "--idp-from-address=platform@example.com".to_owned(),
     ];
-    let (orgs, kubeconfig) = run_operators(&authz.kcp, openfga, &security_flags).await;
-    let (_webhook, _) = start_webhook(
-        "rebac-authz-webhook",
-        &kubeconfig,
-        authz.webhook_address(),
-        &openfga.grpc_endpoint(),
-        &[],
-    )
-    .await;
+    let (orgs, _, _webhook) = serve_platform(&security_flags).await;
 
     let suffix = unique_suffix();
     let org = format!("acme-{suffix}");
@@ -167,13 +157,8 @@ async fn an_invited_creator_logs_in_with_the_orgs_realm_and_works_in_that_org_on
         .collect();
     assert_eq!(secrets.len(), 2, "{secrets:?}");
     delete_account(&orgs, &org).await;
-    let realms = keycloak.admin_get("realms").await;
     assert!(
-        !realms
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|r| r["realm"] == org.as_str()),
+        !keycloak.has_realm(&org).await,
         "realm {org} is still there"
     );
     let left: Api<Secret> = Api::namespaced(orgs.client(), "default");

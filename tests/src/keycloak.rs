@@ -281,6 +281,14 @@ impl Keycloak {
             .to_owned()
     }
 
+    /// Whether Keycloak has realm `name`.
+    pub async fn has_realm(&self, name: &str) -> bool {
+        let realms = self.admin_get("realms").await;
+        realms
+            .as_array()
+            .is_some_and(|all| all.iter().any(|r| r["realm"] == name))
+    }
+
     /// A write to `/admin/<path>` as the administrator, which must succeed.
     pub async fn admin_send(&self, method: reqwest::Method, path: &str, body: &Value) {
         let url = format!("{}/admin/{path}", self.url);

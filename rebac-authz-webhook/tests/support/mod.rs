@@ -46,17 +46,7 @@ pub async fn platform() -> &'static Platform {
     static PLATFORM: OnceCell<Platform> = OnceCell::const_new();
     PLATFORM
         .get_or_init(|| async {
-            let authz = AuthorizingKcp::shared().await;
-            let openfga = OpenFga::shared().await;
-            let (orgs, kubeconfig) = run_operators(&authz.kcp, openfga, &[]).await;
-            let webhook = start_webhook(
-                "rebac-authz-webhook",
-                &kubeconfig,
-                authz.webhook_address(),
-                &openfga.grpc_endpoint(),
-                &[],
-            )
-            .await;
+            let (orgs, kubeconfig, webhook) = serve_platform(&[]).await;
             // Kept for the test binary's lifetime; the watchdog stops it when the binary exits.
             std::mem::forget(webhook);
             Platform {
@@ -66,6 +56,24 @@ pub async fn platform() -> &'static Platform {
             }
         })
         .await
+}
+
+/// The shared kcp and OpenFGA, both operators in-process (the security-operator with
+/// `security_extra` flags) and the webhook binary where kcp expects it. Returns `root:orgs`,
+/// the operators' kubeconfig and the webhook.
+pub async fn serve_platform(security_extra: &[String]) -> (TestWorkspace, PathBuf, ServerProcess) {
+    let authz = AuthorizingKcp::shared().await;
+    let openfga = OpenFga::shared().await;
+    let (orgs, kubeconfig) = run_operators(&authz.kcp, openfga, security_extra).await;
+    let (webhook, _) = start_webhook(
+        "rebac-authz-webhook",
+        &kubeconfig,
+        authz.webhook_address(),
+        &openfga.grpc_endpoint(),
+        &[],
+    )
+    .await;
+    (orgs, kubeconfig, webhook)
 }
 
 /// The `orgs` Store, as the platform-mesh-operator creates it: the orgs module, and carol a
