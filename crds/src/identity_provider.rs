@@ -10,6 +10,20 @@ use serde::{Deserialize, Serialize};
 /// Finalizer that unregisters the clients when the configuration goes.
 pub const IDP_FINALIZER: &str = "core.platform-mesh.io/idp-finalizer";
 
+/// The security-operator's validating webhook, as the platform-mesh-operator registers it in
+/// kcp.
+pub mod webhook {
+    /// Where kcp sends the reviews, upstream's path.
+    pub const VALIDATE_PATH: &str =
+        "/validate-core-platform-mesh-io-v1alpha1-identityproviderconfiguration";
+    /// The ValidatingWebhookConfiguration, upstream's name.
+    pub const VALIDATING_CONFIG: &str =
+        "identityproviderconfiguration-validator.webhooks.core.platform-mesh.io";
+    /// The webhook inside it.
+    pub const VALIDATING_WEBHOOK: &str =
+        "identityproviderconfiguration.validation.platform-mesh.io";
+}
+
 /// The desired state of an IdentityProviderConfiguration.
 #[derive(CustomResource, Clone, Debug, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[kube(

@@ -8,7 +8,9 @@ use kit::process::{Binary, Process, ProcessError};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::controller::{PLATFORM_MESH_RECONCILER, Settings, Steps, platform_mesh_controller};
+use crate::controller::{
+    PLATFORM_MESH_RECONCILER, Settings, Steps, WebhookRegistration, platform_mesh_controller,
+};
 use crate::flux::ChartSource;
 use crate::kubeconfig::{KubeconfigError, admin_source};
 
@@ -61,9 +63,19 @@ pub async fn run(config: Config, stop: CancellationToken) -> Result<(), AppError
         admin,
         field_manager: BINARY.name.to_owned(),
         drift_check_interval: config.kcp_drift_check_interval,
-        account_webhook_ca_secret: (!config.no_account_operator_webhooks)
-            .then(|| config.account_operator_webhook_ca_secret.clone()),
-        account_webhook_url: config.account_operator_webhook_url.clone(),
+        account_webhooks: (!config.no_account_operator_webhooks).then(|| WebhookRegistration {
+            ca_secret: config.account_operator_webhook_ca_secret.clone(),
+            url: config.account_operator_webhook_url.clone(),
+            service: "account-operator-webhook",
+        }),
+        security_webhook: config
+            .security_operator_webhook_ca_secret
+            .clone()
+            .map(|ca_secret| WebhookRegistration {
+                ca_secret,
+                url: config.security_operator_webhook_url.clone(),
+                service: "security-operator-webhook",
+            }),
         authorization_webhook_secret: config.authorization_webhook_secret_name.clone(),
         authorization_webhook_ca_secret: config.authorization_webhook_secret_ca_name.clone(),
         authorization_webhook_url: config.authorization_webhook_url.clone(),

@@ -18,6 +18,7 @@ use crds::account::webhook::{
 use crds::export::{
     CORE_EXPORT, SYSTEM_EXPORT, api_export, core_export_crds, schemas, system_export_crds,
 };
+use crds::identity_provider::webhook as idp_webhook;
 use crds::platform_mesh::{DefaultApiBinding, ExtraWorkspace};
 use crds::store::ORGS_STORE_NAME;
 use crds::{Store, StoreSpec};
@@ -127,10 +128,10 @@ pub struct Phase {
     pub objects: Vec<Desired>,
 }
 
-/// The account-operator's admission webhooks, as kcp reaches them.
+/// An admission webhook server's address and CA, as kcp reaches it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AccountWebhooks {
-    /// `https://host:port` of the account-operator's webhook server.
+pub struct WebhookAddress {
+    /// `https://host:port` of the server.
     pub base_url: String,
     /// The CA of its serving certificate.
     pub ca_pem: String,
@@ -147,7 +148,9 @@ pub struct Inputs {
     /// `spec.kcp.extraWorkspaces`.
     pub extra_workspaces: Vec<ExtraWorkspace>,
     /// The account-operator's webhooks, when they are registered.
-    pub account_webhooks: Option<AccountWebhooks>,
+    pub account_webhooks: Option<WebhookAddress>,
+    /// The security-operator's IdentityProviderConfiguration webhook, when it is registered.
+    pub security_webhook: Option<WebhookAddress>,
 }
 
 /// A spec the tree cannot be built from; the message names the field.
@@ -349,17 +352,18 @@ fn orgs_store() -> Result<Store, BootstrapError> {
     ))
 }
 
-fn account_rules(operations: &[&str]) -> Vec<RuleWithOperations> {
+/// Reviews of `operations` on `resource` of the Platform Mesh group.
+fn rules(resource: &str, operations: &[&str]) -> Vec<RuleWithOperations> {
     vec![RuleWithOperations {
         api_groups: Some(vec![crds::GROUP.to_owned()]),
         api_versions: Some(vec![crds::VERSION.to_owned()]),
         operations: Some(operations.iter().map(|o| (*o).to_owned()).collect()),
-        resources: Some(vec!["accounts".to_owned()]),
+        resources: Some(vec![resource.to_owned()]),
         scope: None,
     }]
 }
 
-fn client_config(webhooks: &AccountWebhooks, path: &str) -> WebhookClientConfig {
+fn client_config(webhooks: &WebhookAddress, path: &str) -> WebhookClientConfig {
     WebhookClientConfig {
         url: Some(format!("{}{path}", webhooks.base_url.trim_end_matches('/'))),
         ca_bundle: Some(ByteString(webhooks.ca_pem.as_bytes().to_vec())),
@@ -367,7 +371,7 @@ fn client_config(webhooks: &AccountWebhooks, path: &str) -> WebhookClientConfig 
     }
 }
 
-fn mutating(webhooks: &AccountWebhooks) -> MutatingWebhookConfiguration {
+fn mutating(webhooks: &WebhookAddress) -> MutatingWebhookConfiguration {
     MutatingWebhookConfiguration {
         metadata: meta(MUTATING_CONFIG),
         webhooks: Some(vec![MutatingWebhook {
@@ -377,23 +381,31 @@ fn mutating(webhooks: &AccountWebhooks) -> MutatingWebhookConfiguration {
             failure_policy: Some("Fail".to_owned()),
             side_effects: "None".to_owned(),
             timeout_seconds: Some(10),
-            rules: Some(account_rules(&["CREATE"])),
+            rules: Some(rules("accounts", &["CREATE"])),
             ..Default::default()
         }]),
     }
 }
 
-fn validating(webhooks: &AccountWebhooks) -> ValidatingWebhookConfiguration {
+/// A validating configuration of one webhook on CREATE and UPDATE of `resource`, refusing
+/// the request when the server cannot answer, as upstream's.
+fn validating(
+    names: (&str, &str),
+    server: &WebhookAddress,
+    path: &str,
+    resource: &str,
+) -> ValidatingWebhookConfiguration {
+    let (config, webhook) = names;
     ValidatingWebhookConfiguration {
-        metadata: meta(VALIDATING_CONFIG),
+        metadata: meta(config),
         webhooks: Some(vec![ValidatingWebhook {
-            name: VALIDATING_WEBHOOK.to_owned(),
+            name: webhook.to_owned(),
             admission_review_versions: vec!["v1".to_owned()],
-            client_config: client_config(webhooks, VALIDATE_PATH),
+            client_config: client_config(server, path),
             failure_policy: Some("Fail".to_owned()),
             side_effects: "None".to_owned(),
             timeout_seconds: Some(10),
-            rules: Some(account_rules(&["CREATE", "UPDATE"])),
+            rules: Some(rules(resource, &["CREATE", "UPDATE"])),
             ..Default::default()
         }]),
     }
@@ -529,14 +541,31 @@ pub fn tree(inputs: &Inputs) -> Result<Vec<Phase>, BootstrapError> {
         ),
         phase("the bindings and the orgs Store in root:orgs", orgs_content),
     ];
-    if let Some(webhooks) = &inputs.account_webhooks {
-        phases.push(phase(
-            "the account-operator's admission webhooks",
-            vec![
-                Desired::new(&system, &mutating(webhooks), Readiness::Exists)?,
-                Desired::new(&system, &validating(webhooks), Readiness::Exists)?,
-            ],
-        ));
+    let mut webhooks = Vec::new();
+    if let Some(server) = &inputs.account_webhooks {
+        webhooks.push(Desired::new(&system, &mutating(server), Readiness::Exists)?);
+        let accounts = validating(
+            (VALIDATING_CONFIG, VALIDATING_WEBHOOK),
+            server,
+            VALIDATE_PATH,
+            "accounts",
+        );
+        webhooks.push(Desired::new(&system, &accounts, Readiness::Exists)?);
+    }
+    if let Some(server) = &inputs.security_webhook {
+        let idps = validating(
+            (
+                idp_webhook::VALIDATING_CONFIG,
+                idp_webhook::VALIDATING_WEBHOOK,
+            ),
+            server,
+            idp_webhook::VALIDATE_PATH,
+            "identityproviderconfigurations",
+        );
+        webhooks.push(Desired::new(&system, &idps, Readiness::Exists)?);
+    }
+    if !webhooks.is_empty() {
+        phases.push(phase("the admission webhook configurations", webhooks));
     }
     let extra = extra_workspaces(&inputs.extra_workspaces)?;
     if !extra.is_empty() {

@@ -83,6 +83,20 @@ pub struct Config {
     #[arg(long)]
     pub no_account_operator_webhooks: bool,
 
+    /// Register the security-operator's IdentityProviderConfiguration validating webhook in
+    /// kcp, trusting the CA under `ca.crt` of this Secret (in the PlatformMesh's namespace).
+    /// Only a security-operator with Keycloak serves it (its chart's `keycloak.baseUrl`), so it
+    /// is not registered unless this is given. Upstream's fixed name is
+    /// `security-operator-ca-secret`; the security-operator chart writes
+    /// `security-operator-webhook-server-cert`.
+    #[arg(long)]
+    pub security_operator_webhook_ca_secret: Option<String>,
+
+    /// The security-operator webhook's base URL as kcp reaches it; default
+    /// `https://security-operator-webhook.<PlatformMesh namespace>.svc:9443`.
+    #[arg(long, requires = "security_operator_webhook_ca_secret")]
+    pub security_operator_webhook_url: Option<url::Url>,
+
     /// The Secret (in the PlatformMesh's namespace) this operator writes: the kubeconfig kcp's
     /// authorizer uses to call the rebac-authz-webhook (mount it into kcp and pass
     /// `--authorization-webhook-config-file`).
@@ -151,6 +165,33 @@ mod tests {
         );
         assert_eq!(config.kcp_drift_check_interval, Duration::from_secs(60));
         assert!(!config.delete_workspaces_on_delete);
+        assert_eq!(config.security_operator_webhook_ca_secret, None);
+    }
+
+    #[test]
+    fn a_security_webhook_url_needs_its_ca_secret() {
+        let error = parse(&[
+            "operator",
+            "--kcp-kubeconfig=/k",
+            "--security-operator-webhook-url=https://127.0.0.1:9443",
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(
+            error.contains("--security-operator-webhook-ca-secret"),
+            "{error}"
+        );
+        let config = parse(&[
+            "operator",
+            "--kcp-kubeconfig=/k",
+            "--security-operator-webhook-ca-secret=ca",
+            "--security-operator-webhook-url=https://127.0.0.1:9443",
+        ])
+        .unwrap();
+        assert_eq!(
+            config.security_operator_webhook_ca_secret.as_deref(),
+            Some("ca")
+        );
     }
 
     #[test]

@@ -58,10 +58,10 @@ pub struct Settings {
     pub field_manager: String,
     /// `--kcp-drift-check-interval`.
     pub drift_check_interval: Duration,
-    /// `--account-operator-webhook-ca-secret`, unless `--no-account-operator-webhooks`.
-    pub account_webhook_ca_secret: Option<String>,
-    /// `--account-operator-webhook-url`.
-    pub account_webhook_url: Option<url::Url>,
+    /// The account-operator's webhooks, unless `--no-account-operator-webhooks`.
+    pub account_webhooks: Option<WebhookRegistration>,
+    /// The security-operator's webhook, with `--security-operator-webhook-ca-secret`.
+    pub security_webhook: Option<WebhookRegistration>,
     /// `--authorization-webhook-secret-name`.
     pub authorization_webhook_secret: String,
     /// `--authorization-webhook-secret-ca-name`.
@@ -74,6 +74,28 @@ pub struct Settings {
     pub setup_progress: kcp_setup::SetupProgress,
     /// Where the charts come from.
     pub charts: ChartSource,
+}
+
+/// An admission webhook server to register in kcp: the Secret holding its CA, and where kcp
+/// reaches it.
+#[derive(Debug, Clone)]
+pub struct WebhookRegistration {
+    /// The Secret, in the PlatformMesh's namespace, holding the CA under `ca.crt`.
+    pub ca_secret: String,
+    /// Its base URL; default `https://<service>.<namespace>.svc:9443`.
+    pub url: Option<url::Url>,
+    /// The Service its chart creates.
+    pub service: &'static str,
+}
+
+impl WebhookRegistration {
+    /// The base URL kcp calls, for a PlatformMesh in `namespace`.
+    pub fn base_url(&self, namespace: &str) -> String {
+        self.url.as_ref().map_or_else(
+            || format!("https://{}.{namespace}.svc:9443", self.service),
+            ToString::to_string,
+        )
+    }
 }
 
 /// What the `--subroutines-*-enabled` flags switch off: a step switched off reports Skipped

@@ -7,16 +7,13 @@
 use std::sync::Arc;
 
 use axum::Router;
+use crds::identity_provider::webhook::VALIDATE_PATH;
 use kit::admission::{WebhookError, WebhookServer, forbidden, review_async};
 use kit::net::BindAddress;
 use kube::core::DynamicObject;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, Operation};
 
 use crate::controllers::{KeycloakSettings, refused_realm};
-
-/// Where kcp sends the reviews, upstream's path.
-pub const VALIDATE_IDP_PATH: &str =
-    "/validate-core-platform-mesh-io-v1alpha1-identityproviderconfiguration";
 
 /// The answer to one review. A Keycloak that cannot say whether the realm exists gets a
 /// refusal naming why: letting the request through could hand an existing realm over.
@@ -55,7 +52,7 @@ fn refuse(request: &AdmissionRequest<DynamicObject>, why: String) -> AdmissionRe
 /// The webhook's route.
 pub fn router(keycloak: Arc<KeycloakSettings>) -> Router {
     Router::new().route(
-        VALIDATE_IDP_PATH,
+        VALIDATE_PATH,
         review_async(move |request| {
             let keycloak = keycloak.clone();
             async move { validate(request, &keycloak).await }

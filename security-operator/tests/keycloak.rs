@@ -14,6 +14,7 @@ mod support;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use crds::identity_provider::webhook::VALIDATE_PATH;
 use crds::identity_provider::{
     ClientType, IdentityProviderClient, IdentityProviderConfiguration,
     IdentityProviderConfigurationSpec, SecretReference,
@@ -26,7 +27,6 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kit::controller::DEBUG_LABEL;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
-use security_operator::admission::VALIDATE_IDP_PATH;
 use security_operator::controllers::{
     CLIENT_NAME_LABEL, CLIENT_SECRET_KEY, IDP_NAME_LABEL, REGISTRATION_TOKEN_KEY,
 };
@@ -471,7 +471,7 @@ async fn the_webhook_refuses_names_that_can_never_be_an_orgs_realm() {
             "name": "identityproviderconfigurations.core.platform-mesh.io",
             "admissionReviewVersions": ["v1"],
             "clientConfig": {
-                "url": format!("https://127.0.0.1:{port}{VALIDATE_IDP_PATH}"),
+                "url": format!("https://127.0.0.1:{port}{VALIDATE_PATH}"),
                 "caBundle": k8s_openapi::ByteString(ca.into_bytes()),
             },
             "failurePolicy": "Fail",

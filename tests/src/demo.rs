@@ -21,13 +21,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use crds::identity_provider::IdentityProviderConfiguration;
 use crds::{Account, PlatformMesh};
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kcp::types::tenancy::Workspace;
 use kcp::{ClientFactory, ClusterPath};
 use kube::Api;
-use kube::api::{ListParams, Patch, PatchParams};
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::core::ObjectMeta;
 use serde_json::json;
 use tokio::signal::unix::{Signal, SignalKind};
@@ -52,6 +53,9 @@ const DANA: &str = "dana@example.com";
 const DANA_PASSWORD: &str = "dana-demo-password";
 /// Where a `kubectl` OIDC login returns to (the `kubectl` client's first redirect URL).
 const KUBECTL_REDIRECT: &str = "http://localhost:8000";
+/// The Secrets with the CAs of the operators' admission webhooks, as their charts name them.
+const ACCOUNT_WEBHOOK_CA: &str = "account-operator-webhook-server-cert";
+const SECURITY_WEBHOOK_CA: &str = "security-operator-webhook-server-cert";
 /// How long one step may wait for the platform before the demo gives up.
 const STEP_TIMEOUT: Duration = Duration::from_secs(180);
 
@@ -310,11 +314,22 @@ async fn walk(demo: &mut Demo, dir: &Path, options: Options) -> DemoResult<()> {
     let admin = demo.kcp().kcp.admin().await;
     let account_webhook = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()));
     let account_certs = dir.join("account-operator-certs");
+    let security_webhook = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()));
+    let security_certs = dir.join("security-operator-certs");
     let host_path = ClusterPath::root().join(HOST).map_err(|e| e.to_string())?;
     let host = demo
         .step(
             "Prepare the hosting cluster (workspace root:demo-host)",
-            prepare_host(demo.kcp(), &admin, &host_path, &kubectl, &account_certs),
+            prepare_host(
+                demo.kcp(),
+                &admin,
+                &host_path,
+                &kubectl,
+                &[
+                    (ACCOUNT_WEBHOOK_CA, account_certs.as_path()),
+                    (SECURITY_WEBHOOK_CA, security_certs.as_path()),
+                ],
+            ),
         )
         .await?;
 
@@ -326,6 +341,8 @@ async fn walk(demo: &mut Demo, dir: &Path, options: Options) -> DemoResult<()> {
         format!("--kcp-kubeconfig={}", demo.kcp().kcp.kubeconfig().display()),
         "--kcp-kubeconfig-context=root".to_owned(),
         format!("--account-operator-webhook-url=https://{account_webhook}"),
+        format!("--security-operator-webhook-ca-secret={SECURITY_WEBHOOK_CA}"),
+        format!("--security-operator-webhook-url=https://{security_webhook}"),
         format!(
             "--authorization-webhook-url=https://{}/authz",
             demo.kcp().webhook_address()
@@ -429,6 +446,9 @@ async fn walk(demo: &mut Demo, dir: &Path, options: Options) -> DemoResult<()> {
                 "--idp-smtp-server=127.0.0.1".to_owned(),
                 format!("--idp-smtp-port={smtp_port}"),
                 "--idp-from-address=platform@example.com".to_owned(),
+                "--webhooks-enabled".to_owned(),
+                format!("--webhooks-port={}", security_webhook.port()),
+                flag("webhooks-cert-dir", &security_certs),
             ],
         ),
         (
@@ -564,14 +584,15 @@ async fn walk(demo: &mut Demo, dir: &Path, options: Options) -> DemoResult<()> {
 }
 
 /// The hosting cluster: workspace `root:demo-host` with the PlatformMesh CRD, the operators'
-/// namespace, and the two CA Secrets the platform-mesh-operator reads (cert-manager's job on a
-/// real cluster); returns its kubeconfig.
+/// namespace, and the CA Secrets the platform-mesh-operator reads (cert-manager's job on a real
+/// cluster): the authorization webhook's (kcp's test CA), and one per `webhook_certs` entry,
+/// whose serving certificate is written into its directory; returns its kubeconfig.
 async fn prepare_host(
     kcp: &AuthorizingKcp,
     admin: &ClientFactory,
     path: &ClusterPath,
     kubectl: &Kubectl,
-    account_certs: &Path,
+    webhook_certs: &[(&str, &Path)],
 ) -> DemoResult<PathBuf> {
     create_workspace(admin, &ClusterPath::root(), HOST, universal()).await;
     let kubeconfig = kcp.kcp.pointed_kubeconfig(path, "host");
@@ -600,14 +621,14 @@ async fn prepare_host(
         .patch(NAMESPACE, &apply, &Patch::Apply(&namespace))
         .await
         .map_err(|e| format!("namespace {NAMESPACE}: {e}"))?;
-    let account_ca = crate::serving_cert(account_certs)?;
+    let mut cas = vec![("rebac-authz-webhook-cert", kcp.ca_pem().to_owned())];
+    for (name, certs) in webhook_certs {
+        cas.push((name, crate::serving_cert(certs)?));
+    }
     let secrets: Api<Secret> = Api::namespaced(client, NAMESPACE);
-    for (name, pem) in [
-        ("account-operator-webhook-server-cert", account_ca.as_str()),
-        ("rebac-authz-webhook-cert", kcp.ca_pem()),
-    ] {
+    for (name, pem) in cas {
         secrets
-            .patch(name, &apply, &Patch::Apply(crate::ca_secret(name, pem)))
+            .patch(name, &apply, &Patch::Apply(crate::ca_secret(name, &pem)))
             .await
             .map_err(|e| format!("Secret {name}: {e}"))?;
         println!("      Secret {NAMESPACE}/{name} (ca.crt)");
@@ -784,7 +805,41 @@ async fn dana_logs_in(demo: &Demo, admin: &ClientFactory) -> DemoResult<String> 
     )
     .await?;
     println!("      with her token, kcp lets her list Accounts in {team_path}");
+    let refusal = master_realm_refused(admin, &orgs_path).await?;
+    println!(
+        "      an IdentityProviderConfiguration \"master\" is refused at admission: {refusal}"
+    );
     Ok(tokens.id_token)
+}
+
+/// Asks kcp to create (dry run) an IdentityProviderConfiguration for Keycloak's `master` realm
+/// in `orgs`: the security-operator's webhook, registered by the platform-mesh-operator,
+/// refuses it. Returns the refusal.
+async fn master_realm_refused(admin: &ClientFactory, orgs: &ClusterPath) -> DemoResult<String> {
+    let idps: Api<IdentityProviderConfiguration> =
+        Api::all(admin.for_path(orgs).map_err(|e| e.to_string())?);
+    let master = IdentityProviderConfiguration::new("master", Default::default());
+    let params = PostParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    // kcp starts calling a new webhook configuration's webhook within seconds; until then
+    // the dry run passes.
+    until(
+        "kcp to refuse an IdentityProviderConfiguration named master",
+        || async {
+            match idps.create(&params, &master).await {
+                Ok(_) => None,
+                Err(kube::Error::Api(status))
+                    if status.message.contains("administration realm") =>
+                {
+                    Some(Ok(status.message))
+                }
+                Err(e) => Some(Err(format!("creating it failed otherwise: {e}"))),
+            }
+        },
+    )
+    .await?
 }
 
 /// Prints the workspaces under `path`, recursively, with their type and phase.

@@ -222,8 +222,12 @@ impl Parsed {
                 .webhooks
                 .webhooks_enabled
                 .then_some(c.webhooks.webhooks_port),
+            Self::Security(c) => c
+                .webhooks
+                .webhooks_enabled
+                .then_some(c.webhooks.webhooks_port),
             Self::Rebac(c) => Some(port(c.webhook_bind_address)),
-            Self::Security(_) | Self::Operator(_) => None,
+            Self::Operator(_) => None,
         }
     }
 
@@ -239,6 +243,7 @@ impl Parsed {
     fn cert_dir(&self) -> Option<&Path> {
         match self {
             Self::Account(c) if c.webhooks.webhooks_enabled => Some(&c.webhooks.webhooks_cert_dir),
+            Self::Security(c) if c.webhooks.webhooks_enabled => Some(&c.webhooks.webhooks_cert_dir),
             Self::Rebac(c) => Some(&c.webhook_cert_dir),
             _ => None,
         }
@@ -583,13 +588,39 @@ fn check_release(release: &Release) {
             serves_webhook = true;
         }
         match &pod.parsed {
-            Parsed::Security(config) => security_roles.push(config.roles.clone()),
+            Parsed::Security(config) => {
+                // IdentityProviderConfigurations are the system role's.
+                assert!(
+                    !config.webhooks.webhooks_enabled
+                        || config
+                            .roles
+                            .contains(&security_operator::config::Role::System),
+                    "{}: the webhook served without the system role",
+                    pod.context
+                );
+                security_roles.push(config.roles.clone());
+            }
             Parsed::Operator(config) => check_operator_rbac(&pod, config),
             Parsed::Account(_) | Parsed::Rebac(_) => {}
         }
     }
     if Binary::of_chart(release.chart) == Binary::Security {
         check_roles(release, &security_roles);
+        let values = &release.values;
+        let wanted = values["webhooks"]["enabled"] == true
+            && values["keycloak"]["baseUrl"] != ""
+            && values["roles"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|r| r == "system");
+        assert_eq!(
+            serves_webhook,
+            wanted,
+            "{}: the IdentityProviderConfiguration webhook is served exactly with Keycloak, by \
+             the system role",
+            release.context()
+        );
     }
     check_webhook_pki(release, serves_webhook);
     check_service_monitor(release, metrics_service);
@@ -1068,6 +1099,25 @@ fn matrix() -> Vec<(&'static str, &'static str, Value)> {
         ),
         (
             "security-operator",
+            "with Keycloak, split roles, own certificate, deny list",
+            json!({
+                "splitRoles": true,
+                "keycloak": {"baseUrl": "https://portal.example.com/keycloak", "realmDenyList": ["admin", "www"]},
+                "webhooks": {"port": 9444, "certDir": "/tls", "certificate": {"secretName": "mine", "certManager": {"enabled": false}}},
+            }),
+        ),
+        (
+            "security-operator",
+            "with Keycloak, webhook off",
+            json!({"keycloak": {"baseUrl": "https://portal.example.com/keycloak"}, "webhooks": {"enabled": false}}),
+        ),
+        (
+            "security-operator",
+            "with Keycloak, no system role",
+            json!({"keycloak": {"baseUrl": "https://portal.example.com/keycloak"}, "roles": ["fga", "initializer"]}),
+        ),
+        (
+            "security-operator",
             "core module, one role",
             json!({"coreModule": "module core\n", "roles": ["system"], "operator": {"leaderElect": false}}),
         ),
@@ -1085,6 +1135,11 @@ fn matrix() -> Vec<(&'static str, &'static str, Value)> {
             "platform-mesh-operator",
             "deployment subroutine",
             json!({"subroutines": {"deployment": {"enabled": true}}, "charts": {"version": "0.1.x"}}),
+        ),
+        (
+            "platform-mesh-operator",
+            "security-operator webhook registered",
+            json!({"securityOperatorWebhook": {"register": true, "url": "https://security.example.com:9443"}}),
         ),
         (
             "platform-mesh-operator",

@@ -112,6 +112,12 @@ fn check_mode_holds_to_the_end_and_ctrl_c_stops_everything() {
             .any(|l| l.contains("with her token, kcp lets her list Accounts")),
         "dana's Keycloak login did not work with kcp"
     );
+    assert!(
+        seen.iter()
+            .any(|l| l
+                .contains("an IdentityProviderConfiguration \"master\" is refused at admission")),
+        "the security-operator's webhook, registered by the platform-mesh-operator, did not refuse"
+    );
     let pids = started_pids(&seen);
     assert_eq!(pids.len(), PROCESSES, "{seen:?}");
     assert!(

@@ -1,5 +1,7 @@
 use crds::platform_mesh::WorkspaceTypeRef;
 
+use serde_json::json;
+
 use super::*;
 
 fn inputs() -> Inputs {
@@ -8,6 +10,7 @@ fn inputs() -> Inputs {
         extra_default_bindings: Vec::new(),
         extra_workspaces: Vec::new(),
         account_webhooks: None,
+        security_webhook: None,
     }
 }
 
@@ -219,7 +222,7 @@ fn webhook_configurations_only_when_configured_with_their_ca() {
     let without = names(&tree(&inputs()).unwrap());
     assert!(!without.iter().any(|n| n.contains("WebhookConfiguration")));
     let mut with = inputs();
-    with.account_webhooks = Some(AccountWebhooks {
+    with.account_webhooks = Some(WebhookAddress {
         base_url: "https://127.0.0.1:9443/".to_owned(),
         ca_pem: "PEM".to_owned(),
     });
@@ -234,4 +237,39 @@ fn webhook_configurations_only_when_configured_with_their_ca() {
     // base64 of "PEM"
     assert_eq!(hook["clientConfig"]["caBundle"], "UEVN");
     assert_eq!(hook["failurePolicy"], "Fail");
+
+    // The security-operator's, beside them, only when asked for.
+    with.security_webhook = Some(WebhookAddress {
+        base_url: "https://security.example:8443".to_owned(),
+        ca_pem: "CA".to_owned(),
+    });
+    let phases = tree(&with).unwrap();
+    let webhooks = &phases[phases.len() - 2].objects;
+    assert_eq!(webhooks.len(), 3);
+    let idp = &webhooks[2];
+    assert_eq!(
+        idp.describe(),
+        format!(
+            "ValidatingWebhookConfiguration root:platform-mesh-system/{}",
+            crds::identity_provider::webhook::VALIDATING_CONFIG
+        )
+    );
+    let hook = &idp.object["webhooks"][0];
+    assert_eq!(
+        hook["clientConfig"]["url"],
+        format!(
+            "https://security.example:8443{}",
+            crds::identity_provider::webhook::VALIDATE_PATH
+        )
+    );
+    assert_eq!(hook["clientConfig"]["caBundle"], "Q0E=");
+    assert_eq!(hook["failurePolicy"], "Fail");
+    assert_eq!(
+        hook["rules"][0]["resources"],
+        json!(["identityproviderconfigurations"])
+    );
+    assert_eq!(hook["rules"][0]["operations"], json!(["CREATE", "UPDATE"]));
+    with.account_webhooks = None;
+    let phases = tree(&with).unwrap();
+    assert_eq!(phases[phases.len() - 2].objects.len(), 1);
 }

@@ -11,9 +11,10 @@ use kcp::types::tenancy::Workspace;
 use kube::{Api, ResourceExt};
 use lifecycle::{Outcome, Subroutine, SubroutineError, Wait};
 
+use super::WebhookRegistration;
 use super::{Ctx, KCP_WAIT_POLL};
 use crate::apply::{ensure, is_ready};
-use crate::bootstrap::{AccountWebhooks, Inputs, created_workspaces, tree};
+use crate::bootstrap::{Inputs, WebhookAddress, created_workspaces, tree};
 
 /// The finalizer; without `--delete-workspaces-on-delete` its cleanup does nothing (the tree
 /// outlives the PlatformMesh).
@@ -94,6 +95,7 @@ impl Subroutine<PlatformMesh, Ctx> for KcpSetup {
                 .map(|k| k.extra_workspaces.clone())
                 .unwrap_or_default(),
             account_webhooks: None,
+            security_webhook: None,
         };
         // One at a time, deepest first and the system workspace last: a workspace binding the
         // core export cannot finish deleting once the export's workspace is gone.
@@ -174,23 +176,34 @@ async fn inputs(pm: &PlatformMesh, ctx: &Ctx) -> Result<Inputs, SubroutineError>
             requeue_after: Some(KCP_WAIT_POLL),
         })?;
     let namespace = pm.namespace().unwrap_or_default();
-    let account_webhooks = match &settings.account_webhook_ca_secret {
-        Some(secret) => Some(AccountWebhooks {
-            base_url: settings.account_webhook_url.as_ref().map_or_else(
-                || format!("https://account-operator-webhook.{namespace}.svc:9443"),
-                ToString::to_string,
-            ),
-            ca_pem: ctx.secret_text(&namespace, secret, "ca.crt").await?,
-        }),
-        None => None,
-    };
+    let account_webhooks = address(ctx, &namespace, settings.account_webhooks.as_ref()).await?;
+    let security_webhook = address(ctx, &namespace, settings.security_webhook.as_ref()).await?;
     let kcp = pm.spec.kcp.clone().unwrap_or_default();
     Ok(Inputs {
         tenancy_identity_hash: tenancy,
         extra_default_bindings: kcp.extra_default_api_bindings,
         extra_workspaces: kcp.extra_workspaces,
         account_webhooks,
+        security_webhook,
     })
+}
+
+/// Where kcp reaches a webhook server to register, with the CA read from its Secret; a wait
+/// naming the Secret while it is missing.
+async fn address(
+    ctx: &Ctx,
+    namespace: &str,
+    registration: Option<&WebhookRegistration>,
+) -> Result<Option<WebhookAddress>, SubroutineError> {
+    let Some(registration) = registration else {
+        return Ok(None);
+    };
+    Ok(Some(WebhookAddress {
+        base_url: registration.base_url(namespace),
+        ca_pem: ctx
+            .secret_text(namespace, &registration.ca_secret, "ca.crt")
+            .await?,
+    }))
 }
 
 #[cfg(test)]
