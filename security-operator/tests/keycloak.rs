@@ -4,8 +4,9 @@
 //! deleted with the object; and the bad cases: a client without redirect URIs refused at
 //! admission, an Invite without a valid address refused at admission, `master` and a denied
 //! realm refused with a condition, Keycloak unreachable for 30 s reported and then caught up
-//! with; and the admission webhook refusing `master`, a denied name and a realm Keycloak
-//! already has.
+//! with; the admission webhook refusing `master`, a denied name and a realm Keycloak already
+//! has; and an invited user's default password (`--set-default-password`) replaced at the
+//! first login.
 
 #![allow(clippy::unwrap_used)]
 
@@ -28,7 +29,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kit::controller::DEBUG_LABEL;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use security_operator::controllers::{
-    CLIENT_NAME_LABEL, CLIENT_SECRET_KEY, IDP_NAME_LABEL, REGISTRATION_TOKEN_KEY,
+    CLIENT_NAME_LABEL, CLIENT_SECRET_KEY, DEFAULT_PASSWORD, IDP_NAME_LABEL, REGISTRATION_TOKEN_KEY,
+    required_actions,
 };
 use serde_json::{Value, json};
 use support::{Platform, base};
@@ -539,4 +541,81 @@ async fn the_webhook_refuses_names_that_can_never_be_an_orgs_realm() {
         .delete(name, &DeleteParams::default())
         .await
         .unwrap();
+}
+
+/// `--set-default-password`, as Keycloak takes it: the user the Invite controller makes with it
+/// logs in once with the default password, is made to choose their own there and then, and
+/// the default one no longer works.
+#[tokio::test]
+async fn a_default_password_works_once_and_is_replaced_at_the_first_login() {
+    let server = Keycloak::shared().await;
+    let keycloak = keycloak::KeycloakApi::new(
+        server.http().clone(),
+        server.url(),
+        keycloak::Login::Password {
+            username: harness::keycloak::ADMIN.into(),
+            password: server.admin_password().into(),
+        },
+    );
+    let realm = format!("default-password-{}", unique_suffix());
+    keycloak
+        .apply_realm(&keycloak::RealmSettings {
+            name: realm.clone(),
+            registration_allowed: false,
+            access_token_lifespan: Duration::from_secs(3600),
+            smtp: None,
+        })
+        .await
+        .unwrap();
+    let redirect = "http://localhost:8000";
+    let kubectl = keycloak
+        .register_client(
+            &realm,
+            &keycloak::ClientRegistration {
+                name: "kubectl".into(),
+                public: true,
+                redirect_uris: vec![redirect.into()],
+                post_logout_redirect_uris: Vec::new(),
+            },
+        )
+        .await
+        .unwrap();
+    let email = "tina@example.com";
+    // What the Invite controller sends with --set-default-password.
+    keycloak
+        .create_user(
+            &realm,
+            email,
+            required_actions(true),
+            Some(DEFAULT_PASSWORD),
+        )
+        .await
+        .unwrap();
+    let issuer = format!("{}/realms/{realm}", server.url());
+    let login = |password: &'static str, new_password: &'static str| {
+        let (issuer, client) = (issuer.clone(), kubectl.client_id.clone());
+        async move {
+            server
+                .browser()
+                .login_setting_password(&issuer, &client, redirect, (email, password), new_password)
+                .await
+        }
+    };
+
+    // The first login, with the default password, asks for a new one and ends with tokens.
+    let own = "tina-chose-this";
+    let tokens = login(DEFAULT_PASSWORD, own).await.unwrap();
+    assert!(!tokens.id_token.is_empty());
+    let user = keycloak
+        .user_by_email(&realm, email)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(user.required_actions.is_empty(), "{user:?}");
+    // From then on only her own password opens the realm.
+    let refused = login(DEFAULT_PASSWORD, "never-asked").await.unwrap_err();
+    assert!(refused.contains("did not come back"), "{refused}");
+    login(own, "never-asked").await.unwrap();
+
+    keycloak.delete_realm(&realm).await.unwrap();
 }

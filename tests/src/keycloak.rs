@@ -382,6 +382,26 @@ impl Browser {
         username: &str,
         password: &str,
     ) -> Result<LoginTokens, String> {
+        self.login_setting_password(
+            issuer,
+            client_id,
+            redirect_uri,
+            (username, password),
+            password,
+        )
+        .await
+    }
+
+    /// [`Browser::login`] with `login` (user name, password), choosing `new_password` when
+    /// Keycloak asks for one (a temporary password, a required action).
+    pub async fn login_setting_password(
+        &self,
+        issuer: &str,
+        client_id: &str,
+        redirect_uri: &str,
+        login: (&str, &str),
+        new_password: &str,
+    ) -> Result<LoginTokens, String> {
         let mut start = reqwest::Url::parse(&format!("{issuer}/protocol/openid-connect/auth"))
             .map_err(|e| e.to_string())?;
         start
@@ -392,12 +412,7 @@ impl Browser {
             .append_pair("scope", "openid email")
             .append_pair("state", "harness");
         let walked = self
-            .walk(
-                start.as_str(),
-                (username, password),
-                password,
-                Some(redirect_uri),
-            )
+            .walk(start.as_str(), login, new_password, Some(redirect_uri))
             .await;
         let Walked::Redirect(to) = walked else {
             return Err(format!(
@@ -442,6 +457,7 @@ impl Browser {
         stop_at: Option<&str>,
     ) -> Walked {
         let mut request = self.http.get(url);
+        let mut typed_password = false;
         for _ in 0..12 {
             let response = request
                 .send()
@@ -466,6 +482,14 @@ impl Browser {
             }
             let page = response.text().await.unwrap_or_default();
             let next = if let Some((action, mut fields)) = form(&page) {
+                // The login form again after the password was typed: Keycloak refused it, and
+                // typing it again would not help.
+                if fields.iter().any(|(name, _)| name == "password") {
+                    if typed_password {
+                        return Walked::Page(page);
+                    }
+                    typed_password = true;
+                }
                 // What a person types: the login, a new password, a name when the profile
                 // asks for one (Keycloak's default profile wants first and last names).
                 for (name, value) in &mut fields {

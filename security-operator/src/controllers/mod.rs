@@ -54,7 +54,7 @@ pub use identity_provider::{
     CLIENT_NAME_LABEL, CLIENT_SECRET_KEY, IDENTITY_PROVIDER_RECONCILER, IDP_NAME_LABEL,
     REGISTRATION_TOKEN_KEY, identity_provider_controller, refused_realm,
 };
-pub use invite::{DEFAULT_PASSWORD, INVITE_RECONCILER, invite_controller};
+pub use invite::{DEFAULT_PASSWORD, INVITE_RECONCILER, invite_controller, required_actions};
 pub use keycloak::KeycloakSettings;
 pub use metrics::{FgaOperation, SecurityMetrics};
 pub use model_generator::{MODEL_GENERATOR_RECONCILER, model_generator_controller};
