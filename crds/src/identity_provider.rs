@@ -109,3 +109,174 @@ pub struct ManagedClient {
     /// The Secret holding the client's credentials.
     pub secret_ref: SecretReference,
 }
+
+impl IdentityProviderConfiguration {
+    /// The client id of every client in the spec, by client name, once the configuration is
+    /// Ready with all of them registered; otherwise what it still waits for.
+    pub fn client_ids(&self) -> Result<BTreeMap<String, String>, String> {
+        let status = self.status.clone().unwrap_or_default();
+        let ready = status
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == "True");
+        if !ready {
+            let name = self.metadata.name.as_deref().unwrap_or_default();
+            let why = status
+                .conditions
+                .iter()
+                .find(|c| c.type_ == "Ready")
+                .map(|c| format!(": {}", c.message))
+                .unwrap_or_default();
+            return Err(format!(
+                "waiting for IdentityProviderConfiguration {name} to become Ready{why}"
+            ));
+        }
+        self.spec
+            .clients
+            .iter()
+            .map(|client| {
+                let id = status
+                    .managed_clients
+                    .get(&client.client_name)
+                    .map(|m| m.client_id.clone())
+                    .filter(|id| !id.is_empty())
+                    .ok_or_else(|| {
+                        format!(
+                            "waiting for client {} to get a client id",
+                            client.client_name
+                        )
+                    })?;
+                Ok((client.client_name.clone(), id))
+            })
+            .collect()
+    }
+}
+
+/// How kcp reads a user out of a realm's tokens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenClaims {
+    /// The claim that is the user name (`email`).
+    pub user: String,
+    /// The claim listing the groups (`groups`).
+    pub groups: String,
+    /// Take the user claim whether or not `email_verified` is true (development only).
+    pub allow_unverified_emails: bool,
+}
+
+/// A kcp WorkspaceAuthenticationConfiguration `name` with one JWT authenticator: tokens of
+/// `issuer` for any of `audiences`, the user and groups read as `claims` says, the issuer's
+/// certificate checked against `issuer_ca` (PEM) when given, else the system's roots.
+pub fn authentication_configuration(
+    name: &str,
+    issuer: &str,
+    audiences: &[String],
+    claims: &TokenClaims,
+    issuer_ca: Option<&str>,
+) -> kcp::types::tenancy::WorkspaceAuthenticationConfiguration {
+    use serde_json::{Value, json};
+    let (username, validation): (Value, Vec<Value>) = if claims.allow_unverified_emails {
+        (
+            json!({"expression": format!("claims.{}", claims.user)}),
+            vec![json!({
+                "expression": "claims.?email_verified.orValue(true) == true || claims.?email_verified.orValue(true) == false",
+                "message": "email_verified must be a boolean",
+            })],
+        )
+    } else {
+        (json!({"claim": claims.user, "prefix": ""}), Vec::new())
+    };
+    let mut jwt = json!({
+        "issuer": {
+            "url": issuer,
+            "audiences": audiences,
+            "audienceMatchPolicy": "MatchAny",
+        },
+        "claimMappings": {
+            "username": username,
+            "groups": {"claim": claims.groups, "prefix": ""},
+        },
+    });
+    if !validation.is_empty() {
+        jwt["claimValidationRules"] = Value::Array(validation);
+    }
+    if let Some(ca) = issuer_ca {
+        jwt["issuer"]["certificateAuthority"] = json!(ca);
+    }
+    kcp::types::tenancy::WorkspaceAuthenticationConfiguration::new(
+        name,
+        kcp::types::tenancy::WorkspaceAuthenticationConfigurationSpec { jwt: vec![jwt] },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+    use super::*;
+
+    fn ready(status: &str, message: &str) -> Condition {
+        Condition {
+            type_: "Ready".into(),
+            status: status.into(),
+            reason: "Reason".into(),
+            message: message.into(),
+            last_transition_time: Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH),
+            observed_generation: None,
+        }
+    }
+
+    #[test]
+    fn client_ids_wait_for_ready_and_every_client_and_say_why() {
+        let client = |name: &str| IdentityProviderClient {
+            client_name: name.into(),
+            redirect_uris: vec!["https://x/*".into()],
+            ..Default::default()
+        };
+        let mut idp = IdentityProviderConfiguration::new(
+            "welcome",
+            IdentityProviderConfigurationSpec {
+                registration_allowed: None,
+                clients: vec![client("portal"), client("kubectl")],
+            },
+        );
+        let waiting = idp.client_ids().unwrap_err();
+        assert_eq!(
+            waiting,
+            "waiting for IdentityProviderConfiguration welcome to become Ready"
+        );
+        let mut status = IdentityProviderConfigurationStatus {
+            conditions: vec![ready("False", "Keycloak at https://k did not answer")],
+            ..Default::default()
+        };
+        idp.status = Some(status.clone());
+        assert!(
+            idp.client_ids()
+                .unwrap_err()
+                .ends_with(": Keycloak at https://k did not answer")
+        );
+        status.conditions = vec![ready("True", "")];
+        status.managed_clients.insert(
+            "portal".into(),
+            ManagedClient {
+                client_id: "c-portal".into(),
+                ..Default::default()
+            },
+        );
+        idp.status = Some(status.clone());
+        assert_eq!(
+            idp.client_ids().unwrap_err(),
+            "waiting for client kubectl to get a client id"
+        );
+        status.managed_clients.insert(
+            "kubectl".into(),
+            ManagedClient {
+                client_id: "c-kubectl".into(),
+                ..Default::default()
+            },
+        );
+        idp.status = Some(status);
+        let ids = idp.client_ids().unwrap();
+        assert_eq!(ids["portal"], "c-portal");
+        assert_eq!(ids["kubectl"], "c-kubectl");
+    }
+}

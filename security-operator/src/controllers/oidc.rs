@@ -5,24 +5,21 @@
 //! become Ready, which the `system` and `fga` roles' Keycloak controllers make them; until
 //! then the org stays initializing.
 
-use std::collections::BTreeMap;
-
 use crds::account::ORG_LABEL;
 use crds::account_info::{ACCOUNT_INFO_NAME, AccountInfo, ClientInfo, OidcInfo};
 use crds::identity_provider::{
     ClientType, IdentityProviderClient, IdentityProviderConfiguration,
-    IdentityProviderConfigurationSpec, IdentityProviderConfigurationStatus, SecretReference,
+    IdentityProviderConfigurationSpec, SecretReference, TokenClaims, authentication_configuration,
 };
 use crds::invite::{Invite, InviteSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kcp::types::tenancy::{
-    AuthenticationConfigurationReference, WorkspaceAuthenticationConfiguration,
-    WorkspaceAuthenticationConfigurationSpec, WorkspaceType,
+    AuthenticationConfigurationReference, WorkspaceAuthenticationConfiguration, WorkspaceType,
 };
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::{Resource, ResourceExt};
 use lifecycle::SubroutineError;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::workspace::delete_ignoring_missing;
 use super::{Ctx, MANAGER, merge_params, poll};
@@ -114,53 +111,24 @@ impl OidcSettings {
     ) -> WorkspaceAuthenticationConfiguration {
         let mut audiences = client_ids.to_vec();
         audiences.extend(self.additional_audiences.iter().cloned());
-        let (username, validation): (Value, Vec<Value>) = if self.allow_unverified_emails {
-            (
-                json!({"expression": format!("claims.{}", self.user_claim)}),
-                vec![json!({
-                    "expression": "claims.?email_verified.orValue(true) == true || claims.?email_verified.orValue(true) == false",
-                    "message": "email_verified must be a boolean",
-                })],
-            )
-        } else {
-            (json!({"claim": self.user_claim, "prefix": ""}), Vec::new())
+        let claims = TokenClaims {
+            user: self.user_claim.clone(),
+            groups: self.group_claim.clone(),
+            allow_unverified_emails: self.allow_unverified_emails,
         };
-        let mut jwt = json!({
-            "issuer": {
-                "url": self.issuer(org),
-                "audiences": audiences,
-                "audienceMatchPolicy": "MatchAny",
-            },
-            "claimMappings": {
-                "username": username,
-                "groups": {"claim": self.group_claim, "prefix": ""},
-            },
-        });
-        if !validation.is_empty() {
-            jwt["claimValidationRules"] = Value::Array(validation);
-        }
-        if let Some(ca) = &self.issuer_ca {
-            jwt["issuer"]["certificateAuthority"] = json!(ca);
-        }
-        let mut config = WorkspaceAuthenticationConfiguration::new(
+        authentication_configuration(
             org,
-            WorkspaceAuthenticationConfigurationSpec { jwt: vec![jwt] },
-        );
-        config.metadata.managed_fields = None;
-        config
+            &self.issuer(org),
+            &audiences,
+            &claims,
+            self.issuer_ca.as_deref(),
+        )
     }
 }
 
 /// The AccountInfo `spec.oidc` an IdentityProviderConfiguration's status gives, or why not yet.
 pub fn oidc_info(issuer: String, idp: &IdentityProviderConfiguration) -> Result<OidcInfo, String> {
-    let status = idp.status.clone().unwrap_or_default();
-    if !is_ready(&status.conditions) {
-        return Err(format!(
-            "waiting for IdentityProviderConfiguration {} to become Ready",
-            idp.name_any()
-        ));
-    }
-    let clients = client_ids(&idp.spec.clients, &status)?;
+    let clients = idp.client_ids()?;
     Ok(OidcInfo {
         issuer_url: issuer,
         clients: clients
@@ -168,29 +136,6 @@ pub fn oidc_info(issuer: String, idp: &IdentityProviderConfiguration) -> Result<
             .map(|(name, client_id)| (name, ClientInfo { client_id }))
             .collect(),
     })
-}
-
-fn client_ids(
-    clients: &[IdentityProviderClient],
-    status: &IdentityProviderConfigurationStatus,
-) -> Result<BTreeMap<String, String>, String> {
-    clients
-        .iter()
-        .map(|client| {
-            let id = status
-                .managed_clients
-                .get(&client.client_name)
-                .map(|m| m.client_id.clone())
-                .filter(|id| !id.is_empty())
-                .ok_or_else(|| {
-                    format!(
-                        "waiting for client {} to get a client id",
-                        client.client_name
-                    )
-                })?;
-            Ok((client.client_name.clone(), id))
-        })
-        .collect()
 }
 
 /// Whether `name` looks like an e-mail address (one `@` between non-empty parts); the Invite's
@@ -384,7 +329,7 @@ fn org_path(ctx: &Ctx, org: &str) -> Result<kcp::ClusterPath, SubroutineError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crds::identity_provider::ManagedClient;
+    use crds::identity_provider::{IdentityProviderConfigurationStatus, ManagedClient};
 
     fn settings() -> OidcSettings {
         OidcSettings {
