@@ -13,6 +13,7 @@ use crate::controller::{
 };
 use crate::flux::ChartSource;
 use crate::kubeconfig::{KubeconfigError, admin_source};
+use crate::welcome::WelcomeSettings;
 
 /// The binary: its name (the field manager of its writes), its flags' environment prefix and
 /// its leader-election Lease, as upstream.
@@ -85,6 +86,17 @@ pub async fn run(config: Config, stop: CancellationToken) -> Result<(), AppError
             repository: config.chart_repository.clone(),
             version: config.chart_version.clone(),
         },
+        welcome: WelcomeSettings {
+            registration_allowed: config.idp_registration_allowed,
+            additional_redirect_uris: config.idp_welcome_additional_redirect_uris.clone(),
+            additional_post_logout_redirect_uris: config
+                .idp_welcome_additional_post_logout_redirect_uris
+                .clone(),
+            domain_ca_secret: config
+                .domain_certificate_ca_secret_name
+                .clone()
+                .map(|name| (name, config.domain_certificate_ca_secret_key.clone())),
+        },
     });
     let steps = Steps {
         kcp_setup: config.subroutines_kcp_setup_enabled,
@@ -92,6 +104,7 @@ pub async fn run(config: Config, stop: CancellationToken) -> Result<(), AppError
         authorization_webhook: config.subroutines_authorization_webhook_enabled,
         deployment: config.subroutines_deployment_enabled,
         delete_workspaces: config.delete_workspaces_on_delete,
+        welcome: config.subroutines_welcome_enabled,
     };
     // The hosting cluster is watched directly: PlatformMesh and Secrets live there.
     let setup = process.setup(EndpointSource::Direct {

@@ -91,7 +91,12 @@ pub struct Desired {
 }
 
 impl Desired {
-    fn new<K>(path: &ClusterPath, object: &K, readiness: Readiness) -> Result<Self, BootstrapError>
+    /// `object` in `path`, labelled as this operator's.
+    pub fn new<K>(
+        path: &ClusterPath,
+        object: &K,
+        readiness: Readiness,
+    ) -> Result<Self, BootstrapError>
     where
         K: Resource<DynamicType = ()> + Serialize,
     {

@@ -64,6 +64,36 @@ pub struct Config {
     #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
     pub subroutines_deployment_enabled: bool,
 
+    /// Set up the welcome realm, in which a person without an organisation logs in to make
+    /// one: IdentityProviderConfiguration `welcome` in root:platform-mesh-system, and
+    /// `orgs-authentication` for the `orgs` WorkspaceType. It needs `spec.exposure.baseDomain`
+    /// and a security-operator with Keycloak (which makes the realm); the PlatformMesh is Ready
+    /// only once the realm's clients are registered.
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
+    pub subroutines_welcome_enabled: bool,
+
+    /// People may register themselves in the welcome realm.
+    #[arg(long)]
+    pub idp_registration_allowed: bool,
+
+    /// More redirect URIs of the welcome realm's portal client (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub idp_welcome_additional_redirect_uris: Vec<String>,
+
+    /// More post-logout redirect URIs of the welcome realm's portal client (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub idp_welcome_additional_post_logout_redirect_uris: Vec<String>,
+
+    /// The Secret (in the PlatformMesh's namespace) holding the CA kcp is to trust for the
+    /// welcome realm's issuer; unset: the system's roots. Upstream always read
+    /// `domain-certificate`.
+    #[arg(long)]
+    pub domain_certificate_ca_secret_name: Option<String>,
+
+    /// The key of that CA in the Secret.
+    #[arg(long, default_value = "ca.crt")]
+    pub domain_certificate_ca_secret_key: String,
+
     /// How often the kcp tree is compared with what it should be, so that an object deleted
     /// or edited in kcp is put back. A comparison only reads.
     #[arg(long, default_value = "1m", value_parser = humantime::parse_duration)]
@@ -166,6 +196,10 @@ mod tests {
         assert_eq!(config.kcp_drift_check_interval, Duration::from_secs(60));
         assert!(!config.delete_workspaces_on_delete);
         assert_eq!(config.security_operator_webhook_ca_secret, None);
+        assert!(!config.subroutines_welcome_enabled);
+        assert!(!config.idp_registration_allowed);
+        assert_eq!(config.domain_certificate_ca_secret_name, None);
+        assert_eq!(config.domain_certificate_ca_secret_key, "ca.crt");
     }
 
     #[test]

@@ -7,11 +7,13 @@
 //! | [`ProvidersecretSubroutine`](provider_secrets) | a kubeconfig Secret per connection |
 //! | [`AuthorizationwebhookSubroutine`](authorization_webhook) | kcp's kubeconfig for the rebac-authz-webhook |
 //! | [`DeploymentSubroutine`](deployment) | a Flux HelmRelease per enabled component |
+//! | [`WelcomeSubroutine`](welcome) | the welcome realm and `orgs-authentication` |
 
 pub mod authorization_webhook;
 pub mod deployment;
 pub mod kcp_setup;
 pub mod provider_secrets;
+pub mod welcome;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -74,6 +76,8 @@ pub struct Settings {
     pub setup_progress: kcp_setup::SetupProgress,
     /// Where the charts come from.
     pub charts: ChartSource,
+    /// The welcome realm's flags.
+    pub welcome: crate::welcome::WelcomeSettings,
 }
 
 /// An admission webhook server to register in kcp: the Secret holding its CA, and where kcp
@@ -110,6 +114,8 @@ pub struct Steps {
     pub deployment: bool,
     /// `--delete-workspaces-on-delete`.
     pub delete_workspaces: bool,
+    /// `--subroutines-welcome-enabled`.
+    pub welcome: bool,
 }
 
 /// One reconcile's context.
@@ -324,6 +330,10 @@ pub fn platform_mesh_controller(
         }),
         Box::new(deployment::Deployment {
             render: steps.deployment,
+        }),
+        Box::new(welcome::Welcome {
+            enabled: steps.welcome,
+            delete_workspaces: steps.delete_workspaces,
         }),
     ];
     LifecycleController::new(

@@ -8,6 +8,7 @@
 //! * [`apply`]: writing an object only when it differs.
 //! * [`kubeconfig`]: kubeconfigs and the scoped RBAC derived from an APIExport, pure.
 //! * [`flux`]: the Flux HelmReleases of the suite's components, pure.
+//! * [`welcome`]: the welcome realm, pure.
 
 pub mod app;
 pub mod apply;
@@ -16,3 +17,4 @@ pub mod config;
 pub mod controller;
 pub mod flux;
 pub mod kubeconfig;
+pub mod welcome;

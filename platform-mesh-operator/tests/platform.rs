@@ -347,7 +347,7 @@ async fn condition_becomes(
 async fn bad_input_is_a_condition_with_a_reason_and_message() {
     const NS: &str = "bad-input";
     const LABEL: &str = "bad";
-    let host = host_without_setup(NS, LABEL, &[]).await;
+    let host = host_without_setup(NS, LABEL, &["--subroutines-welcome-enabled=true"]).await;
     let pms = host.platform_meshes(NS);
     let root_admin =
         |secret: &str| serde_json::json!({"secret": secret, "path": "root", "adminAuth": true});
@@ -385,6 +385,24 @@ async fn bad_input_is_a_condition_with_a_reason_and_message() {
             vec![
                 "\"scoped\"",
                 "exactly one of endpointSliceName and apiExportName",
+            ],
+        ),
+        (
+            "welcome-without-domain",
+            serde_json::json!({"kcp": {"providerConnections": [root_admin("third")]}}),
+            "WelcomeSubroutine",
+            "InvalidSpec",
+            vec!["spec.exposure.baseDomain: required for the welcome realm"],
+        ),
+        (
+            "welcome-with-a-url",
+            serde_json::json!({"exposure": {"baseDomain": "https://portal.example"},
+                               "kcp": {"providerConnections": [root_admin("fourth")]}}),
+            "WelcomeSubroutine",
+            "InvalidSpec",
+            vec![
+                "\"https://portal.example\"",
+                "a host name, without scheme, port or path",
             ],
         ),
     ];

@@ -51,11 +51,17 @@ const DANA_TEAM: &str = "dev";
 const DANA: &str = "dana@example.com";
 /// The password dana sets when she follows her invitation.
 const DANA_PASSWORD: &str = "dana-demo-password";
+/// The person in no organisation who logs in to the welcome realm and makes her own.
+const ERIN: &str = "erin@example.com";
+const ERIN_PASSWORD: &str = "erin-demo-password";
+const ERIN_ORG: &str = "gamma";
 /// Where a `kubectl` OIDC login returns to (the `kubectl` client's first redirect URL).
 const KUBECTL_REDIRECT: &str = "http://localhost:8000";
 /// The Secrets with the CAs of the operators' admission webhooks, as their charts name them.
 const ACCOUNT_WEBHOOK_CA: &str = "account-operator-webhook-server-cert";
 const SECURITY_WEBHOOK_CA: &str = "security-operator-webhook-server-cert";
+/// The Secret with the CA of the portal domain (Keycloak's), for the welcome realm's issuer.
+const DOMAIN_CA: &str = "domain-certificate";
 /// How long one step may wait for the platform before the demo gives up.
 const STEP_TIMEOUT: Duration = Duration::from_secs(180);
 
@@ -145,7 +151,7 @@ fn tree_rss_kib(root: u32) -> u64 {
 }
 
 /// Steps the demo shows, for the `[n/N]` counter.
-const STEPS: usize = 10;
+const STEPS: usize = 11;
 
 impl Demo {
     fn new() -> Self {
@@ -308,6 +314,9 @@ async fn walk(demo: &mut Demo, dir: &Path, options: Options) -> DemoResult<()> {
         .await?;
     demo.kcp = Some(kcp);
     let keycloak_secret = keycloak.service_account("security-operator").await;
+    let keycloak_port = keycloak.address().port();
+    let keycloak_ca = std::fs::read_to_string(keycloak.ca_file())
+        .map_err(|e| format!("reading {}: {e}", keycloak.ca_file().display()))?;
     demo.keycloak = Some(keycloak);
     demo.smtp = Some(smtp);
 
@@ -329,6 +338,7 @@ async fn walk(demo: &mut Demo, dir: &Path, options: Options) -> DemoResult<()> {
                     (ACCOUNT_WEBHOOK_CA, account_certs.as_path()),
                     (SECURITY_WEBHOOK_CA, security_certs.as_path()),
                 ],
+                &keycloak_ca,
             ),
         )
         .await?;
@@ -343,6 +353,8 @@ async fn walk(demo: &mut Demo, dir: &Path, options: Options) -> DemoResult<()> {
         format!("--account-operator-webhook-url=https://{account_webhook}"),
         format!("--security-operator-webhook-ca-secret={SECURITY_WEBHOOK_CA}"),
         format!("--security-operator-webhook-url=https://{security_webhook}"),
+        "--subroutines-welcome-enabled=true".to_owned(),
+        format!("--domain-certificate-ca-secret-name={DOMAIN_CA}"),
         format!(
             "--authorization-webhook-url=https://{}/authz",
             demo.kcp().webhook_address()
@@ -365,16 +377,28 @@ async fn walk(demo: &mut Demo, dir: &Path, options: Options) -> DemoResult<()> {
             ready(operator, pm_health, name).await?;
             let manifest = format!(
                 "apiVersion: core.platform-mesh.io/v1alpha1\nkind: PlatformMesh\n\
-                 metadata:\n  name: platform-mesh\n  namespace: {NAMESPACE}\nspec: {{}}\n"
+                 metadata:\n  name: platform-mesh\n  namespace: {NAMESPACE}\n\
+                 spec:\n  exposure:\n    baseDomain: localhost\n    port: {keycloak_port}\n"
             );
             kubectl
                 .apply(&host, "root", &manifest, "the PlatformMesh")
                 .await?;
-            let pm = until("PlatformMesh platform-mesh Ready", || async {
-                let pm = platform_meshes.get_opt("platform-mesh").await.ok()??;
-                let conditions = pm.status.as_ref()?.conditions.clone();
-                is_true(&conditions, "Ready").then_some(conditions)
-            })
+            // Everything but the welcome realm, which waits for the security-operator.
+            let pm = until(
+                "PlatformMesh platform-mesh's kcp and kubeconfigs",
+                || async {
+                    let pm = platform_meshes.get_opt("platform-mesh").await.ok()??;
+                    let conditions = pm.status.as_ref()?.conditions.clone();
+                    let done = [
+                        "KcpsetupSubroutine",
+                        "ProvidersecretSubroutine",
+                        "AuthorizationwebhookSubroutine",
+                    ];
+                    done.iter()
+                        .all(|c| is_true(&conditions, c))
+                        .then_some(conditions)
+                },
+            )
             .await?;
             print_conditions("PlatformMesh platform-mesh", &pm);
             Ok(())
@@ -469,17 +493,30 @@ async fn walk(demo: &mut Demo, dir: &Path, options: Options) -> DemoResult<()> {
         demo.operators.push((name, process));
         health.push((name, port));
     }
-    demo.step("Start them; wait until each is ready (/readyz)", async {
-        for (name, port) in &health {
-            let (_, process) = demo
-                .operators
-                .iter()
-                .find(|(started, _)| started == name)
-                .ok_or_else(|| format!("{name} was not started"))?;
-            ready(process, *port, name).await?;
-        }
-        Ok(())
-    })
+    demo.step(
+        "Start them; wait until each is ready (/readyz), and the PlatformMesh with its welcome \
+         realm",
+        async {
+            for (name, port) in &health {
+                let (_, process) = demo
+                    .operators
+                    .iter()
+                    .find(|(started, _)| started == name)
+                    .ok_or_else(|| format!("{name} was not started"))?;
+                ready(process, *port, name).await?;
+            }
+            until("PlatformMesh platform-mesh Ready", || async {
+                let pm = platform_meshes.get_opt("platform-mesh").await.ok()??;
+                is_true(&pm.status.as_ref()?.conditions, "Ready").then_some(())
+            })
+            .await?;
+            println!(
+                "      PlatformMesh platform-mesh Ready: the security-operator made the welcome \
+                 realm, root:orgs takes its tokens"
+            );
+            Ok(())
+        },
+    )
     .await?;
 
     let users = dir.join("demo.kubeconfig");
@@ -540,6 +577,13 @@ async fn walk(demo: &mut Demo, dir: &Path, options: Options) -> DemoResult<()> {
     write_user_kubeconfig(demo.kcp(), &users, Some(&dana_token))?;
 
     demo.step(
+        "erin@example.com, in no organisation yet: logs in to the welcome realm and creates her \
+         own with her token",
+        erin_creates_an_org(demo, &admin),
+    )
+    .await?;
+
+    demo.step(
         "The workspace tree, and who may do what",
         show_tree_and_decisions(demo.kcp(), &admin),
     )
@@ -585,14 +629,16 @@ async fn walk(demo: &mut Demo, dir: &Path, options: Options) -> DemoResult<()> {
 
 /// The hosting cluster: workspace `root:demo-host` with the PlatformMesh CRD, the operators'
 /// namespace, and the CA Secrets the platform-mesh-operator reads (cert-manager's job on a real
-/// cluster): the authorization webhook's (kcp's test CA), and one per `webhook_certs` entry,
-/// whose serving certificate is written into its directory; returns its kubeconfig.
+/// cluster): the authorization webhook's (kcp's test CA), the portal domain's (`domain_ca`),
+/// and one per `webhook_certs` entry, whose serving certificate is written into its directory;
+/// returns its kubeconfig.
 async fn prepare_host(
     kcp: &AuthorizingKcp,
     admin: &ClientFactory,
     path: &ClusterPath,
     kubectl: &Kubectl,
     webhook_certs: &[(&str, &Path)],
+    domain_ca: &str,
 ) -> DemoResult<PathBuf> {
     create_workspace(admin, &ClusterPath::root(), HOST, universal()).await;
     let kubeconfig = kcp.kcp.pointed_kubeconfig(path, "host");
@@ -621,7 +667,10 @@ async fn prepare_host(
         .patch(NAMESPACE, &apply, &Patch::Apply(&namespace))
         .await
         .map_err(|e| format!("namespace {NAMESPACE}: {e}"))?;
-    let mut cas = vec![("rebac-authz-webhook-cert", kcp.ca_pem().to_owned())];
+    let mut cas = vec![
+        ("rebac-authz-webhook-cert", kcp.ca_pem().to_owned()),
+        (DOMAIN_CA, domain_ca.to_owned()),
+    ];
     for (name, certs) in webhook_certs {
         cas.push((name, crate::serving_cert(certs)?));
     }
@@ -810,6 +859,68 @@ async fn dana_logs_in(demo: &Demo, admin: &ClientFactory) -> DemoResult<String> 
         "      an IdentityProviderConfiguration \"master\" is refused at admission: {refusal}"
     );
     Ok(tokens.id_token)
+}
+
+/// erin, a user of the welcome realm (the admin makes her, as self-registration would), logs
+/// in through its `kubectl` client; with her ID token she creates an organisation in
+/// `root:orgs`, which kcp admits through `orgs-authentication` and the rebac-authz-webhook
+/// through the `orgs` Store (every user is a member of `root:orgs`); she becomes its creator.
+async fn erin_creates_an_org(demo: &Demo, admin: &ClientFactory) -> DemoResult<()> {
+    let keycloak = demo.keycloak.as_ref().ok_or("Keycloak was not started")?;
+    keycloak
+        .admin_send(
+            reqwest::Method::POST,
+            "realms/welcome/users",
+            &json!({
+                "username": ERIN, "email": ERIN, "emailVerified": true, "enabled": true,
+                "firstName": "Erin", "lastName": "Example",
+                "credentials": [{"type": "password", "value": ERIN_PASSWORD, "temporary": false}],
+            }),
+        )
+        .await;
+    let system = ClusterPath::root()
+        .join("platform-mesh-system")
+        .map_err(|e| e.to_string())?;
+    let idp: IdentityProviderConfiguration =
+        Api::all(admin.for_path(&system).map_err(|e| e.to_string())?)
+            .get("welcome")
+            .await
+            .map_err(|e| format!("the welcome IdentityProviderConfiguration: {e}"))?;
+    let clients = idp.client_ids()?;
+    let client = clients
+        .get("welcome-kubectl")
+        .ok_or("the welcome realm has no kubectl client")?;
+    let issuer = keycloak.issuer("welcome");
+    let tokens = keycloak
+        .browser()
+        .login(&issuer, client, KUBECTL_REDIRECT, ERIN, ERIN_PASSWORD)
+        .await?;
+    println!("      {ERIN} logs in to {issuer} through client welcome-kubectl ({client})");
+    let orgs_path = ClusterPath::root()
+        .join("orgs")
+        .map_err(|e| e.to_string())?;
+    let as_erin = demo.kcp().with_token("erin", &tokens.id_token).await;
+    let accounts: Api<Account> = Api::all(as_erin.for_path(&orgs_path).map_err(|e| e.to_string())?);
+    // No creator: the account-operator's webhook names the one who creates it.
+    let mut org = crate::new_account(ERIN_ORG, "org", "");
+    org.spec.creator = None;
+    // kcp builds a WorkspaceType's authenticators on first use, and retries after 10 s.
+    until(
+        &format!("erin's token to create Account {ERIN_ORG}"),
+        || async { accounts.create(&Default::default(), &org).await.ok() },
+    )
+    .await?;
+    let created = until(&format!("Account {ERIN_ORG} Ready"), || async {
+        let a = accounts.get_opt(ERIN_ORG).await.ok()??;
+        is_true(&a.status.as_ref()?.conditions, "Ready").then_some(a)
+    })
+    .await?;
+    println!(
+        "      with her welcome token she creates Account {ERIN_ORG} in {orgs_path}: Ready, \
+         creator {}",
+        created.spec.creator.as_deref().unwrap_or("?")
+    );
+    Ok(())
 }
 
 /// Asks kcp to create (dry run) an IdentityProviderConfiguration for Keycloak's `master` realm

@@ -1138,6 +1138,17 @@ fn matrix() -> Vec<(&'static str, &'static str, Value)> {
         ),
         (
             "platform-mesh-operator",
+            "welcome realm",
+            json!({"welcome": {
+                "enabled": true,
+                "registrationAllowed": true,
+                "additionalRedirectUris": ["https://portal.example.com/extra*"],
+                "additionalPostLogoutRedirectUris": ["https://portal.example.com/bye*"],
+                "domainCaSecret": {"name": "domain-certificate", "key": "tls.ca"},
+            }}),
+        ),
+        (
+            "platform-mesh-operator",
             "security-operator webhook registered",
             json!({"securityOperatorWebhook": {"register": true, "url": "https://security.example.com:9443"}}),
         ),

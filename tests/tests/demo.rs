@@ -100,9 +100,9 @@ fn check_mode_holds_to_the_end_and_ctrl_c_stops_everything() {
     let seen = read_until(&output, "Check mode: every step held.");
     let rest: Vec<String> = output.iter().collect();
     assert!(check.wait().unwrap().success(), "{}", rest.join("\n"));
-    for step in 1..=10 {
+    for step in 1..=11 {
         assert!(
-            seen.iter().any(|l| l.starts_with(&format!("[{step}/10]"))),
+            seen.iter().any(|l| l.starts_with(&format!("[{step}/11]"))),
             "step {step} missing"
         );
     }
@@ -117,6 +117,11 @@ fn check_mode_holds_to_the_end_and_ctrl_c_stops_everything() {
             .any(|l| l
                 .contains("an IdentityProviderConfiguration \"master\" is refused at admission")),
         "the security-operator's webhook, registered by the platform-mesh-operator, did not refuse"
+    );
+    assert!(
+        seen.iter()
+            .any(|l| l.contains("with her welcome token she creates Account gamma")),
+        "erin's welcome-realm token did not let her create an organisation"
     );
     let pids = started_pids(&seen);
     assert_eq!(pids.len(), PROCESSES, "{seen:?}");
