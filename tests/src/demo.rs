@@ -617,9 +617,11 @@ async fn walk(demo: &mut Demo, dir: &Path, options: Options) -> DemoResult<()> {
          kubectl --context admin get workspaces\n  \
          kubectl --context host -n {NAMESPACE} get platformmesh\n\
          Log in as dana: {}/realms/{DANA_ORG}/account ({DANA} / {DANA_PASSWORD})\n\
+         Log in as erin, to the welcome realm: {}/realms/welcome/account ({ERIN} / {ERIN_PASSWORD})\n\
          Logs: {}/*.log\nPress Ctrl-C to stop everything.",
         kubectl.binary.display(),
         users.display(),
+        keycloak_url,
         keycloak_url,
         dir.display()
     );
