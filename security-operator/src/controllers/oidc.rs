@@ -329,7 +329,6 @@ fn org_path(ctx: &Ctx, org: &str) -> Result<kcp::ClusterPath, SubroutineError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crds::identity_provider::{IdentityProviderConfigurationStatus, ManagedClient};
 
     fn settings() -> OidcSettings {
         OidcSettings {
@@ -370,7 +369,9 @@ mod tests {
     }
 
     #[test]
-    fn client_ids_come_only_from_a_ready_provider_with_every_client() {
+    fn the_account_info_names_the_issuer_and_each_clients_id_once_ready() {
+        // When a configuration is ready is crds' IdentityProviderConfiguration::client_ids
+        // (tested there); this is what the AccountInfo gets from it.
         let oidc = settings();
         let mut idp = oidc.identity_provider("acme");
         assert!(
@@ -378,46 +379,23 @@ mod tests {
                 .unwrap_err()
                 .contains("Ready")
         );
-        let ready = Condition {
-            type_: "Ready".into(),
-            status: "True".into(),
-            reason: "Complete".into(),
-            message: String::new(),
-            last_transition_time: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
-                k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
-            ),
-            observed_generation: None,
-        };
-        let mut status = IdentityProviderConfigurationStatus {
-            conditions: vec![ready],
-            ..Default::default()
-        };
-        status.managed_clients.insert(
-            "acme".into(),
-            ManagedClient {
-                client_id: "c-acme".into(),
-                ..Default::default()
+        idp.status = serde_json::from_value(json!({
+            "conditions": [{"type": "Ready", "status": "True", "reason": "Complete",
+                            "message": "", "lastTransitionTime": "2026-01-01T00:00:00Z"}],
+            "managedClients": {
+                "acme": {"clientId": "c-acme", "registrationClientUri": "",
+                         "secretRef": {"name": "", "namespace": ""}},
+                "kubectl": {"clientId": "c-kubectl", "registrationClientUri": "",
+                            "secretRef": {"name": "", "namespace": ""}},
             },
-        );
-        idp.status = Some(status.clone());
-        assert!(
-            oidc_info(oidc.issuer("acme"), &idp)
-                .unwrap_err()
-                .contains("kubectl")
-        );
-        status.managed_clients.insert(
-            "kubectl".into(),
-            ManagedClient {
-                client_id: "c-kubectl".into(),
-                ..Default::default()
-            },
-        );
-        idp.status = Some(status);
+        }))
+        .unwrap();
         let info = oidc_info(oidc.issuer("acme"), &idp).unwrap();
         assert_eq!(
             info.issuer_url,
             "https://portal.example/keycloak/realms/acme"
         );
+        assert_eq!(info.clients["acme"].client_id, "c-acme");
         assert_eq!(info.clients["kubectl"].client_id, "c-kubectl");
     }
 
